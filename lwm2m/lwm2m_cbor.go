@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"time"
 )
 
 // LwM2M CBOR, application/vnd.oma.lwm2m+cbor, content format 11544
@@ -15,8 +16,13 @@ import (
 // timestamps. In a Read-Composite or Observe-Composite request the leaves
 // are null and name the requested paths.
 
-// cborTagEpoch is the tag of an epoch-based date/time (RFC 8949 §3.4.2).
-const cborTagEpoch = 1
+// Date/time tags (RFC 8949 §3.4.1, §3.4.2): the encoder writes Time as an
+// epoch number with tag 1; the decoder also takes an RFC 3339 string with
+// tag 0, as the single-value CBOR format sees from some clients.
+const (
+	cborTagDateTime = 0
+	cborTagEpoch    = 1
+)
 
 func decodeLwM2MCBOR(base Path, data []byte, reg *Registry) ([]Record, error) {
 	w := lwm2mCBORWalker{r: cborReader{b: data, f: FormatLwM2MCBOR}, base: base, reg: reg}
@@ -35,6 +41,18 @@ func decodeLwM2MCBOR(base Path, data []byte, reg *Registry) ([]Record, error) {
 // resource is either single or multiple.
 func checkTreePaths(recs []Record) error {
 	if len(recs) < 2 {
+		return nil
+	}
+	// Encoders walk their tree in order, so the common case is already
+	// sorted and needs no copy.
+	sorted := true
+	for i := 1; i < len(recs) && sorted; i++ {
+		if recs[i-1].Path.Contains(recs[i].Path) {
+			return decodeErr(FormatLwM2MCBOR, -1, i, recs[i].Path.String(), "%s appears twice or inside %s", recs[i].Path, recs[i-1].Path)
+		}
+		sorted = recs[i-1].Path.Compare(recs[i].Path) < 0
+	}
+	if sorted {
 		return nil
 	}
 	ps := make([]Path, len(recs))
@@ -224,6 +242,13 @@ func (w *lwm2mCBORWalker) leaf(h cborHead, tag int64, p Path) error {
 			return inRecord(err, idx, p.String())
 		}
 		v, field = String(string(s)), "vs"
+		if tag == cborTagDateTime {
+			t, err := time.Parse(time.RFC3339, string(s))
+			if err != nil {
+				return decodeErr(w.r.f, h.off, idx, p.String(), "tag 0 date/time %q is not RFC 3339", s)
+			}
+			v, field = Time(t), "v"
+		}
 	case cborBytes:
 		s, err := w.r.stringBody(h)
 		if err != nil {

@@ -47,7 +47,7 @@ func TestLwM2MCBORVectors(t *testing.T) {
 	reg := structuredRegistry(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			want := unhex(t, c.hex)
+			want := senmlHex(t, c.hex)
 			got, err := Encode(FormatLwM2MCBOR, c.base, c.recs, reg)
 			if err != nil {
 				t.Fatal(err)
@@ -66,8 +66,8 @@ func TestLwM2MCBORVectors(t *testing.T) {
 			SortRecords(back)
 			exp := append([]Record(nil), c.recs...)
 			SortRecords(exp)
-			if !sameRecords(back, exp) {
-				t.Fatalf("got %s\nwant %s", recordsString(back), recordsString(exp))
+			if !senmlSameRecords(back, exp) {
+				t.Fatalf("got %s\nwant %s", senmlRecordsString(back), senmlRecordsString(exp))
 			}
 		})
 	}
@@ -86,6 +86,8 @@ func TestLwM2MCBORDecodeForms(t *testing.T) {
 			{Path: p("/3/0/0"), Value: String("x")}, {Path: p("/3/0/6/1"), Value: Int(5)}}},
 		{"full path key", `a1 83 19 0ce7 00 19 1644 fb 4036800000000000`, []Record{{Path: p("/3303/0/5700"), Value: Float(22.5)}}},
 		{"indefinite array key", `a1 9f 03 00 09 ff 01`, []Record{{Path: p("/3/0/9"), Value: Int(1)}}},
+		// {[3, 0, 13]: 0("2013-05-02T10:40:15Z")}: Time as a tag 0 string.
+		{"tag 0 time", `a1 83 03 00 0d c0 74 323031332d30352d30325431303a34303a31355a`, []Record{{Path: p("/3/0/13"), Value: TimeUnix(1367491215)}}},
 		// A streaming client's notification with every data type: Time as
 		// tag 1, Objlnk as "O:I" text, doubles always 64-bit.
 		{"client notification", `bf 08 bf 08 bf 00 18 19 01 18 64 02 c1 03 03 78 32 ` + strings.Repeat("58", 50) +
@@ -96,12 +98,12 @@ func TestLwM2MCBORDecodeForms(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			recs, err := Decode(FormatLwM2MCBOR, Path{}, unhex(t, c.hex), nil)
+			recs, err := Decode(FormatLwM2MCBOR, Path{}, senmlHex(t, c.hex), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !sameRecords(recs, c.want) {
-				t.Fatalf("got %s\nwant %s", recordsString(recs), recordsString(c.want))
+			if !senmlSameRecords(recs, c.want) {
+				t.Fatalf("got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(c.want))
 			}
 		})
 	}
@@ -109,7 +111,7 @@ func TestLwM2MCBORDecodeForms(t *testing.T) {
 
 func TestLwM2MCBORRoundTrips(t *testing.T) {
 	reg := structuredRegistry(t)
-	comp := composite10()
+	comp := senmlComposite10()
 	for i := range comp {
 		comp[i].Time = time.Time{}
 	}
@@ -118,8 +120,8 @@ func TestLwM2MCBORRoundTrips(t *testing.T) {
 		base Path
 		recs []Record
 	}{
-		"device":     {MustParsePath("/3/0"), deviceExample()},
-		"every type": {MustParsePath("/32769"), everyType()},
+		"device":     {MustParsePath("/3/0"), senmlDeviceExample()},
+		"every type": {MustParsePath("/32769"), senmlEveryType()},
 		"composite":  {Path{}, comp},
 		"floats": {Path{}, []Record{
 			{Path: MustParsePath("/32769/0/7/0"), Value: Float(math.NaN())},
@@ -138,8 +140,8 @@ func TestLwM2MCBORRoundTrips(t *testing.T) {
 			}
 			exp := append([]Record(nil), c.recs...)
 			SortRecords(exp)
-			if !sameRecords(back, exp) {
-				t.Fatalf("got %s\nwant %s\n%x", recordsString(back), recordsString(exp), data)
+			if !senmlSameRecords(back, exp) {
+				t.Fatalf("got %s\nwant %s\n%x", senmlRecordsString(back), senmlRecordsString(exp), data)
 			}
 		})
 	}
@@ -186,20 +188,21 @@ func TestLwM2MCBORDecodeErrors(t *testing.T) {
 		{name: "empty key", hex: `a1 80 01`, target: ErrMalformed},
 		{name: "long key", hex: `a1 85 03 00 01 02 03 01`, target: ErrLimit},
 		{name: "type mismatch", hex: `a1 83 03 00 09 61 78`, target: ErrType},
+		{name: "tag 0 not a date", hex: `a1 83 03 00 0d c0 61 78`, target: ErrMalformed},
 	}
 	reg := structuredRegistry(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			data := c.raw
 			if data == nil {
-				data = unhex(t, c.hex)
+				data = senmlHex(t, c.hex)
 			}
 			base := Path{}
 			if c.name == "outside base" {
 				base = MustParsePath("/3")
 			}
 			_, err := Decode(FormatLwM2MCBOR, base, data, reg)
-			wantDecodeError(t, err, c.target)
+			senmlWantDecodeError(t, err, c.target)
 		})
 	}
 }
@@ -212,7 +215,7 @@ func TestLwM2MCBORPaths(t *testing.T) {
 	}
 	// {1: null, 3: {0: {0: null}}, 3303: {0: {5700: null}}}: /1/0/1 lies
 	// inside /1 and adds nothing.
-	want := unhex(t, `a3 01 f6 03 a1 00 a1 00 f6 19 0ce7 a1 00 a1 19 1644 f6`)
+	want := senmlHex(t, `a3 01 f6 03 a1 00 a1 00 f6 19 0ce7 a1 00 a1 19 1644 f6`)
 	if !bytes.Equal(data, want) {
 		t.Fatalf("got %x\nwant %x", data, want)
 	}
@@ -226,6 +229,6 @@ func TestLwM2MCBORPaths(t *testing.T) {
 	if _, err := EncodePaths(FormatLwM2MCBOR, []Path{{}}); err == nil {
 		t.Error("root path encoded")
 	}
-	_, err = DecodePaths(FormatLwM2MCBOR, unhex(t, `a1 03 01`))
-	wantDecodeError(t, err, ErrMalformed)
+	_, err = DecodePaths(FormatLwM2MCBOR, senmlHex(t, `a1 03 01`))
+	senmlWantDecodeError(t, err, ErrMalformed)
 }

@@ -252,7 +252,6 @@ func encodeLwM2MJSON(base Path, recs []Record) ([]byte, error) {
 			out = append(out, ',')
 		}
 		out = append(out, '{')
-		comma := false
 		if !allBase {
 			out = append(out, `"n":"`...)
 			for j := base.Len(); j < r.Path.Len(); j++ {
@@ -261,11 +260,7 @@ func encodeLwM2MJSON(base Path, recs []Record) ([]byte, error) {
 				}
 				out = strconv.AppendUint(out, uint64(r.Path.ids[j]), 10)
 			}
-			out = append(out, '"')
-			comma = true
-		}
-		if comma {
-			out = append(out, ',')
+			out = append(out, `",`...)
 		}
 		if out, err = appendLwM2MJSONValue(out, r.Value); err != nil {
 			return nil, fmt.Errorf("record %d (%s): %w", i, r.Path, err)

@@ -3,6 +3,7 @@ package lwm2m
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +31,8 @@ const specDeviceLwM2MJSON = `{"bn":"/3/0/",
 }`
 
 func TestLwM2MJSONSpecDeviceRead(t *testing.T) {
-	want := compactJSON(t, specDeviceLwM2MJSON)
-	got, err := Encode(FormatLwM2MJSON, MustParsePath("/3/0"), deviceExample(), nil)
+	want := senmlCompactJSON(t, specDeviceLwM2MJSON)
+	got, err := Encode(FormatLwM2MJSON, MustParsePath("/3/0"), senmlDeviceExample(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +43,8 @@ func TestLwM2MJSONSpecDeviceRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameRecords(recs, deviceExample()) {
-		t.Fatalf("got %s\nwant %s", recordsString(recs), recordsString(deviceExample()))
+	if !senmlSameRecords(recs, senmlDeviceExample()) {
+		t.Fatalf("got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(senmlDeviceExample()))
 	}
 }
 
@@ -52,15 +53,15 @@ func TestLwM2MJSONTimestamps(t *testing.T) {
 	// resource; t is relative to bt, and a negative resolved time is
 	// relative to now.
 	in := `{"e":[{"n":"1","v":22.4,"t":-5},{"n":"1","v":22.9,"t":-30},{"n":"1","v":24.1,"t":-50}],"bn":"/3303/0/"}`
-	recs, err := decodeLwM2MJSONAt(MustParsePath("/3303/0"), []byte(in), nil, fixedClock)
+	recs, err := decodeLwM2MJSONAt(MustParsePath("/3303/0"), []byte(in), nil, senmlFixedClock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 3 || !recs[1].Time.Equal(testNow.Add(-30*time.Second)) || recs[2].Value.Float() != 24.1 {
-		t.Fatalf("got %s", recordsString(recs))
+	if len(recs) != 3 || !recs[1].Time.Equal(senmlTestNow.Add(-30*time.Second)) || recs[2].Value.Float() != 24.1 {
+		t.Fatalf("got %s", senmlRecordsString(recs))
 	}
 	in = `{"bn":"/3303/0/5700","bt":1732435200,"e":[{"v":22.5},{"v":23.5,"t":60}]}`
-	recs, err = decodeLwM2MJSONAt(Path{}, []byte(in), nil, fixedClock)
+	recs, err = decodeLwM2MJSONAt(Path{}, []byte(in), nil, senmlFixedClock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +70,8 @@ func TestLwM2MJSONTimestamps(t *testing.T) {
 		{Path: MustParsePath("/3303/0/5700"), Value: Float(22.5), Time: ts},
 		{Path: MustParsePath("/3303/0/5700"), Value: Float(23.5), Time: ts.Add(time.Minute)},
 	}
-	if !sameRecords(recs, want) {
-		t.Fatalf("got %s\nwant %s", recordsString(recs), recordsString(want))
+	if !senmlSameRecords(recs, want) {
+		t.Fatalf("got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(want))
 	}
 	out, err := Encode(FormatLwM2MJSON, MustParsePath("/3303/0/5700"), want, nil)
 	if err != nil {
@@ -87,10 +88,10 @@ func TestLwM2MJSONRoundTrips(t *testing.T) {
 		base Path
 		recs []Record
 	}{
-		"device read": {MustParsePath("/3/0"), deviceExample()},
-		"every type":  {MustParsePath("/32769/0"), everyType()},
-		"object":      {MustParsePath("/32769"), everyType()},
-		"root":        {Path{}, composite10()},
+		"device read": {MustParsePath("/3/0"), senmlDeviceExample()},
+		"every type":  {MustParsePath("/32769/0"), senmlEveryType()},
+		"object":      {MustParsePath("/32769"), senmlEveryType()},
+		"root":        {Path{}, senmlComposite10()},
 		"single":      {MustParsePath("/3/0/0"), []Record{{Path: MustParsePath("/3/0/0"), Value: String("x")}}},
 		"instances": {MustParsePath("/3/0/6"), []Record{
 			{Path: MustParsePath("/3/0/6/0"), Value: Int(1)}, {Path: MustParsePath("/3/0/6/1"), Value: Int(5)}}},
@@ -105,12 +106,12 @@ func TestLwM2MJSONRoundTrips(t *testing.T) {
 			if !json.Valid(data) {
 				t.Fatalf("invalid JSON: %s", data)
 			}
-			back, err := decodeLwM2MJSONAt(c.base, data, reg, fixedClock)
+			back, err := decodeLwM2MJSONAt(c.base, data, reg, senmlFixedClock)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, data)
 			}
-			if !sameRecords(back, c.recs) {
-				t.Fatalf("round trip:\n got %s\nwant %s\n%s", recordsString(back), recordsString(c.recs), data)
+			if !senmlSameRecords(back, c.recs) {
+				t.Fatalf("round trip:\n got %s\nwant %s\n%s", senmlRecordsString(back), senmlRecordsString(c.recs), data)
 			}
 		})
 	}
@@ -145,10 +146,25 @@ func TestLwM2MJSONDecodeErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Decode(FormatLwM2MJSON, MustParsePath("/3/0"), []byte(c.in), reg)
-			de := wantDecodeError(t, err, c.target)
+			de := senmlWantDecodeError(t, err, c.target)
 			if c.field != "" && de.Field != c.field {
 				t.Errorf("field %q, want %q: %v", de.Field, c.field, err)
 			}
 		})
+	}
+}
+
+func TestLwM2MJSONEncodeErrors(t *testing.T) {
+	p := MustParsePath
+	for name, recs := range map[string][]Record{
+		"no value":         {{Path: p("/3/0/4"), Value: None()}},
+		"infinity":         {{Path: p("/3303/0/5700"), Value: Float(math.Inf(1))}},
+		"NaN":              {{Path: p("/3303/0/5700"), Value: Float(math.NaN())}},
+		"instance path":    {{Path: p("/3/0"), Value: Int(1)}},
+		"time before 1978": {{Path: p("/3/0/9"), Value: Int(1), Time: time.Unix(5, 0)}},
+	} {
+		if _, err := Encode(FormatLwM2MJSON, Path{}, recs, nil); err == nil {
+			t.Errorf("%s: no error", name)
+		}
 	}
 }

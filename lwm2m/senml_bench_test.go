@@ -6,8 +6,8 @@ import "testing"
 // timestamps, as a Zephyr device sends it with Send or an Observe-Composite
 // notification, decoded with the built-in models as the server does.
 
-func benchDecode(b *testing.B, f Format) {
-	data, err := Encode(f, Path{}, composite10(), nil)
+func senmlBenchDecode(b *testing.B, f Format) {
+	data, err := Encode(f, Path{}, senmlComposite10(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -22,8 +22,8 @@ func benchDecode(b *testing.B, f Format) {
 	}
 }
 
-func benchEncode(b *testing.B, f Format) {
-	recs := composite10()
+func senmlBenchEncode(b *testing.B, f Format) {
+	recs := senmlComposite10()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Encode(f, Path{}, recs, nil); err != nil {
@@ -32,13 +32,13 @@ func benchEncode(b *testing.B, f Format) {
 	}
 }
 
-func BenchmarkDecodeSenMLCBORComposite10(b *testing.B) { benchDecode(b, FormatSenMLCBOR) }
-func BenchmarkEncodeSenMLCBORComposite10(b *testing.B) { benchEncode(b, FormatSenMLCBOR) }
-func BenchmarkDecodeSenMLJSONComposite10(b *testing.B) { benchDecode(b, FormatSenMLJSON) }
-func BenchmarkEncodeSenMLJSONComposite10(b *testing.B) { benchEncode(b, FormatSenMLJSON) }
+func BenchmarkDecodeSenMLCBORComposite10(b *testing.B) { senmlBenchDecode(b, FormatSenMLCBOR) }
+func BenchmarkEncodeSenMLCBORComposite10(b *testing.B) { senmlBenchEncode(b, FormatSenMLCBOR) }
+func BenchmarkDecodeSenMLJSONComposite10(b *testing.B) { senmlBenchDecode(b, FormatSenMLJSON) }
+func BenchmarkEncodeSenMLJSONComposite10(b *testing.B) { senmlBenchEncode(b, FormatSenMLJSON) }
 
 func BenchmarkDecodeLwM2MCBORDevice(b *testing.B) {
-	data, err := Encode(FormatLwM2MCBOR, MustParsePath("/3/0"), deviceExample(), nil)
+	data, err := Encode(FormatLwM2MCBOR, MustParsePath("/3/0"), senmlDeviceExample(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

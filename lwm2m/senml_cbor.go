@@ -501,10 +501,10 @@ func (s *senmlPathSink) add(r *senmlRecord, idx, off int) error {
 		return decodeErr(s.f, off, idx, "n", "record has no name")
 	}
 	s.st.resolve(r)
-	p, ok := parseNamePath(r.n)
+	p, ok := parseNamePath(r.bn, r.n)
 	if !ok {
 		return &DecodeError{Format: s.f, Offset: off, Record: idx, Field: "n",
-			Err: fmt.Errorf("%w: name %q is not an LwM2M path", ErrInvalidPath, r.n)}
+			Err: fmt.Errorf("%w: name %q is not an LwM2M path", ErrInvalidPath, r.fullName())}
 	}
 	s.out = append(s.out, p)
 	return nil

@@ -22,8 +22,8 @@ a200613103764c69676874776569676874204d324d20436c69656e74a20061320369333435303030
 const rfc8428CBOR = `87a721781b75726e3a6465763a6f773a3130653230373361303130383030363a22fb41d303a15b00106223614120050067766f6c7461676501615602fb405e066666666666a3006763757272656e74062402fb3ff3333333333333a3006763757272656e74062302fb3ff4cccccccccccda3006763757272656e74062202fb3ff6666666666666a3006763757272656e74062102f93e00a3006763757272656e74062002fb3ff999999999999aa3006763757272656e74060002fb3ffb333333333333`
 
 func TestSenMLCBORSpecDeviceRead(t *testing.T) {
-	want := unhex(t, specDeviceSenMLCBOR)
-	got, err := Encode(FormatSenMLCBOR, MustParsePath("/3/0"), deviceExample(), nil)
+	want := senmlHex(t, specDeviceSenMLCBOR)
+	got, err := Encode(FormatSenMLCBOR, MustParsePath("/3/0"), senmlDeviceExample(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,28 +36,28 @@ func TestSenMLCBORSpecDeviceRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := deviceExample()
+	exp := senmlDeviceExample()
 	exp[13].Value = Int(1367491215)
-	if !sameRecords(recs, exp) {
-		t.Fatalf("decode without model:\n got %s\nwant %s", recordsString(recs), recordsString(exp))
+	if !senmlSameRecords(recs, exp) {
+		t.Fatalf("decode without model:\n got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(exp))
 	}
 	recs, err = Decode(FormatSenMLCBOR, MustParsePath("/3/0"), want, structuredRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameRecords(recs, deviceExample()) {
-		t.Fatalf("decode with model:\n got %s\nwant %s", recordsString(recs), recordsString(deviceExample()))
+	if !senmlSameRecords(recs, senmlDeviceExample()) {
+		t.Fatalf("decode with model:\n got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(senmlDeviceExample()))
 	}
 }
 
-// rawSink collects resolved wire records, for the RFC 8428 vectors whose
+// senmlRawSink collects resolved wire records, for the RFC 8428 vectors whose
 // names are URNs rather than LwM2M paths.
-type rawSink struct {
+type senmlRawSink struct {
 	st   senmlResolver
-	recs []rawResolved
+	recs []senmlRawResolved
 }
 
-type rawResolved struct {
+type senmlRawResolved struct {
 	name  string
 	unit  string
 	t     float64
@@ -65,10 +65,10 @@ type rawResolved struct {
 	v     float64
 }
 
-func (s *rawSink) begin(int) {}
-func (s *rawSink) add(r *senmlRecord, _, _ int) error {
+func (s *senmlRawSink) begin(int) {}
+func (s *senmlRawSink) add(r *senmlRecord, _, _ int) error {
 	timed := s.st.resolve(r)
-	s.recs = append(s.recs, rawResolved{name: string(r.n), unit: string(r.u), t: r.tf, timed: timed, v: r.v.float()})
+	s.recs = append(s.recs, senmlRawResolved{name: r.fullName(), unit: string(r.u), t: r.tf, timed: timed, v: r.v.float()})
 	return nil
 }
 
@@ -87,7 +87,7 @@ func rfc8428Pack() []senmlRecord {
 	return recs
 }
 
-func checkRFC8428Resolved(t *testing.T, got []rawResolved) {
+func checkRFC8428Resolved(t *testing.T, got []senmlRawResolved) {
 	t.Helper()
 	if len(got) != 7 {
 		t.Fatalf("got %d records, want 7", len(got))
@@ -109,8 +109,8 @@ func checkRFC8428Resolved(t *testing.T, got []rawResolved) {
 }
 
 func TestSenMLCBORRFC8428Example(t *testing.T) {
-	want := unhex(t, rfc8428CBOR)
-	var s rawSink
+	want := senmlHex(t, rfc8428CBOR)
+	var s senmlRawSink
 	if err := readSenMLCBOR(want, &s); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestSenMLCBORTimeSeries(t *testing.T) {
 		{Path: p, Value: Float(22.75), Time: ts.Add(10 * time.Second)},
 		{Path: p, Value: Float(23), Time: ts.Add(20 * time.Second)},
 	}
-	want := unhex(t, `83
+	want := senmlHex(t, `83
 		a3 21 6c 2f333330332f302f35373030 22 1a 6742dd00 02 f9 4da0
 		a2 06 0a 02 f9 4db0
 		a2 06 14 02 f9 4dc0`)
@@ -149,12 +149,12 @@ func TestSenMLCBORTimeSeries(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("got  %x\nwant %x", got, want)
 	}
-	back, err := decodeSenMLCBORAt(Path{}, got, nil, fixedClock)
+	back, err := decodeSenMLCBORAt(Path{}, got, nil, senmlFixedClock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameRecords(back, recs) {
-		t.Fatalf("round trip:\n got %s\nwant %s", recordsString(back), recordsString(recs))
+	if !senmlSameRecords(back, recs) {
+		t.Fatalf("round trip:\n got %s\nwant %s", senmlRecordsString(back), senmlRecordsString(recs))
 	}
 }
 
@@ -162,25 +162,25 @@ func TestSenMLCBORRelativeTime(t *testing.T) {
 	// {-2: "/3303/0/", 0: "5700", 6: -30, 2: 21.5}, {0: "5700", 2: 21.0},
 	// {0: "5700", 6: 0, 2: 20.5}: a negative t is 30 s before now; no
 	// time, or t 0, is "now" and left for the receiver to stamp.
-	data := unhex(t, `83
+	data := senmlHex(t, `83
 		a4 21 68 2f333330332f302f 00 64 35373030 06 38 1d 02 f9 4d60
 		a2 00 64 35373030 02 f9 4d40
 		a3 00 64 35373030 06 00 02 f9 4d20`)
-	recs, err := decodeSenMLCBORAt(MustParsePath("/3303"), data, nil, fixedClock)
+	recs, err := decodeSenMLCBORAt(MustParsePath("/3303"), data, nil, senmlFixedClock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != 3 {
 		t.Fatalf("got %d records", len(recs))
 	}
-	if want := testNow.Add(-30 * time.Second); !recs[0].Time.Equal(want) {
+	if want := senmlTestNow.Add(-30 * time.Second); !recs[0].Time.Equal(want) {
 		t.Errorf("relative time: got %v, want %v", recs[0].Time, want)
 	}
 	if !recs[1].Time.IsZero() || !recs[2].Time.IsZero() {
 		t.Errorf("records without a time got %v, %v", recs[1].Time, recs[2].Time)
 	}
 	if recs[0].Value.Float() != 21.5 || recs[2].Value.Float() != 20.5 {
-		t.Errorf("values %s", recordsString(recs))
+		t.Errorf("values %s", senmlRecordsString(recs))
 	}
 }
 
@@ -190,9 +190,9 @@ func TestSenMLCBORRoundTrips(t *testing.T) {
 		base Path
 		recs []Record
 	}{
-		"device read":     {MustParsePath("/3/0"), deviceExample()},
-		"every type":      {MustParsePath("/32769/0"), everyType()},
-		"composite":       {Path{}, composite10()},
+		"device read":     {MustParsePath("/3/0"), senmlDeviceExample()},
+		"every type":      {MustParsePath("/32769/0"), senmlEveryType()},
+		"composite":       {Path{}, senmlComposite10()},
 		"single resource": {MustParsePath("/3303/0/5700"), []Record{{Path: MustParsePath("/3303/0/5700"), Value: Float(-0.5)}}},
 		"resource instances": {MustParsePath("/3/0/7"), []Record{
 			{Path: MustParsePath("/3/0/7/0"), Value: Int(3800)},
@@ -220,12 +220,12 @@ func TestSenMLCBORRoundTrips(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			back, err := decodeSenMLCBORAt(c.base, data, reg, fixedClock)
+			back, err := decodeSenMLCBORAt(c.base, data, reg, senmlFixedClock)
 			if err != nil {
 				t.Fatalf("%v\n%x", err, data)
 			}
-			if !sameRecords(back, c.recs) {
-				t.Fatalf("round trip:\n got %s\nwant %s\n%x", recordsString(back), recordsString(c.recs), data)
+			if !senmlSameRecords(back, c.recs) {
+				t.Fatalf("round trip:\n got %s\nwant %s\n%x", senmlRecordsString(back), senmlRecordsString(c.recs), data)
 			}
 		})
 	}
@@ -251,7 +251,7 @@ func TestSenMLCBORFloatWidths(t *testing.T) {
 			t.Fatal(err)
 		}
 		n, _ := r.numberFrom(h)
-		if !sameValue(Float(n.f), Float(c.f)) {
+		if !senmlSameValue(Float(n.f), Float(c.f)) {
 			t.Errorf("%s decodes to %v, want %v", c.want, n.f, c.f)
 		}
 	}
@@ -261,25 +261,25 @@ func TestSenMLCBORModelTyping(t *testing.T) {
 	reg := structuredRegistry(t)
 	// {0: "/3303/0/5700", 2: 21} is a Float by the model, an Integer
 	// without; {0: "/32769/0/2", 2: 7} is Unsigned by the model.
-	data := unhex(t, `82 a2 00 6c 2f333330332f302f35373030 02 15 a2 00 6a 2f33323736392f302f32 02 07`)
+	data := senmlHex(t, `82 a2 00 6c 2f333330332f302f35373030 02 15 a2 00 6a 2f33323736392f302f32 02 07`)
 	recs, err := Decode(FormatSenMLCBOR, Path{}, data, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !recs[0].Value.Equal(Float(21)) || !recs[1].Value.Equal(Uint(7)) {
-		t.Errorf("with model: %s", recordsString(recs))
+		t.Errorf("with model: %s", senmlRecordsString(recs))
 	}
 	recs, err = Decode(FormatSenMLCBOR, Path{}, data, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !recs[0].Value.Equal(Int(21)) || !recs[1].Value.Equal(Int(7)) {
-		t.Errorf("without model: %s", recordsString(recs))
+		t.Errorf("without model: %s", senmlRecordsString(recs))
 	}
 	// A non-integral number where the model says Integer is a type error
 	// naming the record and the field.
-	bad := unhex(t, `81 a2 00 66 2f332f302f39 02 f9 3e00`)
-	de := wantDecodeError(t, func() error { _, err := Decode(FormatSenMLCBOR, Path{}, bad, reg); return err }(), ErrType)
+	bad := senmlHex(t, `81 a2 00 66 2f332f302f39 02 f9 3e00`)
+	de := senmlWantDecodeError(t, func() error { _, err := Decode(FormatSenMLCBOR, Path{}, bad, reg); return err }(), ErrType)
 	if de.Record != 0 || de.Field != "v" {
 		t.Errorf("error names record %d field %q: %v", de.Record, de.Field, de)
 	}
@@ -300,7 +300,7 @@ func TestSenMLCBORDecodeErrors(t *testing.T) {
 		{name: "trailing bytes", hex: `81 a2 00 66 2f332f302f39 02 01 00`, target: ErrMalformed},
 		{name: "record not a map", hex: `81 01`, target: ErrMalformed},
 		{name: "million records claimed", hex: `9a 000f4240 a0`, target: ErrLimit},
-		{name: "nesting bomb in an unknown field", raw: append(unhex(t, `81 a1 18 63`), nest...), target: ErrLimit},
+		{name: "nesting bomb in an unknown field", raw: append(senmlHex(t, `81 a1 18 63`), nest...), target: ErrLimit},
 		{name: "indefinite array never ends", hex: `9f a1 00 61 31`, target: ErrMalformed},
 		{name: "name twice", hex: `81 a3 00 61 31 00 61 32 02 01`, target: ErrMalformed, field: "n"},
 		{name: "two values", hex: `81 a3 00 66 2f332f302f39 02 01 04 f5`, target: ErrMalformed, field: "v"},
@@ -322,10 +322,10 @@ func TestSenMLCBORDecodeErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			data := c.raw
 			if data == nil {
-				data = unhex(t, c.hex)
+				data = senmlHex(t, c.hex)
 			}
 			_, err := Decode(FormatSenMLCBOR, Path{}, data, nil)
-			de := wantDecodeError(t, err, c.target)
+			de := senmlWantDecodeError(t, err, c.target)
 			if de.Format != FormatSenMLCBOR {
 				t.Errorf("format %v", de.Format)
 			}
@@ -335,17 +335,17 @@ func TestSenMLCBORDecodeErrors(t *testing.T) {
 		})
 	}
 	// Outside the requested path.
-	_, err := Decode(FormatSenMLCBOR, MustParsePath("/3/1"), unhex(t, specDeviceSenMLCBOR), nil)
-	wantDecodeError(t, err, ErrInvalidPath)
+	_, err := Decode(FormatSenMLCBOR, MustParsePath("/3/1"), senmlHex(t, specDeviceSenMLCBOR), nil)
+	senmlWantDecodeError(t, err, ErrInvalidPath)
 }
 
 func TestSenMLCBORRecordLimit(t *testing.T) {
 	// An indefinite-length array with one record more than MaxRecords.
-	rec := unhex(t, `a2 00 66 2f332f302f39 02 01`)
+	rec := senmlHex(t, `a2 00 66 2f332f302f39 02 01`)
 	data := append([]byte{0x9f}, bytes.Repeat(rec, MaxRecords+1)...)
 	data = append(data, 0xff)
 	_, err := Decode(FormatSenMLCBOR, Path{}, data, nil)
-	wantDecodeError(t, err, ErrLimit)
+	senmlWantDecodeError(t, err, ErrLimit)
 	// MaxRecords itself is fine.
 	data = append(appendCBORHead(nil, cborArray, MaxRecords), bytes.Repeat(rec, MaxRecords)...)
 	recs, err := Decode(FormatSenMLCBOR, Path{}, data, nil)
@@ -358,7 +358,7 @@ func TestSenMLCBORIndefiniteAndUnknown(t *testing.T) {
 	// Indefinite array, indefinite map, chunked text, an unknown label
 	// with a nested value, a tag before the value, and a base value
 	// (RFC 8428 §4.5.1: v = bv + v).
-	data := unhex(t, `9f
+	data := senmlHex(t, `9f
 		bf 21 66 2f332f302f39 24 0a 00 60 02 05 18 64 82 01 a1 01 02 ff
 		bf 21 60 00 7f 62 2f33 64 2f302f31 ff 03 c1 7f 61 41 61 42 ff ff
 		ff`)
@@ -370,8 +370,8 @@ func TestSenMLCBORIndefiniteAndUnknown(t *testing.T) {
 		{Path: MustParsePath("/3/0/9"), Value: Int(15)},
 		{Path: MustParsePath("/3/0/1"), Value: String("AB")},
 	}
-	if !sameRecords(recs, want) {
-		t.Fatalf("got %s\nwant %s", recordsString(recs), recordsString(want))
+	if !senmlSameRecords(recs, want) {
+		t.Fatalf("got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(want))
 	}
 }
 
@@ -382,7 +382,7 @@ func TestSenMLCBORPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	// [{0: "/3/0/0"}, {0: "/1/0/1"}, {0: "/3303"}, {0: "/3/0/6/1"}, {0: "/"}]
-	want := unhex(t, `85 a1 00 66 2f332f302f30 a1 00 66 2f312f302f31 a1 00 65 2f33333033 a1 00 68 2f332f302f362f31 a1 00 61 2f`)
+	want := senmlHex(t, `85 a1 00 66 2f332f302f30 a1 00 66 2f312f302f31 a1 00 65 2f33333033 a1 00 68 2f332f302f362f31 a1 00 61 2f`)
 	if !bytes.Equal(data, want) {
 		t.Fatalf("got %x\nwant %x", data, want)
 	}
@@ -399,14 +399,14 @@ func TestSenMLCBORPaths(t *testing.T) {
 		}
 	}
 	// bn applies to the names after it.
-	back, err = DecodePaths(FormatSenMLCBOR, unhex(t, `82 a2 21 65 2f332f302f 00 61 30 a1 00 61 39`))
+	back, err = DecodePaths(FormatSenMLCBOR, senmlHex(t, `82 a2 21 65 2f332f302f 00 61 30 a1 00 61 39`))
 	if err != nil || len(back) != 2 || back[0] != MustParsePath("/3/0/0") || back[1] != MustParsePath("/3/0/9") {
 		t.Fatalf("got %v, %v", back, err)
 	}
-	_, err = DecodePaths(FormatSenMLCBOR, unhex(t, `81 a2 00 66 2f332f302f30 02 01`))
-	wantDecodeError(t, err, ErrMalformed)
-	_, err = DecodePaths(FormatSenMLCBOR, unhex(t, `81 a1 00 64 2f332f78`))
-	wantDecodeError(t, err, ErrInvalidPath)
+	_, err = DecodePaths(FormatSenMLCBOR, senmlHex(t, `81 a2 00 66 2f332f302f30 02 01`))
+	senmlWantDecodeError(t, err, ErrMalformed)
+	_, err = DecodePaths(FormatSenMLCBOR, senmlHex(t, `81 a1 00 64 2f332f78`))
+	senmlWantDecodeError(t, err, ErrInvalidPath)
 }
 
 func TestSenMLEncodeErrors(t *testing.T) {
@@ -431,8 +431,8 @@ func TestSenMLEncodeErrors(t *testing.T) {
 	}
 }
 
-// bytesPerRun is the heap allocated by one call of f, averaged over runs.
-func bytesPerRun(runs int, f func()) uint64 {
+// senmlBytesPerRun is the heap allocated by one call of f, averaged over runs.
+func senmlBytesPerRun(runs int, f func()) uint64 {
 	f()
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -449,22 +449,22 @@ func TestHostileInputsAllocateLittle(t *testing.T) {
 	// longer than the payload are refused before anything sized by the
 	// claim is allocated: a few kilobytes at most (the error message and
 	// the records reserved for a payload of this size).
-	bomb := append(unhex(t, `81 a1 18 63`), bytes.Repeat([]byte{0x81}, 100000)...)
+	bomb := append(senmlHex(t, `81 a1 18 63`), bytes.Repeat([]byte{0x81}, 100000)...)
 	inputs := []struct {
 		f    Format
 		data []byte
 	}{
-		{FormatSenMLCBOR, unhex(t, `9a 000f4240 a0`)},
-		{FormatSenMLCBOR, unhex(t, `9f`+strings.Repeat(`a2 00 66 2f332f302f39 02 01`, 10)+`9a 000f4240`)},
+		{FormatSenMLCBOR, senmlHex(t, `9a 000f4240 a0`)},
+		{FormatSenMLCBOR, senmlHex(t, `9f`+strings.Repeat(`a2 00 66 2f332f302f39 02 01`, 10)+`9a 000f4240`)},
 		{FormatSenMLCBOR, bomb},
-		{FormatSenMLCBOR, unhex(t, `81 a2 00 66 2f332f302f30 03 7b 7fffffffffffffff`)},
-		{FormatLwM2MCBOR, unhex(t, `ba 000f4240 03`)},
-		{FormatLwM2MCBOR, unhex(t, `a1 03 ba 000f4240 00`)},
+		{FormatSenMLCBOR, senmlHex(t, `81 a2 00 66 2f332f302f30 03 7b 7fffffffffffffff`)},
+		{FormatLwM2MCBOR, senmlHex(t, `ba 000f4240 03`)},
+		{FormatLwM2MCBOR, senmlHex(t, `a1 03 ba 000f4240 00`)},
 		{FormatSenMLJSON, []byte(`[{"x":` + strings.Repeat("[", 100000) + `]}]`)},
 		{FormatLwM2MJSON, []byte(`{"x":` + strings.Repeat("{\"a\":", 100000) + `}`)},
 	}
 	for i, in := range inputs {
-		n := bytesPerRun(5, func() {
+		n := senmlBytesPerRun(5, func() {
 			if _, err := Decode(in.f, Path{}, in.data, nil); err == nil {
 				t.Fatalf("input %d (%s): no error", i, in.f)
 			}
@@ -481,7 +481,7 @@ func TestSenMLCBORBaseFieldsPerRecord(t *testing.T) {
 	// [{-2: "/3303/0/", -3: 1732435200, 0: "5700", 2: 22.5},
 	//  {-3: 1732435210, 0: "5700", 2: 22.75},
 	//  {-2: "/3/0/", -3: 1732435210, 0: "9", 2: 87}]
-	data := unhex(t, `83
+	data := senmlHex(t, `83
 		a4 21 68 2f333330332f302f 22 1a 6742dd00 00 64 35373030 02 f9 4da0
 		a3 22 1a 6742dd0a 00 64 35373030 02 f9 4db0
 		a4 21 65 2f332f302f 22 1a 6742dd0a 00 61 39 02 18 57`)
@@ -495,7 +495,19 @@ func TestSenMLCBORBaseFieldsPerRecord(t *testing.T) {
 		{Path: MustParsePath("/3303/0/5700"), Value: Float(22.75), Time: ts.Add(10 * time.Second)},
 		{Path: MustParsePath("/3/0/9"), Value: Int(87), Time: ts.Add(10 * time.Second)},
 	}
-	if !sameRecords(recs, want) {
-		t.Fatalf("got %s\nwant %s", recordsString(recs), recordsString(want))
+	if !senmlSameRecords(recs, want) {
+		t.Fatalf("got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(want))
+	}
+}
+
+func TestSenMLCBORObjlnkWithNUL(t *testing.T) {
+	// {0: "/32769/0/0", "vlo": "3:0\x00"}: the terminating NUL some
+	// embedded encoders count into the length is dropped.
+	recs, err := Decode(FormatSenMLCBOR, Path{}, senmlHex(t, `81 a2 00 6a 2f33323736392f302f30 63 766c6f 64 333a3000`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || !recs[0].Value.Equal(ObjlnkValue(Objlnk{3, 0})) {
+		t.Fatalf("got %s", senmlRecordsString(recs))
 	}
 }

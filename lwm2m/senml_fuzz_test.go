@@ -11,10 +11,10 @@ import (
 // *DecodeError, never a panic; what decodes also encodes, and decodes
 // again to the same records.
 
-type decodeAtFunc func(base Path, data []byte, reg *Registry, now func() time.Time) ([]Record, error)
+type senmlDecodeAtFunc func(base Path, data []byte, reg *Registry, now func() time.Time) ([]Record, error)
 
-func fuzzRoundTrip(t *testing.T, f Format, dec decodeAtFunc, data []byte, reg *Registry) {
-	recs, err := dec(Path{}, data, nil, fixedClock)
+func senmlFuzzRoundTrip(t *testing.T, f Format, dec senmlDecodeAtFunc, data []byte, reg *Registry) {
+	recs, err := dec(Path{}, data, nil, senmlFixedClock)
 	if err != nil {
 		var de *DecodeError
 		if !errors.As(err, &de) {
@@ -29,21 +29,21 @@ func fuzzRoundTrip(t *testing.T, f Format, dec decodeAtFunc, data []byte, reg *R
 		}
 		out, err := Encode(f, Path{}, recs, nil)
 		if err != nil {
-			t.Fatalf("decoded records do not encode: %v\n%s", err, recordsString(recs))
+			t.Fatalf("decoded records do not encode: %v\n%s", err, senmlRecordsString(recs))
 		}
-		back, err := dec(Path{}, out, nil, fixedClock)
+		back, err := dec(Path{}, out, nil, senmlFixedClock)
 		if err != nil {
 			t.Fatalf("re-encoded payload does not decode: %v\n%x", err, out)
 		}
 		if f == FormatLwM2MCBOR {
 			SortRecords(recs)
 		}
-		if !sameRecords(recs, back) {
-			t.Fatalf("round trip:\n got %s\nwant %s", recordsString(back), recordsString(recs))
+		if !senmlSameRecords(recs, back) {
+			t.Fatalf("round trip:\n got %s\nwant %s", senmlRecordsString(back), senmlRecordsString(recs))
 		}
 	}
 	// With a model the same input is typed, or refused; still no panic.
-	_, _ = dec(Path{}, data, reg, fixedClock)
+	_, _ = dec(Path{}, data, reg, senmlFixedClock)
 }
 
 func lwm2mCBORDecodeAt(base Path, data []byte, reg *Registry, _ func() time.Time) ([]Record, error) {
@@ -57,9 +57,9 @@ func FuzzDecodeSenMLCBOR(f *testing.F) {
 		`81 a2 00 66 2f332f302f30 63 766c6f 63 333a30`,
 		`81 a2 00 66 2f332f302f30 08 42 0102`,
 	} {
-		f.Add(unhex(f, s))
+		f.Add(senmlHex(f, s))
 	}
-	for _, recs := range [][]Record{everyType(), composite10()} {
+	for _, recs := range [][]Record{senmlEveryType(), senmlComposite10()} {
 		b, err := Encode(FormatSenMLCBOR, Path{}, recs, nil)
 		if err != nil {
 			f.Fatal(err)
@@ -68,7 +68,7 @@ func FuzzDecodeSenMLCBOR(f *testing.F) {
 	}
 	reg := structuredRegistry(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzRoundTrip(t, FormatSenMLCBOR, decodeSenMLCBORAt, data, reg)
+		senmlFuzzRoundTrip(t, FormatSenMLCBOR, decodeSenMLCBORAt, data, reg)
 	})
 }
 
@@ -79,7 +79,7 @@ func FuzzDecodeSenMLJSON(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	for _, recs := range [][]Record{everyType(), composite10()} {
+	for _, recs := range [][]Record{senmlEveryType(), senmlComposite10()} {
 		b, err := Encode(FormatSenMLJSON, Path{}, recs, nil)
 		if err != nil {
 			f.Fatal(err)
@@ -88,7 +88,7 @@ func FuzzDecodeSenMLJSON(f *testing.F) {
 	}
 	reg := structuredRegistry(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzRoundTrip(t, FormatSenMLJSON, decodeSenMLJSONAt, data, reg)
+		senmlFuzzRoundTrip(t, FormatSenMLJSON, decodeSenMLJSONAt, data, reg)
 	})
 }
 
@@ -102,7 +102,7 @@ func FuzzDecodeLwM2MJSON(f *testing.F) {
 	}
 	reg := structuredRegistry(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzRoundTrip(t, FormatLwM2MJSON, decodeLwM2MJSONAt, data, reg)
+		senmlFuzzRoundTrip(t, FormatLwM2MJSON, decodeLwM2MJSONAt, data, reg)
 	})
 }
 
@@ -116,11 +116,11 @@ func FuzzDecodeLwM2MCBOR(f *testing.F) {
 		`a1 19 8001 a1 00 a4 00 63 333a30 03 42 0102 04 f4 06 39 01f3`,
 		`a1 9f 03 00 09 ff 01`,
 	} {
-		f.Add(unhex(f, s))
+		f.Add(senmlHex(f, s))
 	}
 	reg := structuredRegistry(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzRoundTrip(t, FormatLwM2MCBOR, lwm2mCBORDecodeAt, data, reg)
+		senmlFuzzRoundTrip(t, FormatLwM2MCBOR, lwm2mCBORDecodeAt, data, reg)
 	})
 }
 
@@ -131,8 +131,8 @@ func FuzzDecodePaths(f *testing.F) {
 	formats := []Format{FormatSenMLJSON, FormatSenMLCBOR, FormatLwM2MCBOR}
 	f.Add(append([]byte{0}, `[{"n":"/3/0/0"},{"n":"/1/0/1"},{"n":"/3303"},{"n":"/"}]`...))
 	f.Add(append([]byte{0}, `[{"bn":"/3/0/","n":"0"},{"n":"9"}]`...))
-	f.Add(append([]byte{1}, unhex(f, `85 a1 00 66 2f332f302f30 a1 00 66 2f312f302f31 a1 00 65 2f33333033 a1 00 68 2f332f302f362f31 a1 00 61 2f`)...))
-	f.Add(append([]byte{2}, unhex(f, `a3 01 f6 03 a1 00 a1 00 f6 19 0ce7 a1 00 a1 19 1644 f6`)...))
+	f.Add(append([]byte{1}, senmlHex(f, `85 a1 00 66 2f332f302f30 a1 00 66 2f312f302f31 a1 00 65 2f33333033 a1 00 68 2f332f302f362f31 a1 00 61 2f`)...))
+	f.Add(append([]byte{2}, senmlHex(f, `a3 01 f6 03 a1 00 a1 00 f6 19 0ce7 a1 00 a1 19 1644 f6`)...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) == 0 {
 			return

@@ -46,12 +46,12 @@ func structuredRegistry(t testing.TB) *Registry {
 	return reg
 }
 
-// testNow is the fixed clock relative SenML times resolve against.
-var testNow = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+// senmlTestNow is the fixed clock relative SenML times resolve against.
+var senmlTestNow = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
-func fixedClock() time.Time { return testNow }
+func senmlFixedClock() time.Time { return senmlTestNow }
 
-func unhex(t testing.TB, s string) []byte {
+func senmlHex(t testing.TB, s string) []byte {
 	t.Helper()
 	s = strings.NewReplacer(" ", "", "\n", "", "\t", "").Replace(s)
 	b, err := hex.DecodeString(s)
@@ -61,27 +61,27 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// sameValue is Value.Equal, except that any two NaNs are the same.
-func sameValue(a, b Value) bool {
+// senmlSameValue is Value.Equal, except that any two NaNs are the same.
+func senmlSameValue(a, b Value) bool {
 	if a.Type() == TypeFloat && b.Type() == TypeFloat && math.IsNaN(a.Float()) && math.IsNaN(b.Float()) {
 		return true
 	}
 	return a.Equal(b)
 }
 
-func sameRecords(a, b []Record) bool {
+func senmlSameRecords(a, b []Record) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if a[i].Path != b[i].Path || !sameValue(a[i].Value, b[i].Value) || !a[i].Time.Equal(b[i].Time) {
+		if a[i].Path != b[i].Path || !senmlSameValue(a[i].Value, b[i].Value) || !a[i].Time.Equal(b[i].Time) {
 			return false
 		}
 	}
 	return true
 }
 
-func recordsString(rs []Record) string {
+func senmlRecordsString(rs []Record) string {
 	var sb strings.Builder
 	for _, r := range rs {
 		sb.WriteString(r.Path.String() + "=" + r.Value.String())
@@ -93,8 +93,8 @@ func recordsString(rs []Record) string {
 	return sb.String()
 }
 
-// wantDecodeError checks that err is a *DecodeError that wraps target.
-func wantDecodeError(t *testing.T, err error, target error) *DecodeError {
+// senmlWantDecodeError checks that err is a *DecodeError that wraps target.
+func senmlWantDecodeError(t *testing.T, err error, target error) *DecodeError {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("want an error wrapping %v, got none", target)
@@ -109,10 +109,10 @@ func wantDecodeError(t *testing.T, err error, target error) *DecodeError {
 	return de
 }
 
-// deviceExample is the Read of /3/0 that Core 1.1 §7.4.4 and §7.4.5 show
+// senmlDeviceExample is the Read of /3/0 that Core 1.1 §7.4.4 and §7.4.5 show
 // (and, in LwM2M JSON, Core 1.0 §6.4.4): the Device object instance with
 // multiple-instance resources 6, 7, 8 and 11.
-func deviceExample() []Record {
+func senmlDeviceExample() []Record {
 	p := MustParsePath
 	return []Record{
 		{Path: p("/3/0/0"), Value: String("Open Mobile Alliance")},
@@ -134,9 +134,9 @@ func deviceExample() []Record {
 	}
 }
 
-// everyType has one record of each data type, in the test object 32769,
+// senmlEveryType has one record of each data type, in the test object 32769,
 // with a multiple-instance resource.
-func everyType() []Record {
+func senmlEveryType() []Record {
 	p := MustParsePath
 	return []Record{
 		{Path: p("/32769/0/0"), Value: ObjlnkValue(Objlnk{3, 0})},
@@ -154,10 +154,10 @@ func everyType() []Record {
 	}
 }
 
-// composite10 is a 10-resource composite as a Zephyr device sends it with
+// senmlComposite10 is a 10-resource composite as a Zephyr device sends it with
 // Send or an Observe-Composite notification: several objects, with
 // timestamps.
-func composite10() []Record {
+func senmlComposite10() []Record {
 	p := MustParsePath
 	ts := time.Unix(1732435200, 0).UTC()
 	return []Record{

@@ -49,7 +49,7 @@ const rfc8428TypesJSON = `[
      {"n":"nfc-reader","vd":"aGkgCg"}
    ]`
 
-func compactJSON(t *testing.T, s string) []byte {
+func senmlCompactJSON(t *testing.T, s string) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := json.Compact(&b, []byte(s)); err != nil {
@@ -60,8 +60,8 @@ func compactJSON(t *testing.T, s string) []byte {
 
 func TestSenMLJSONSpecDeviceRead(t *testing.T) {
 	// Byte-exact up to the spec's line breaks between records.
-	want := compactJSON(t, specDeviceSenMLJSON)
-	got, err := Encode(FormatSenMLJSON, MustParsePath("/3/0"), deviceExample(), nil)
+	want := senmlCompactJSON(t, specDeviceSenMLJSON)
+	got, err := Encode(FormatSenMLJSON, MustParsePath("/3/0"), senmlDeviceExample(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,13 +72,13 @@ func TestSenMLJSONSpecDeviceRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameRecords(recs, deviceExample()) {
-		t.Fatalf("got %s\nwant %s", recordsString(recs), recordsString(deviceExample()))
+	if !senmlSameRecords(recs, senmlDeviceExample()) {
+		t.Fatalf("got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(senmlDeviceExample()))
 	}
 }
 
 func TestSenMLJSONRFC8428Examples(t *testing.T) {
-	var s rawSink
+	var s senmlRawSink
 	if err := readSenMLJSON([]byte(rfc8428JSON), &s); err != nil {
 		t.Fatal(err)
 	}
@@ -99,11 +99,11 @@ func TestSenMLJSONRFC8428Examples(t *testing.T) {
 		}
 	}
 	out = append(out, ']')
-	if want := compactJSON(t, rfc8428JSON); !bytes.Equal(out, want) {
+	if want := senmlCompactJSON(t, rfc8428JSON); !bytes.Equal(out, want) {
 		t.Fatalf("RFC 8428 §5.1.2:\n got %s\nwant %s", out, want)
 	}
 
-	var types rawSink
+	var types senmlRawSink
 	if err := readSenMLJSON([]byte(rfc8428TypesJSON), &types); err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +122,8 @@ func TestSenMLJSONRFC8428Examples(t *testing.T) {
 		{Path: MustParsePath("/32769/0/4"), Value: Bool(false)},
 		{Path: MustParsePath("/32769/0/3"), Value: Opaque([]byte("hi \n"))},
 	}
-	if !sameRecords(recs, want) {
-		t.Fatalf("got %s\nwant %s", recordsString(recs), recordsString(want))
+	if !senmlSameRecords(recs, want) {
+		t.Fatalf("got %s\nwant %s", senmlRecordsString(recs), senmlRecordsString(want))
 	}
 }
 
@@ -134,9 +134,9 @@ func TestSenMLJSONRoundTrips(t *testing.T) {
 		base Path
 		recs []Record
 	}{
-		"device read": {MustParsePath("/3/0"), deviceExample()},
-		"every type":  {MustParsePath("/32769/0"), everyType()},
-		"composite":   {Path{}, composite10()},
+		"device read": {MustParsePath("/3/0"), senmlDeviceExample()},
+		"every type":  {MustParsePath("/32769/0"), senmlEveryType()},
+		"composite":   {Path{}, senmlComposite10()},
 		"time series": {Path{}, []Record{
 			{Path: MustParsePath("/3303/0/5700"), Value: Float(22.5), Time: ts},
 			{Path: MustParsePath("/3303/0/5700"), Value: Float(22.75), Time: ts.Add(10 * time.Second)},
@@ -160,12 +160,12 @@ func TestSenMLJSONRoundTrips(t *testing.T) {
 			if !json.Valid(data) {
 				t.Fatalf("invalid JSON: %s", data)
 			}
-			back, err := decodeSenMLJSONAt(c.base, data, reg, fixedClock)
+			back, err := decodeSenMLJSONAt(c.base, data, reg, senmlFixedClock)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, data)
 			}
-			if !sameRecords(back, c.recs) {
-				t.Fatalf("round trip:\n got %s\nwant %s\n%s", recordsString(back), recordsString(c.recs), data)
+			if !senmlSameRecords(back, c.recs) {
+				t.Fatalf("round trip:\n got %s\nwant %s\n%s", senmlRecordsString(back), senmlRecordsString(c.recs), data)
 			}
 		})
 	}
@@ -234,7 +234,7 @@ func TestSenMLJSONDecodeErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Decode(FormatSenMLJSON, Path{}, []byte(c.in), reg)
-			de := wantDecodeError(t, err, c.target)
+			de := senmlWantDecodeError(t, err, c.target)
 			if c.field != "" && de.Field != c.field {
 				t.Errorf("field %q, want %q: %v", de.Field, c.field, err)
 			}
@@ -256,7 +256,7 @@ func TestSenMLJSONRecordLimit(t *testing.T) {
 	}
 	b.WriteString("]")
 	_, err := Decode(FormatSenMLJSON, Path{}, []byte(b.String()), nil)
-	wantDecodeError(t, err, ErrLimit)
+	senmlWantDecodeError(t, err, ErrLimit)
 }
 
 func TestSenMLJSONPaths(t *testing.T) {
@@ -283,7 +283,7 @@ func TestSenMLJSONPaths(t *testing.T) {
 		t.Fatalf("got %v, %v", back, err)
 	}
 	_, err = DecodePaths(FormatSenMLJSON, []byte(`[{"n":"/3/0/0","v":1}]`))
-	wantDecodeError(t, err, ErrMalformed)
+	senmlWantDecodeError(t, err, ErrMalformed)
 	_, err = DecodePaths(FormatSenMLJSON, []byte(`[{}]`))
-	wantDecodeError(t, err, ErrMalformed)
+	senmlWantDecodeError(t, err, ErrMalformed)
 }

@@ -73,16 +73,16 @@ const senmlTimeAbsolute = 1 << 28
 // senmlResolver carries the base fields from record to record
 // (RFC 8428 §4.6: a base field applies until the next one replaces it).
 type senmlResolver struct {
-	bn     []byte
-	bt     float64
-	bv     cborNumber
-	hasBV  bool
-	bu     []byte
-	name   []byte // scratch for bn+n
-	nameSp [48]byte
+	bn    []byte
+	bt    float64
+	bv    cborNumber
+	hasBV bool
+	bu    []byte
 }
 
-// resolve applies the base fields to r: r.n becomes the full name, r.tf
+// resolve applies the base fields to r: r.bn becomes the base name in
+// effect, so that the full name is r.bn followed by r.n (see
+// parseNamePath and fullName; not concatenated, to avoid a copy), r.tf
 // the resolved time (absolute, or relative to now when below 2**28), r.v
 // the value with the base value added and r.u the unit. It reports whether
 // the record or a base time gave a time at all.
@@ -100,11 +100,7 @@ func (st *senmlResolver) resolve(r *senmlRecord) (timed bool) {
 	if r.has&sfBU != 0 {
 		st.bu = r.bu
 	}
-	if st.name == nil {
-		st.name = st.nameSp[:0]
-	}
-	st.name = append(append(st.name[:0], st.bn...), r.n...)
-	r.n = st.name
+	r.bn = st.bn
 	if r.has&sfU == 0 {
 		r.u = st.bu
 	}
@@ -154,18 +150,29 @@ func senmlTime(t float64, timed bool, now time.Time) (time.Time, bool) {
 	return time.Unix(int64(sec), int64(us-sec*1e6)*1000).UTC(), true
 }
 
-// parseNamePath parses a resolved SenML name as an LwM2M path
-// ("/3/0/1", Core §7.4.4) without allocating.
-func parseNamePath(b []byte) (Path, bool) {
+// fullName is the resolved name of a resolved record, for messages.
+func (r *senmlRecord) fullName() string { return string(r.bn) + string(r.n) }
+
+// parseNamePath parses the resolved SenML name a+b (base name and name) as
+// an LwM2M path ("/3/0/1", Core §7.4.4) without concatenating or
+// allocating. A leading and a trailing slash are optional.
+func parseNamePath(a, b []byte) (Path, bool) {
+	n := len(a) + len(b)
+	at := func(i int) byte {
+		if i < len(a) {
+			return a[i]
+		}
+		return b[i-len(a)]
+	}
 	var p Path
 	i := 0
-	if i < len(b) && b[i] == '/' {
+	if i < n && at(i) == '/' {
 		i++
 	}
-	if len(b) > i && b[len(b)-1] == '/' {
-		b = b[:len(b)-1]
+	if n > i && at(n-1) == '/' {
+		n--
 	}
-	if i == len(b) {
+	if i == n {
 		return p, true // the root
 	}
 	for {
@@ -174,8 +181,8 @@ func parseNamePath(b []byte) (Path, bool) {
 		}
 		start := i
 		v := 0
-		for i < len(b) && b[i] != '/' {
-			c := b[i]
+		for i < n && at(i) != '/' {
+			c := at(i)
 			if c < '0' || c > '9' {
 				return Path{}, false
 			}
@@ -185,16 +192,16 @@ func parseNamePath(b []byte) (Path, bool) {
 			}
 			i++
 		}
-		if i == start || (i-start > 1 && b[start] == '0') {
+		if i == start || (i-start > 1 && at(start) == '0') {
 			return Path{}, false
 		}
 		p.ids[p.n] = uint16(v)
 		p.n++
-		if i == len(b) {
+		if i == n {
 			return p, true
 		}
 		i++ // the slash
-		if i == len(b) {
+		if i == n {
 			return Path{}, false
 		}
 	}
@@ -218,15 +225,15 @@ func (d *senmlDecoder) add(r *senmlRecord, idx, off int) error {
 		if r.has&(sfN|sfS) == 0 {
 			return nil // a record that only sets base fields
 		}
-		return decodeErr(d.f, off, idx, "v", "record %q has no value", r.n)
+		return decodeErr(d.f, off, idx, "v", "record %q has no value", r.fullName())
 	}
 	if bits := r.has & sfValues; bits&(bits-1) != 0 {
-		return decodeErr(d.f, off, idx, "v", "record %q has more than one value field", r.n)
+		return decodeErr(d.f, off, idx, "v", "record %q has more than one value field", r.fullName())
 	}
-	p, ok := parseNamePath(r.n)
+	p, ok := parseNamePath(r.bn, r.n)
 	if !ok {
 		return &DecodeError{Format: d.f, Offset: off, Record: idx, Field: "n",
-			Err: fmt.Errorf("%w: name %q is not an LwM2M path", ErrInvalidPath, r.n)}
+			Err: fmt.Errorf("%w: name %q is not an LwM2M path", ErrInvalidPath, r.fullName())}
 	}
 	if p.Len() < 3 {
 		return &DecodeError{Format: d.f, Offset: off, Record: idx, Field: "n",
@@ -273,7 +280,12 @@ func senmlValue(r *senmlRecord, p Path, reg *Registry) (Value, string, error) {
 	case r.has&sfVD != 0:
 		v, field = Opaque(append([]byte(nil), r.vd...)), "vd"
 	case r.has&sfVLO != 0:
-		l, err := ParseObjlnk(string(r.vlo))
+		vlo := r.vlo
+		if len(vlo) > 0 && vlo[len(vlo)-1] == 0 {
+			// Zephyr's encoder counts the C string's terminating NUL.
+			vlo = vlo[:len(vlo)-1]
+		}
+		l, err := ParseObjlnk(string(vlo))
 		if err != nil {
 			return Value{}, "vlo", err
 		}

@@ -4,5 +4,46 @@
 // settings, audit), batched ingestion, retention, roll-ups and export.
 //
 // It is the only package that writes SQL. It may use lwm2m value types and
-// nothing else from the project.
+// nothing else from the project. It does not decide policy (which
+// resources to observe, retry pacing, who may do what): callers do, and
+// store keeps the state those decisions need.
+//
+// # Connections
+//
+// One writer connection (WAL, synchronous=NORMAL, foreign keys, busy
+// timeout, BEGIN IMMEDIATE) and a small pool of query-only readers. A
+// process kill loses no committed transaction under synchronous=NORMAL in
+// WAL mode; Config.SyncFull adds power-loss durability.
+//
+// # Telemetry layout
+//
+// A (device, resource, time) B-tree receives one random page write per
+// reading and tops out near 30,000 rows/s at 10,000 devices. Instead:
+//
+//   - series maps (endpoint, path) to an id;
+//   - raw readings ("resource", the seed's Resource) are appended to a
+//     rowid table with no secondary index: inserts touch only its last
+//     page. An in-memory tail per series serves queries on them;
+//   - the compactor (in Run) packs raw readings into chunks, one BLOB per
+//     (series, time bucket) — see chunk.go — and into per-minute and
+//     per-hour roll-ups, so the clustered indexes grow by one row per
+//     series per bucket; it then deletes the raw rows. A watermark per
+//     series makes the multi-transaction compaction idempotent across a
+//     crash;
+//   - latest values: in memory for uncompacted readings, in the latest
+//     table for the rest.
+//
+// Queries read the chunks overlapping a range plus the tail, with the
+// read snapshot pinned while neither the writer nor the compactor can
+// commit, so a reading is seen exactly once.
+//
+// # Ingestion
+//
+// Ingest puts a batch on a bounded queue and never writes from the
+// caller's goroutine; when the queue is full it returns ErrQueueFull so
+// the server can answer 5.03. Run's writer commits whatever is waiting in
+// one transaction (at most MaxBatchRecords), so under load batches grow
+// and the per-reading cost falls; a reading accepted by the queue is
+// committed well within FlushInterval. Subscribe reports committed
+// batches without letting a slow subscriber hold the writer up.
 package store

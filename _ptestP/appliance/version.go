@@ -1,0 +1,3 @@
+package appliance
+
+var Version = "0.0.0-dev"

@@ -1,0 +1,367 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flownexus/flownexus/lwm2m"
+	"github.com/flownexus/flownexus/lwm2m/bootstrap"
+	"github.com/flownexus/flownexus/lwm2m/coap"
+	"github.com/flownexus/flownexus/lwm2m/dtls"
+	"github.com/flownexus/flownexus/lwm2m/server"
+	"github.com/flownexus/flownexus/store"
+	"github.com/flownexus/flownexus/webui"
+)
+
+// Version is stamped at build time (-ldflags -X …/appliance.Version=…).
+var Version = "0.0.0-dev"
+
+// Appliance is one running FlowNexus: store, LwM2M server (CoAP and DTLS),
+// bootstrap server, web UI, and the rules that connect them.
+type Appliance struct {
+	cfg     Config
+	base    *slog.Logger // unscoped: components add their own "component"
+	log     *slog.Logger
+	started time.Time
+
+	mu    sync.Mutex
+	addrs Addrs
+	ready chan struct{}
+
+	listeners map[string]net.Listener // from socket activation, by name
+	packets   map[string]net.PacketConn
+
+	// Set by Run, read by the web UI adapters and health checks.
+	db      *store.DB
+	pki     *PKI
+	srv     *server.Server
+	dtlsSrv *dtls.Server
+	web     *webui.Server
+	life    *lifecycle
+	alive   map[string]*atomic.Bool // component → still running
+}
+
+// Addrs are the addresses the listeners actually bound (port 0 resolved).
+type Addrs struct {
+	HTTP, CoAP, CoAPS, Bootstrap, BootstrapDTLS string
+}
+
+// Option configures an Appliance.
+type Option func(*Appliance)
+
+// WithLogger sets the logger (slog.Default otherwise).
+func WithLogger(l *slog.Logger) Option { return func(a *Appliance) { a.log = l } }
+
+// WithListeners hands over already-open sockets (systemd socket
+// activation): stream listeners keyed "http", datagram sockets keyed
+// "coap", "coaps", "bootstrap", "bootstrap-dtls".
+func WithListeners(ls map[string]net.Listener, pcs map[string]net.PacketConn) Option {
+	return func(a *Appliance) { a.listeners, a.packets = ls, pcs }
+}
+
+// New validates cfg and prepares an appliance; nothing is opened until Run.
+func New(cfg Config, opts ...Option) (*Appliance, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Appliance{cfg: cfg, log: slog.Default(), ready: make(chan struct{}), alive: map[string]*atomic.Bool{}}
+	for _, o := range opts {
+		o(a)
+	}
+	a.base = a.log
+	a.log = a.base.With("component", "appliance")
+	return a, nil
+}
+
+// Ready is closed once the store is open and every listener is bound.
+func (a *Appliance) Ready() <-chan struct{} { return a.ready }
+
+// Addrs returns the bound addresses; valid after Ready.
+func (a *Appliance) Addrs() Addrs {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.addrs
+}
+
+// Health reports whether the store answers and the CoAP loop, the
+// ingestion writer and the HTTP server are still running; systemd's
+// watchdog is pinged only while it passes.
+func (a *Appliance) Health() error { return a.health(context.Background()) }
+
+func (a *Appliance) health(ctx context.Context) error {
+	for name, ok := range a.alive {
+		if !ok.Load() {
+			return fmt.Errorf("%s stopped", name)
+		}
+	}
+	if a.db == nil {
+		return errors.New("store not open")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return a.db.Ping(ctx)
+}
+
+// Run opens the store, binds the listeners, starts every component and blocks
+// until ctx ends or a component fails.
+func (a *Appliance) Run(ctx context.Context) error {
+	a.started = time.Now()
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if restored, err := ApplyPendingRestore(cfg, a.log); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	} else if restored {
+		a.log.Info("restored a backup into the data dir")
+	}
+
+	reg := lwm2m.NewRegistry()
+	if dir := filepath.Join(cfg.DataDir, "models"); dirExists(dir) {
+		if _, err := reg.LoadDDFDir(dir); err != nil {
+			a.log.Warn("some object models in the data dir did not load", "dir", dir, "err", err)
+		}
+	}
+
+	db, err := store.Open(ctx, a.storeConfig(), store.WithLogger(a.base), store.WithRegistry(reg))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer db.Close()
+	a.db = db
+	if err := db.SyncResourceTypes(ctx, reg); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	// Registrations live in memory: whatever the database says was online
+	// before this start must register again before it is shown online.
+	if _, err := db.ExpireEndpoints(ctx, time.Now().Add(100*365*24*time.Hour), 0); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+
+	pki, err := OpenPKI(DefaultPKIConfig(filepath.Join(cfg.DataDir, "pki")))
+	if err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	a.pki = pki
+
+	sets, err := newSettings(ctx, db, cfg)
+	if err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
+	broker := webui.NewBroker()
+	life := &lifecycle{db: db, log: a.base.With("component", "lifecycle"), policy: sets.policy,
+		broker: broker, uplink: map[string]uplinkState{}}
+	scfg := server.DefaultConfig()
+	scfg.DefaultLifetime = cfg.LwM2M.DefaultLifetime
+	scfg.AwakeWindow = cfg.LwM2M.QueueAwakeWindow
+	srv := server.New(scfg, server.WithHandler(life), server.WithRegistry(reg), server.WithLogger(a.base))
+	a.srv = srv
+	life.srv = srv
+	disp := newDispatcher(db, srv, a.base, cfg.LwM2M.OperationAttempts, time.Minute, life.reachable,
+		func(op store.Operation) {
+			broker.Publish(webui.LiveEvent{Kind: "operation", Endpoint: op.Endpoint, Time: op.Updated, OperationID: op.ID, Status: op.Status})
+		})
+	life.disp = disp
+	a.life = life
+
+	// Bind every socket before anything runs, so a port in use fails the
+	// start with one clear line.
+	udp, err := a.listenUDP("coap", cfg.Listen.CoAP)
+	if err != nil {
+		return err
+	}
+	var dtlsSrv *dtls.Server
+	if cfg.Listen.CoAPS != "" {
+		if dtlsSrv, err = a.listenDTLS("coaps", cfg.Listen.CoAPS, pki.DTLSConfig(db, a.base.With("component", "dtls"))); err != nil {
+			udp.Close()
+			return err
+		}
+		a.dtlsSrv = dtlsSrv
+	}
+	host := advertisedHost(cfg.Listen.CoAP)
+	bsPolicy := BootstrapPolicy{Creds: db, Lifetime: cfg.LwM2M.DefaultLifetime, Binding: "U",
+		PlainServerURI: "coap://" + net.JoinHostPort(host, strconv.Itoa(portOf(udp.LocalAddr().String())))}
+	if dtlsSrv != nil {
+		bsPolicy.ServerURI = "coaps://" + net.JoinHostPort(host, strconv.Itoa(portOf(dtlsSrv.LocalAddr().String())))
+	}
+	bcfg := bootstrap.DefaultConfig()
+	bcfg.Provision = bsPolicy.Provision
+	bcfg.Logger = a.base.With("component", "bootstrap")
+	bs, err := bootstrap.New(bcfg)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	var bsUDP coap.Transport
+	var bsDTLS *dtls.Server
+	if cfg.Listen.Bootstrap != "" {
+		if bsUDP, err = a.listenUDP("bootstrap", cfg.Listen.Bootstrap); err != nil {
+			return err
+		}
+	}
+	if cfg.Listen.BootstrapDTLS != "" {
+		if bsDTLS, err = a.listenDTLS("bootstrap-dtls", cfg.Listen.BootstrapDTLS, pki.BootstrapDTLSConfig(db, a.base.With("component", "bootstrap-dtls"))); err != nil {
+			return err
+		}
+	}
+
+	prov := &provisioner{db: db, pki: pki, host: host, ports: map[string]int{
+		store.ModeNoSec: portOf(udp.LocalAddr().String()),
+	}}
+	if dtlsSrv != nil {
+		prov.ports[store.ModePSK] = portOf(dtlsSrv.LocalAddr().String())
+		prov.ports[store.ModeX509] = prov.ports[store.ModePSK]
+	}
+	if bsDTLS != nil {
+		prov.ports[store.ModeBootstrap] = portOf(bsDTLS.LocalAddr().String())
+	}
+	wcfg := webui.DefaultConfig()
+	wcfg.Listen = cfg.Listen.HTTP
+	wcfg.QueueWindow = cfg.LwM2M.QueueAwakeWindow
+	var wopts []webui.Option
+	if l := a.listeners["http"]; l != nil {
+		wopts = append(wopts, webui.WithListener(l))
+	}
+	web, err := webui.New(wcfg, webui.Deps{
+		Store: db, Data: webui.NewStoreData(db), Registry: reg,
+		Operations: uiOperations{d: disp, db: db}, Provisioner: prov, Enrollment: prov,
+		Events: broker, System: uiSystem{a}, Settings: sets,
+		Logger: a.base,
+	}, wopts...)
+	if err != nil {
+		return fmt.Errorf("web UI: %w", err)
+	}
+	a.web = web
+
+	g, gctx := errgroup.WithContext(ctx)
+	run := func(name string, f func(context.Context) error) {
+		ok := &atomic.Bool{}
+		ok.Store(true)
+		a.alive[name] = ok
+		g.Go(func() error {
+			err := f(gctx)
+			ok.Store(false)
+			if err != nil && gctx.Err() == nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if gctx.Err() == nil {
+				return fmt.Errorf("%s stopped", name)
+			}
+			return nil
+		})
+	}
+	run("store", db.Run)
+	run("coap", func(ctx context.Context) error { return srv.Serve(ctx, udp) })
+	if dtlsSrv != nil {
+		run("dtls", dtlsSrv.Run)
+		run("coaps", func(ctx context.Context) error { return srv.Serve(ctx, dtlsSrv) })
+	}
+	if bsUDP != nil {
+		ep := coap.NewEndpoint(bsUDP, bs, coap.DefaultConfig())
+		run("bootstrap", ep.Run)
+	}
+	if bsDTLS != nil {
+		run("bootstrap-dtls-transport", bsDTLS.Run)
+		ep := coap.NewEndpoint(bsDTLS, bs, coap.DefaultConfig())
+		run("bootstrap-dtls", ep.Run)
+	}
+	run("dispatcher", disp.Run)
+	run("http", web.Run)
+
+	select {
+	case <-web.Ready():
+	case <-gctx.Done():
+		return a.wait(g)
+	}
+	a.mu.Lock()
+	a.addrs = Addrs{HTTP: web.Addr(), CoAP: udp.LocalAddr().String()}
+	if dtlsSrv != nil {
+		a.addrs.CoAPS = dtlsSrv.LocalAddr().String()
+	}
+	if bsUDP != nil {
+		a.addrs.Bootstrap = bsUDP.LocalAddr().String()
+	}
+	if bsDTLS != nil {
+		a.addrs.BootstrapDTLS = bsDTLS.LocalAddr().String()
+	}
+	addrs := a.addrs
+	a.mu.Unlock()
+	a.log.Info("flownexus ready", "version", Version, "web", "http://"+displayAddr(addrs.HTTP)+"/",
+		"coap", addrs.CoAP, "coaps", addrs.CoAPS, "bootstrap", addrs.Bootstrap, "bootstrap_dtls", addrs.BootstrapDTLS,
+		"data_dir", cfg.DataDir)
+	close(a.ready)
+	return a.wait(g)
+}
+
+func (a *Appliance) wait(g *errgroup.Group) error {
+	err := g.Wait()
+	a.log.Info("flownexus stopped")
+	return err
+}
+
+func (a *Appliance) storeConfig() store.Config {
+	sc := store.DefaultConfig()
+	sc.Path = filepath.Join(a.cfg.DataDir, "flownexus.db")
+	if a.cfg.Store.Retention > 0 {
+		sc.Retention = a.cfg.Store.Retention
+	}
+	if a.cfg.Store.FlushInterval > 0 {
+		sc.FlushInterval = a.cfg.Store.FlushInterval
+	}
+	sc.MaxSizeBytes = a.cfg.Store.MaxSizeMiB << 20
+	return sc
+}
+
+// listenUDP binds a plain CoAP socket, or adopts the activated one.
+func (a *Appliance) listenUDP(name, addr string) (coap.Transport, error) {
+	if pc, ok := a.packets[name].(*net.UDPConn); ok {
+		return coap.NewUDPTransport(pc), nil
+	}
+	t, err := coap.ListenUDP(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
+	}
+	return t, nil
+}
+
+func (a *Appliance) listenDTLS(name, addr string, cfg dtls.Config) (*dtls.Server, error) {
+	if pc := a.packets[name]; pc != nil {
+		return dtls.New(pc, cfg)
+	}
+	s, err := dtls.Listen(addr, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
+	}
+	return s, nil
+}
+
+// displayAddr turns ":8080" / "[::]:8080" into something a browser opens.
+func displayAddr(addr string) string {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
+		h = "localhost"
+	}
+	return net.JoinHostPort(h, p)
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// lifecycleReachable reports whether the dispatcher would send to endpoint
+// now (tests).
+func (a *Appliance) lifecycleReachable(endpoint string) bool { return a.life.reachable(endpoint) }

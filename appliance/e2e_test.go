@@ -1,0 +1,172 @@
+package appliance
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flownexus/flownexus/simulation"
+)
+
+// TestEndToEndDeviceLifecycle drives the appliance as a user would: a
+// simulated device registers, shows up online, is read, written and
+// executed on through the REST API, its telemetry is stored, and its
+// de-registration takes it offline.
+func TestEndToEndDeviceLifecycle(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	dev, stop := ta.startDevice("e2e-dev-1", nil)
+
+	eventually(t, "device online in the API", func() bool {
+		d, ok := ta.device("e2e-dev-1")
+		return ok && d.Online
+	})
+	d, _ := ta.device("e2e-dev-1")
+	if d.LwM2MVersion != "1.1" || d.Security != "nosec" || !strings.Contains(d.Objects, "</3303/0>") {
+		t.Errorf("device = %+v", d)
+	}
+
+	// Read the Device object: every resource, typed, whatever format the
+	// device answered in.
+	op := ta.operation("e2e-dev-1", map[string]any{"type": "read", "path": "/3/0"}, 10)
+	if op.Status != "confirmed" {
+		t.Fatalf("read: %+v", op)
+	}
+	var res struct{ Values map[string]any }
+	if err := json.Unmarshal(op.Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Values["3/0/0"] == nil || res.Values["3/0/3"] == nil || res.Values["3/0/7/0"] == nil {
+		t.Errorf("read /3/0 values = %v", res.Values)
+	}
+
+	// Write a writable resource, then read it back in another format.
+	op = ta.operation("e2e-dev-1", map[string]any{"type": "write", "path": "/3/0/14", "value": "+02:00"}, 10)
+	if op.Status != "confirmed" {
+		t.Fatalf("write: %+v", op)
+	}
+	op = ta.operation("e2e-dev-1", map[string]any{"type": "read", "path": "/3/0/14", "format": "senml-json"}, 10)
+	if op.Status != "confirmed" || !strings.Contains(string(op.Result), `"+02:00"`) {
+		t.Fatalf("read back: %+v %s", op, op.Result)
+	}
+
+	// A read of a resource the device does not have fails with the
+	// device's 4.04, and is not retried.
+	op = ta.operation("e2e-dev-1", map[string]any{"type": "read", "path": "/3/0/999"}, 10)
+	if op.Status != "failed" || op.Attempts != 1 || !strings.Contains(strings.ToLower(op.Error), "not found") {
+		t.Fatalf("read of a missing resource: %+v", op)
+	}
+
+	// Discover lists the instance's resources.
+	op = ta.operation("e2e-dev-1", map[string]any{"type": "discover", "path": "/3303/0"}, 10)
+	var links struct{ Links string }
+	if err := json.Unmarshal(op.Result, &links); err != nil || op.Status != "confirmed" || !strings.Contains(links.Links, "</3303/0/5700>") {
+		t.Fatalf("discover: %+v %s", op, op.Result)
+	}
+
+	// The auto-observation of 3303/0/5700 stores every change as telemetry.
+	before := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	dev.Step(time.Now())
+	eventually(t, "temperature telemetry", func() bool {
+		var pts struct {
+			Points []struct {
+				T string
+				V any
+			}
+		}
+		ta.do("GET", "/api/v1/devices/e2e-dev-1/telemetry?path=3303/0/5700&from="+before, nil, http.StatusOK, &pts)
+		return len(pts.Points) >= 2
+	})
+
+	var evs struct {
+		Events []struct{ Kind string } `json:"events"`
+	}
+	ta.do("GET", "/api/v1/devices/e2e-dev-1/events", nil, http.StatusOK, &evs)
+	if len(evs.Events) == 0 || evs.Events[len(evs.Events)-1].Kind != "registered" {
+		t.Errorf("events = %+v, want the registration last (newest first)", evs.Events)
+	}
+
+	// Stopping the device de-registers it.
+	stop()
+	eventually(t, "device offline", func() bool {
+		d, ok := ta.device("e2e-dev-1")
+		return ok && !d.Online
+	})
+}
+
+// TestEndToEndUnknownEndpointRefused: with unknown endpoints refused (the
+// packaged default), an unprovisioned device cannot register and waits as
+// pending; once provisioned for plain CoAP it can.
+func TestEndToEndUnknownEndpointRefused(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LwM2M.AllowUnknownEndpoints = false
+	ta := startAppliance(t, cfg)
+
+	if err := ta.registerFails("stranger"); !strings.Contains(err.Error(), "4.03") {
+		t.Fatalf("an unknown endpoint: register error %v, want 4.03 Forbidden", err)
+	}
+	eventually(t, "stranger pending", func() bool {
+		d, ok := ta.device("stranger")
+		return ok && d.Pending && !d.Online
+	})
+
+	ta.do("POST", "/api/v1/devices", map[string]any{"endpoint": "known-1", "security": map[string]string{"mode": "nosec"}}, http.StatusCreated, nil)
+	ta.startDevice("known-1", nil)
+	eventually(t, "provisioned device online", func() bool {
+		d, ok := ta.device("known-1")
+		return ok && d.Online
+	})
+}
+
+// TestEndToEndProvisionedPSKRefusedOverPlainCoAP: a device provisioned for
+// DTLS cannot register over plain CoAP.
+func TestEndToEndProvisionedPSKRefusedOverPlainCoAP(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	var cred struct {
+		Security struct {
+			Mode, ServerURI, PSKIdentity, PSKKey string
+		}
+	}
+	ta.do("POST", "/api/v1/devices", map[string]any{"endpoint": "psk-1", "security": map[string]string{"mode": "psk"}}, http.StatusCreated, &cred)
+	if cred.Security.PSKKey == "" || !strings.HasPrefix(cred.Security.ServerURI, "coaps://") {
+		t.Fatalf("provisioning answer = %+v", cred)
+	}
+	if err := ta.registerFails("psk-1"); !strings.Contains(err.Error(), "4.03") {
+		t.Fatalf("a PSK device over plain CoAP: register error %v, want 4.03 Forbidden", err)
+	}
+}
+
+// TestEndToEndQueueModeOperation: an operation for a sleeping queue-mode
+// device waits in the queue and goes out right after the device's next
+// Update.
+func TestEndToEndQueueModeOperation(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LwM2M.QueueAwakeWindow = time.Second
+	ta := startAppliance(t, cfg)
+	dev, _ := ta.startDevice("sleepy-1", func(dc *simulation.DeviceConfig) {
+		dc.QueueMode = true
+		dc.AwakeWindow = time.Second
+	})
+	eventually(t, "device asleep", func() bool { return dev.Client().Asleep() })
+	eventually(t, "appliance sees the device asleep", func() bool {
+		return !ta.a.lifecycleReachable("sleepy-1")
+	})
+
+	op := ta.operation("sleepy-1", map[string]any{"type": "read", "path": "/3/0/0"}, 0)
+	if op.Status != "queued" {
+		t.Fatalf("operation for a sleeping device: %+v", op)
+	}
+	dev.Client().TriggerUpdate()
+	var got apiOperation
+	ta.do("GET", "/api/v1/operations/"+jsonID(op.ID)+"?wait=10", nil, http.StatusOK, &got)
+	eventually(t, "operation confirmed after the update", func() bool {
+		ta.do("GET", "/api/v1/operations/"+jsonID(op.ID), nil, http.StatusOK, &got)
+		return got.Status == "confirmed"
+	})
+	if got.Attempts != 1 {
+		t.Errorf("attempts = %d, want 1", got.Attempts)
+	}
+}
+
+func jsonID(id int64) string { b, _ := json.Marshal(id); return string(b) }

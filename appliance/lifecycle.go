@@ -1,0 +1,291 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flownexus/flownexus/lwm2m"
+	"github.com/flownexus/flownexus/lwm2m/server"
+	"github.com/flownexus/flownexus/store"
+	"github.com/flownexus/flownexus/webui"
+)
+
+func nowUTC() time.Time { return time.Now().UTC() }
+
+// firmwareVersionPath is Device /3/0/3, Firmware Version (Core Appendix E.4).
+// eventSend groups the values of one Send (/dp) payload, like a composite
+// notification (Core §6.4.2).
+const eventSend = "send"
+
+var firmwareVersionPath = lwm2m.NewPath(3, 0, 3)
+
+// lifecycle is the appliance's side of the LwM2M server: who may register,
+// what a registration changes in the store, which observations start, and
+// where notifications go. It implements server.Handler.
+type lifecycle struct {
+	db     *store.DB
+	log    *slog.Logger
+	policy func() policy
+	broker *webui.Broker
+	disp   *Dispatcher
+	srv    *server.Server
+
+	mu     sync.Mutex
+	uplink map[string]uplinkState
+}
+
+// policy is the part of the configuration the web UI can change at run time.
+type policy struct {
+	AllowUnknown     bool
+	AwakeWindow      time.Duration
+	ObserveSingle    []lwm2m.Path
+	CompositeObjects []uint16
+}
+
+type uplinkState struct {
+	at    time.Time
+	queue bool
+}
+
+var _ server.Handler = (*lifecycle)(nil)
+
+// reachable reports whether a request sent now would reach the device: it
+// is registered, and not asleep in queue mode (Core §6.5).
+func (l *lifecycle) reachable(ep string) bool {
+	if _, ok := l.srv.Registration(ep); !ok {
+		return false
+	}
+	l.mu.Lock()
+	u, ok := l.uplink[ep]
+	l.mu.Unlock()
+	if !ok || !u.queue {
+		return true
+	}
+	return time.Since(u.at) < l.policy().AwakeWindow
+}
+
+func (l *lifecycle) sawUplink(r *server.Registration) {
+	l.mu.Lock()
+	l.uplink[r.Endpoint] = uplinkState{at: time.Now(), queue: r.QueueMode}
+	l.mu.Unlock()
+}
+
+func (l *lifecycle) endpointRow(r *server.Registration) store.Endpoint {
+	return store.Endpoint{
+		Name:           r.Endpoint,
+		RegistrationID: r.ID,
+		Online:         true,
+		LastSeen:       r.LastUpdate,
+		Lifetime:       int64(r.Lifetime / time.Second),
+		Binding:        r.Binding,
+		LwM2MVersion:   r.LwM2MVersion,
+		QueueMode:      r.QueueMode,
+		ObjectLinks:    r.Links,
+		Address:        r.Peer.Addr.String(),
+		RegisteredAt:   r.RegisteredAt,
+		SecurityMode:   securityOf(r),
+	}
+}
+
+func securityOf(r *server.Registration) string {
+	if r.Peer.Secure() {
+		return "dtls"
+	}
+	return store.ModeNoSec
+}
+
+// Registered applies the identity rules, records the registration, and
+// starts the auto-observations once the device has its answer.
+func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) error {
+	ids := IdentityChecker{Creds: l.db, AllowUnknown: l.policy().AllowUnknown}
+	if err := ids.Check(ctx, r.Endpoint, r.Peer); err != nil {
+		if errors.Is(err, ErrNotProvisioned) {
+			l.park(ctx, r)
+		}
+		l.log.Warn("registration refused", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "identity", r.Peer.Identity, "err", err)
+		return fmt.Errorf("%w: %v", server.ErrForbidden, err)
+	}
+	row := l.endpointRow(r)
+	if cred, err := l.db.Credential(ctx, r.Endpoint); err == nil {
+		row.SecurityMode = cred.Mode
+	}
+	if _, err := l.db.UpsertEndpoint(ctx, row); err != nil {
+		return fmt.Errorf("record registration of %q: %w", r.Endpoint, err)
+	}
+	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
+		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
+	}
+	l.sawUplink(r)
+	l.publish(webui.LiveEvent{Kind: store.EventRegistered, Endpoint: r.Endpoint, Time: r.RegisteredAt})
+	l.log.Info("registered", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "lwm2m", r.LwM2MVersion, "binding", r.Binding, "lifetime", r.Lifetime, "secure", r.Peer.Secure())
+	reg := *r
+	go l.afterRegister(&reg)
+	return nil
+}
+
+// park records an unknown endpoint as pending so that an admin can accept
+// it (../shared/API.md: with unknown endpoints refused they "wait as
+// pending").
+func (l *lifecycle) park(ctx context.Context, r *server.Registration) {
+	row := l.endpointRow(r)
+	row.Online = false
+	if _, err := l.db.UpsertEndpoint(ctx, row); err != nil {
+		l.log.Warn("pending endpoint not recorded", "endpoint", r.Endpoint, "err", err)
+		return
+	}
+	if err := l.db.SetEndpointPending(ctx, r.Endpoint, true); err != nil {
+		l.log.Warn("pending endpoint not recorded", "endpoint", r.Endpoint, "err", err)
+	}
+}
+
+// afterRegister starts the configured observations, then sends what waited
+// in the queue. It runs after the device has its 2.01: a request sent from
+// inside Registered would reach a device that is not registered yet.
+func (l *lifecycle) afterRegister(r *server.Registration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := l.policy()
+	for _, path := range p.ObserveSingle {
+		if !hasPath(r, path) {
+			continue
+		}
+		if _, recs, err := l.srv.Observe(ctx, r.Endpoint, path, lwm2m.FormatNone); err != nil {
+			l.log.Info("auto-observe failed", "endpoint", r.Endpoint, "path", path, "err", err)
+		} else {
+			l.ingest(ctx, r.Endpoint, recs, "")
+		}
+	}
+	if paths := compositePaths(r, p.CompositeObjects); len(paths) > 0 && r.LwM2MVersion != "1.0" {
+		f := lwm2m.FormatSenMLCBOR
+		if len(r.ContentFormats) > 0 && !contains(r.ContentFormats, f) {
+			f = lwm2m.FormatSenMLJSON
+		}
+		if _, recs, err := l.srv.ObserveComposite(ctx, r.Endpoint, paths, f); err != nil {
+			l.log.Info("auto composite observe failed", "endpoint", r.Endpoint, "paths", paths, "err", err)
+		} else {
+			l.ingest(ctx, r.Endpoint, recs, store.EventComposite)
+		}
+	}
+	l.disp.Kick(r.Endpoint)
+}
+
+func contains[T comparable](s []T, v T) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPath reports whether the device announced the object instance of p.
+func hasPath(r *server.Registration, p lwm2m.Path) bool {
+	for _, o := range r.Objects {
+		if o.ID != p.ObjectID() {
+			continue
+		}
+		if p.Len() < 2 {
+			return true
+		}
+		return contains(o.Instances, p.InstanceID())
+	}
+	return false
+}
+
+// compositePaths lists the instances of the configured sensor objects that
+// the device has.
+func compositePaths(r *server.Registration, objects []uint16) []lwm2m.Path {
+	var out []lwm2m.Path
+	for _, o := range r.Objects {
+		if !contains(objects, o.ID) {
+			continue
+		}
+		for _, i := range o.Instances {
+			out = append(out, lwm2m.NewPath(o.ID, i))
+		}
+	}
+	return out
+}
+
+// Updated refreshes the endpoint and sends what waited for the device.
+func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
+	if _, err := l.db.UpsertEndpoint(ctx, l.endpointRow(r)); err != nil {
+		l.log.Warn("update not recorded", "endpoint", r.Endpoint, "err", err)
+	}
+	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegUpdated, r.LastUpdate, ""); err != nil {
+		l.log.Warn("update event not recorded", "endpoint", r.Endpoint, "err", err)
+	}
+	l.sawUplink(r)
+	l.publish(webui.LiveEvent{Kind: store.EventUpdated, Endpoint: r.Endpoint, Time: r.LastUpdate})
+	l.disp.Kick(r.Endpoint)
+}
+
+// Deregistered marks the endpoint offline. A registration replaced by a new
+// Register is not an unregistration: the new one is recorded already.
+func (l *lifecycle) Deregistered(ctx context.Context, r *server.Registration, reason server.DeregisterReason) {
+	l.mu.Lock()
+	delete(l.uplink, r.Endpoint)
+	l.mu.Unlock()
+	if reason == server.ReasonReplaced {
+		return
+	}
+	now := nowUTC()
+	if err := l.db.SetEndpointOffline(ctx, r.Endpoint, now, reason == server.ReasonExplicit); err != nil && !errors.Is(err, store.ErrNotFound) {
+		l.log.Warn("deregistration not recorded", "endpoint", r.Endpoint, "err", err)
+	}
+	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegUnregistered, now, reason.String()); err != nil {
+		l.log.Warn("deregistration event not recorded", "endpoint", r.Endpoint, "err", err)
+	}
+	l.publish(webui.LiveEvent{Kind: store.EventUnregistered, Endpoint: r.Endpoint, Time: now})
+	l.log.Info("deregistered", "endpoint", r.Endpoint, "reason", reason)
+}
+
+// Notified queues a notification's values; a full queue answers 5.03 so the
+// device retries (issue: never drop silently).
+func (l *lifecycle) Notified(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record) error {
+	l.sawUplink(r)
+	event := ""
+	if o.Composite {
+		event = store.EventComposite
+	}
+	if r.QueueMode {
+		l.disp.Kick(r.Endpoint)
+	}
+	return l.ingest(ctx, r.Endpoint, recs, event)
+}
+
+// Sent queues the values of a Send (/dp).
+func (l *lifecycle) Sent(ctx context.Context, r *server.Registration, recs []lwm2m.Record) error {
+	l.sawUplink(r)
+	if r.QueueMode {
+		l.disp.Kick(r.Endpoint)
+	}
+	return l.ingest(ctx, r.Endpoint, recs, eventSend)
+}
+
+func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, event string) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.Path == firmwareVersionPath && rec.Value.Type() == lwm2m.TypeString {
+			if err := l.db.SetEndpointFirmwareVersion(ctx, ep, rec.Value.Str()); err != nil {
+				l.log.Debug("firmware version not recorded", "endpoint", ep, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (l *lifecycle) publish(ev webui.LiveEvent) {
+	if l.broker != nil {
+		l.broker.Publish(ev)
+	}
+}

@@ -1,0 +1,58 @@
+package appliance
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"time"
+)
+
+// writeMetrics writes the appliance's counters in the Prometheus text
+// exposition format: registrations and traffic from the LwM2M server,
+// ingestion from the store (including every refusal, per issue 5), DTLS
+// sessions.
+func (a *Appliance) writeMetrics(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	m := func(name, typ, help string, v any) {
+		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
+	}
+	s := a.srv.Stats()
+	m("flownexus_registrations_current", "gauge", "Devices registered now.", s.Registered)
+	m("flownexus_registrations_total", "counter", "Accepted Register requests.", s.Registrations)
+	m("flownexus_updates_total", "counter", "Accepted Update requests.", s.Updates)
+	m("flownexus_deregistrations_total", "counter", "De-register requests.", s.Deregistrations)
+	m("flownexus_expirations_total", "counter", "Registrations that expired.", s.Expirations)
+	m("flownexus_registrations_refused_total", "counter", "Register requests refused.", s.Refused)
+	m("flownexus_notifications_total", "counter", "Notifications received.", s.Notifications)
+	m("flownexus_notifications_refused_total", "counter", "Notifications answered 5.03 or not decodable.", s.NotificationDrops)
+	m("flownexus_sends_total", "counter", "Send (/dp) requests received.", s.Sends)
+	m("flownexus_sends_refused_total", "counter", "Send requests refused.", s.SendDrops)
+	m("flownexus_device_requests_total", "counter", "Requests sent to devices.", s.Requests)
+	m("flownexus_device_request_errors_total", "counter", "Requests to devices that failed.", s.RequestErrors)
+	m("flownexus_observations_current", "gauge", "Active observations.", s.Observations)
+	m("flownexus_queued_requests_current", "gauge", "Requests waiting for a queue-mode device.", s.Queued)
+
+	st := a.db.Stats()
+	m("flownexus_ingest_batches_accepted_total", "counter", "Notification batches accepted by the ingestion queue.", st.Accepted)
+	m("flownexus_ingest_readings_accepted_total", "counter", "Readings accepted by the ingestion queue.", st.AcceptedRecords)
+	m("flownexus_ingest_readings_committed_total", "counter", "Readings committed to the database.", st.CommittedRecords)
+	m("flownexus_ingest_batches_refused_total", "counter", "Batches refused because the queue was full.", st.Refused)
+	m("flownexus_ingest_batches_failed_total", "counter", "Batches dropped after the writer failed.", st.Failed)
+	m("flownexus_ingest_queue_length", "gauge", "Batches waiting in the ingestion queue.", st.QueueLen)
+	m("flownexus_ingest_queue_capacity", "gauge", "Capacity of the ingestion queue.", st.QueueCap)
+	m("flownexus_ingest_last_commit_seconds", "gauge", "Duration of the last commit.", st.LastCommit.Seconds())
+	m("flownexus_ingest_max_ack_to_commit_seconds", "gauge", "Longest wait of a reading from acceptance to commit.", st.MaxAckToCommit.Seconds())
+	m("flownexus_live_subscriber_drops_total", "counter", "Live updates not delivered to slow subscribers.", st.SubscriberDrops)
+	m("flownexus_retention_deleted_total", "counter", "Rows and chunks removed by retention.", st.RetentionDeleted)
+
+	if a.dtlsSrv != nil {
+		d := a.dtlsSrv.Stats()
+		m("flownexus_dtls_sessions_current", "gauge", "DTLS sessions established or parked.", d.Sessions)
+		m("flownexus_dtls_sessions_live", "gauge", "DTLS sessions with a live connection.", d.Live)
+		m("flownexus_dtls_handshakes_total", "counter", "Completed DTLS handshakes.", d.HandshakesOK)
+		m("flownexus_dtls_handshakes_failed_total", "counter", "Failed DTLS handshakes.", d.HandshakesFailed)
+		m("flownexus_dtls_datagrams_dropped_total", "counter", "Datagrams dropped because a session queue was full.", d.Dropped)
+	}
+	m("flownexus_uptime_seconds", "gauge", "Seconds since start.", int64(time.Since(a.started).Seconds()))
+	return bw.Flush()
+}

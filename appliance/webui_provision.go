@@ -1,0 +1,139 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/flownexus/flownexus/store"
+	"github.com/flownexus/flownexus/webui"
+)
+
+// provisioner creates devices with credentials from the appliance's PKI and
+// renders their enrollment output (webui.Provisioner and webui.Enrollment).
+type provisioner struct {
+	db    *store.DB
+	pki   *PKI
+	host  string
+	ports map[string]int // mode → port devices use
+}
+
+var (
+	_ webui.Provisioner = (*provisioner)(nil)
+	_ webui.Enrollment  = (*provisioner)(nil)
+)
+
+func (p *provisioner) Provision(ctx context.Context, req webui.ProvisionRequest) (webui.Credentials, error) {
+	if err := checkEndpointName(req.Endpoint); err != nil {
+		return webui.Credentials{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+	}
+	c := store.Credential{Endpoint: req.Endpoint, Mode: req.Mode}
+	out := webui.Credentials{Endpoint: req.Endpoint, Mode: req.Mode}
+	switch req.Mode {
+	case store.ModeNoSec:
+	case store.ModePSK, store.ModeBootstrap:
+		c.PSKIdentity, c.PSKKey = req.PSKIdentity, req.PSKKey
+		if c.PSKIdentity == "" {
+			c.PSKIdentity = req.Endpoint
+		}
+		if len(c.PSKKey) == 0 {
+			key, err := GeneratePSK(DefaultPSKSize)
+			if err != nil {
+				return out, err
+			}
+			c.PSKKey = key
+		}
+		out.PSKIdentity, out.PSKKey = c.PSKIdentity, c.PSKKey
+	case store.ModeX509:
+		dc, err := p.pki.IssueDevice(req.Endpoint)
+		if err != nil {
+			return out, err
+		}
+		c.CertPEM, c.CertSerial = string(dc.CertPEM), dc.Serial
+		out.Certificate, out.PrivateKey = string(dc.CertPEM), string(dc.KeyPEM)
+	default:
+		return out, fmt.Errorf("%w: security mode %q (want nosec, psk, x509 or bootstrap)", webui.ErrInvalid, req.Mode)
+	}
+	if _, err := p.db.ProvisionEndpoint(ctx, c); err != nil {
+		return out, err
+	}
+	out.CACertificate = string(p.pki.CACertPEM())
+	e := p.enrollment(out)
+	out.ServerURI = e.ServerURI()
+	return out, nil
+}
+
+func (p *provisioner) enrollment(c webui.Credentials) Enrollment {
+	e := Enrollment{Endpoint: c.Endpoint, Mode: c.Mode, Host: p.host, Port: p.ports[c.Mode],
+		PSKIdentity: c.PSKIdentity, PSK: c.PSKKey}
+	if c.Mode == store.ModeX509 {
+		e.Certificate = &DeviceCertificate{Endpoint: c.Endpoint,
+			CertPEM: []byte(c.Certificate), CertDER: pemBody(c.Certificate),
+			KeyPEM: []byte(c.PrivateKey), KeyDER: pemBody(c.PrivateKey),
+			CAPEM: []byte(c.CACertificate), CADER: pemBody(c.CACertificate)}
+	}
+	return e
+}
+
+func (p *provisioner) Kconfig(c webui.Credentials) (string, error) {
+	return KconfigFragment(p.enrollment(c))
+}
+
+func (p *provisioner) ATCommands(c webui.Credentials) (string, error) {
+	return ModemCommands(p.enrollment(c))
+}
+
+func (p *provisioner) Bundle(c webui.Credentials, w io.Writer) error {
+	b, err := EnrollmentBundle(p.enrollment(c))
+	if err != nil {
+		return err
+	}
+	_, err = bytes.NewReader(b).WriteTo(w)
+	return err
+}
+
+// pemBody returns the DER inside the first PEM block of s (nil if none):
+// devices without PEM support take DER files (ZEPHYR.md).
+func pemBody(s string) []byte {
+	b, _ := pem.Decode([]byte(s))
+	if b == nil {
+		return nil
+	}
+	return b.Bytes
+}
+
+// advertisedHost is the name devices are told to reach the appliance at:
+// the configured CoAP listen host when it is a specific address, else the
+// first non-loopback IPv4 address, else the host name.
+func advertisedHost(listen string) string {
+	if h, _, err := net.SplitHostPort(listen); err == nil && h != "" {
+		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+			return h
+		}
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}

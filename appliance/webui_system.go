@@ -1,0 +1,87 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/flownexus/flownexus/webui"
+)
+
+// uiSystem gives the web UI the appliance itself (webui.System).
+type uiSystem struct{ a *Appliance }
+
+var _ webui.System = uiSystem{}
+
+func (s uiSystem) Info(ctx context.Context) (webui.SystemInfo, error) {
+	a := s.a
+	addrs := a.Addrs()
+	info := webui.SystemInfo{Version: Version, Started: a.started, DataDir: a.cfg.DataDir}
+	for _, p := range []struct{ name, addr string }{
+		{"http", addrs.HTTP}, {"coap", addrs.CoAP}, {"coaps", addrs.CoAPS},
+		{"bootstrap", addrs.Bootstrap}, {"bootstrap-dtls", addrs.BootstrapDTLS},
+	} {
+		if p.addr != "" {
+			info.Ports = append(info.Ports, webui.Port{Name: p.name, Addr: p.addr})
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(a.cfg.DataDir, &st); err == nil {
+		info.DiskFree = st.Bavail * uint64(st.Bsize)
+		info.DiskTotal = st.Blocks * uint64(st.Bsize)
+	}
+	if n, err := a.db.UsedBytes(ctx); err == nil && n > 0 {
+		info.DBSize = uint64(n)
+	}
+	return info, nil
+}
+
+func (s uiSystem) Ready(ctx context.Context) error {
+	select {
+	case <-s.a.ready:
+	default:
+		return errors.New("starting")
+	}
+	return s.a.health(ctx)
+}
+
+func (s uiSystem) Backup(ctx context.Context, w io.Writer) error {
+	return NewBackups(s.a.cfg, s.a.db, s.a.log).Backup(ctx, w)
+}
+
+func (s uiSystem) Restore(ctx context.Context, r io.Reader) error {
+	return NewBackups(s.a.cfg, s.a.db, s.a.log).Restore(ctx, r)
+}
+
+func (s uiSystem) SelfUpdate(ctx context.Context, pkg io.Reader, signature []byte) error {
+	info, err := NewUpdater(s.a.cfg, WithInstalledVersion(Version), WithUpdateLogger(s.a.log)).Submit(ctx, pkg, signature)
+	if err != nil {
+		return fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+	}
+	s.a.log.Info("self-update submitted", "version", info.Version)
+	return nil
+}
+
+func (s uiSystem) CACertificate(context.Context) ([]byte, error) {
+	return s.a.pki.CACertPEM(), nil
+}
+
+func (s uiSystem) WriteMetrics(w io.Writer) error {
+	return s.a.writeMetrics(w)
+}
+
+// dbFileSize is the database file plus its WAL, for the dashboard when the
+// page count is not available.
+func dbFileSize(dataDir string) int64 {
+	var n int64
+	for _, f := range []string{"flownexus.db", "flownexus.db-wal"} {
+		if st, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}

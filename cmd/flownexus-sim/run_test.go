@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flownexus/flownexus/lwm2m/coap"
+	"github.com/flownexus/flownexus/lwm2m/server"
+)
+
+// TestParseArgsRefusals: every bad flag is a usage error with a message.
+func TestParseArgsRefusals(t *testing.T) {
+	for _, args := range [][]string{
+		{"--devices", "x"},
+		{"--lwm2m-version", "2.0"},
+		{"--source-addrs", "10.0.0.1"},
+		{"--source-addrs", "127.0.0.9-127.0.0.1"},
+		{"--source-addrs", "nope"},
+		{"--psk-key", "zz", "--server", "coaps://127.0.0.1:5684"},
+		{"--psk-key", "0102"},
+		{"--server", "coaps://127.0.0.1:5684"},
+		{"--server", "http://127.0.0.1"},
+		{"--server", "::"},
+		{"--log-level", "loud"},
+		{"extra"},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), args, &out)
+		if !errors.Is(err, errUsage) {
+			t.Errorf("%q: %v", args, err)
+		}
+		if !strings.Contains(out.String(), "flownexus-sim:") && !strings.Contains(out.String(), "invalid") {
+			t.Errorf("%q: no message in %q", args, out.String())
+		}
+	}
+	addrs, err := parseSourceAddrs("127.0.0.1-127.0.0.3, 127.0.0.9")
+	if err != nil || len(addrs) != 4 || addrs[2].String() != "127.0.0.3" {
+		t.Fatalf("source addrs %v %v", addrs, err)
+	}
+}
+
+// countingHandler counts registrations and de-registrations on the server.
+type countingHandler struct {
+	server.NopHandler
+	regs, deregs chan string
+}
+
+func (h *countingHandler) Registered(_ context.Context, r *server.Registration) error {
+	h.regs <- r.Endpoint
+	return nil
+}
+
+func (h *countingHandler) Deregistered(_ context.Context, r *server.Registration, _ server.DeregisterReason) {
+	h.deregs <- r.Endpoint
+}
+
+// TestRunAgainstServer runs the command for a short --duration against an
+// in-process server: every device registers and de-registers.
+func TestRunAgainstServer(t *testing.T) {
+	h := &countingHandler{regs: make(chan string, 64), deregs: make(chan string, 64)}
+	s := server.New(server.DefaultConfig(), server.WithHandler(h))
+	tr, err := coap.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Serve(ctx, tr) }()
+
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{
+			"--server", "coap://" + tr.LocalAddr().String(), "--devices", "3", "--endpoint-prefix", "cli-",
+			"--start-spread", "100ms", "--rate", "200ms", "--duration", "3s", "--stats-every", "1s",
+			"--source-addrs", "127.0.0.1-127.0.0.2", "--queue-share", "0.34",
+		}, &out)
+	}()
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		select {
+		case ep := <-h.regs:
+			seen[ep] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("registered %v; log:\n%s", seen, out.String())
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for i := 0; i < 3; i++ {
+		select {
+		case <-h.deregs:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("missing de-registrations; log:\n%s", out.String())
+		}
+	}
+	if !seen["cli-0000"] || !strings.Contains(out.String(), "all devices registered") {
+		t.Fatalf("endpoints %v, log:\n%s", seen, out.String())
+	}
+}

@@ -1,0 +1,58 @@
+package coap
+
+// dedupEntry remembers one received CON or NON message (RFC 7252 §4.5): the
+// reply sent for it, so that a retransmission gets the same reply without
+// the handler running twice.
+type dedupEntry struct {
+	reply    []byte // the ACK/response sent, nil while the handler runs
+	emptyAck bool   // an empty ACK was sent; the response goes separately
+	done     bool   // handling finished
+	expires  int64
+}
+
+type dedupItem struct {
+	key     midKey
+	expires int64
+}
+
+// dedupCache maps (peer, message id) to entries for EXCHANGE_LIFETIME. All
+// entries live equally long, so insertion order is expiry order: a FIFO
+// gives expiry without ever scanning the cache (go-coap's UDP server scans
+// its whole response cache on every packet).
+type dedupCache struct {
+	m    map[midKey]*dedupEntry
+	fifo []dedupItem
+	head int
+}
+
+func newDedupCache() dedupCache { return dedupCache{m: make(map[midKey]*dedupEntry)} }
+
+func (c *dedupCache) get(k midKey) *dedupEntry { return c.m[k] }
+
+func (c *dedupCache) add(k midKey, expires int64) *dedupEntry {
+	d := &dedupEntry{expires: expires}
+	c.m[k] = d
+	c.fifo = append(c.fifo, dedupItem{key: k, expires: expires})
+	return d
+}
+
+// expire drops entries whose time has passed, from the head of the FIFO.
+func (c *dedupCache) expire(now int64) {
+	for c.head < len(c.fifo) && c.fifo[c.head].expires <= now {
+		it := c.fifo[c.head]
+		c.fifo[c.head] = dedupItem{}
+		c.head++
+		// A newer entry under the same key has its own, later item.
+		if d := c.m[it.key]; d != nil && d.expires == it.expires {
+			delete(c.m, it.key)
+		}
+	}
+	if c.head > 1024 && c.head*2 > len(c.fifo) {
+		n := copy(c.fifo, c.fifo[c.head:])
+		clear(c.fifo[n:])
+		c.fifo = c.fifo[:n]
+		c.head = 0
+	}
+}
+
+func (c *dedupCache) len() int { return len(c.m) }

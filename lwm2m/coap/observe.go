@@ -1,0 +1,162 @@
+package coap
+
+import (
+	"context"
+	"time"
+)
+
+// Observation is an observation this endpoint holds on a peer's resource
+// (RFC 7641 §3): notifications that carry its token go to its function.
+type Observation struct {
+	e     *Endpoint
+	token []byte
+	req   *Message // the registering request, for block fetches and cancel
+	fn    func(*Notification) error
+
+	// guarded by e.mu
+	peer   Peer
+	seq    uint32
+	when   time.Time
+	active bool
+}
+
+// Notification is one notification delivered to an Observation's function.
+type Notification struct {
+	// Peer sent it (after NAT rebinding this can differ from the address
+	// the observation was registered with).
+	Peer Peer
+	// Message is the notification with its whole body (blocks fetched).
+	Message *Message
+	// Observation it belongs to.
+	Observation *Observation
+}
+
+// Observe registers an observation on a peer (RFC 7641 §3.1): it sends req
+// (GET, or FETCH for LwM2M Observe-Composite) with Observe=0 like Do, and
+// when the response is a success carrying an Observe option the
+// observation is established and every later notification with its token
+// goes to fn, on the endpoint's worker for that peer, in order, stale ones
+// (§3.4) dropped. fn's error answers a confirmable notification with 5.03
+// instead of an empty ACK (the consumer is overloaded).
+//
+// It returns the observation and the first response. When the response is
+// an error code, the observation is nil and err is nil: look at resp.Code.
+// When it is a success without Observe, err is ErrNotObserved.
+func (e *Endpoint) Observe(ctx context.Context, to Peer, req *Message, fn func(*Notification) error) (*Observation, *Message, error) {
+	m := cloneShallow(req)
+	m.SetObserve(0)
+	if len(m.Token) == 0 {
+		m.Token = e.newToken()
+	}
+	o := &Observation{e: e, token: m.Token, req: m, fn: fn, peer: to}
+	resp, err := e.do(ctx, to, m, o)
+	if err != nil {
+		o.Forget()
+		return nil, nil, err
+	}
+	e.mu.Lock()
+	active := o.active
+	e.mu.Unlock()
+	if !active {
+		if resp.Code.IsSuccess() {
+			return nil, resp, ErrNotObserved
+		}
+		return nil, resp, nil
+	}
+	return o, resp, nil
+}
+
+// Token is the observation's token.
+func (o *Observation) Token() []byte { return o.token }
+
+// Peer is the address notifications last came from.
+func (o *Observation) Peer() Peer {
+	o.e.mu.Lock()
+	defer o.e.mu.Unlock()
+	return o.peer
+}
+
+// Active reports whether notifications are still delivered.
+func (o *Observation) Active() bool {
+	o.e.mu.Lock()
+	defer o.e.mu.Unlock()
+	return o.active
+}
+
+// Forget cancels the observation reactively: the next notification is
+// answered with RST, which makes the peer drop it (RFC 7641 §3.6).
+func (o *Observation) Forget() {
+	o.e.mu.Lock()
+	defer o.e.mu.Unlock()
+	o.active = false
+	if o.e.obs[string(o.token)] == o {
+		delete(o.e.obs, string(o.token))
+	}
+}
+
+// Cancel cancels the observation proactively (RFC 7641 §3.6): the
+// registering request again, with Observe=1 and the same token. It returns
+// the peer's response (a last representation).
+func (o *Observation) Cancel(ctx context.Context) (*Message, error) {
+	peer := o.Peer()
+	o.Forget()
+	m := cloneShallow(o.req)
+	m.SetObserve(1)
+	m.Token = o.token
+	return o.e.do(ctx, peer, m, nil)
+}
+
+// accepts reports whether a notification from p may belong to o: from the
+// same peer, or — for plain CoAP only — from a new address after NAT
+// rebinding, since the 8-byte random token already identifies it.
+func (o *Observation) accepts(p Peer) bool {
+	if o.peer.Key() == p.Key() {
+		return true
+	}
+	return !o.peer.Secure() && !p.Secure()
+}
+
+// newer reports whether notification v2 received at t2 is newer than v1
+// received at t1 (RFC 7641 §3.4).
+func newer(v1 uint32, t1 time.Time, v2 uint32, t2 time.Time) bool {
+	return (v1 < v2 && v2-v1 < 1<<23) || (v1 > v2 && v1-v2 > 1<<23) || t2.After(t1.Add(128*time.Second))
+}
+
+// deliverNotification runs on the peer's worker.
+func (e *Endpoint) deliverNotification(j job) {
+	m, o := j.msg, j.obs
+	con := m.Type == Confirmable
+	ack := &Message{Type: Acknowledgement, MessageID: m.MessageID}
+	if b2, ok := m.Block(Block2); ok && b2.More && b2.Num == 0 {
+		// RFC 7959 §2.6: acknowledge, then fetch the rest without Observe.
+		if con {
+			e.replyOnce(j.entry, ack, j.peer)
+		}
+		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.RequestTimeout)
+		full, err := e.fetchRest(ctx, j.peer, o.req, m)
+		cancel()
+		if err != nil {
+			e.log.Debug("notification blocks", "peer", j.peer.Addr, "err", err)
+			return
+		}
+		if o.Active() {
+			_ = o.fn(&Notification{Peer: j.peer, Message: full, Observation: o})
+		}
+		return
+	}
+	var err error
+	if o.Active() {
+		err = o.fn(&Notification{Peer: j.peer, Message: m, Observation: o})
+	}
+	if !con {
+		e.mu.Lock()
+		j.entry.done = true
+		e.mu.Unlock()
+		return
+	}
+	if err != nil {
+		e.stats.overloaded.Add(1)
+		ack.Code = ServiceUnavailable
+	}
+	e.replyOnce(j.entry, ack, j.peer)
+}

@@ -1,0 +1,18 @@
+// Package dtls is FlowNexus' CoAPS transport: a DTLS 1.2 server that
+// implements coap.Transport over one UDP socket, and a client transport for
+// the simulator and tests. It is built on pion/dtls.
+//
+// It owns the per-datagram demultiplexer (record header parsing, routing by
+// Connection ID or source address, RFC 6347 §4.1 and RFC 9146 §3), PSK and
+// X.509 authentication through callbacks the appliance supplies, and the
+// parking of idle sessions: an established session that has been quiet for a
+// while is exported as pion's serialised State (a few hundred bytes) and its
+// connection, goroutines and buffers are dropped; the next record for it
+// (found by CID or address) rebuilds the connection from that state. That is
+// how sleeping queue-mode devices keep their session through a sleep without
+// costing a live connection each.
+//
+// It must not know LwM2M: endpoint names, registrations and the binding of
+// an endpoint to a DTLS identity are decided above it (lwm2m/server,
+// appliance). It must not store credentials; it asks for them.
+package dtls

@@ -1,0 +1,720 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flownexus/flownexus/lwm2m"
+)
+
+// Batch is one notification or Send payload from one endpoint.
+type Batch struct {
+	Endpoint string
+	// Received is when the server got the payload; readings without a
+	// timestamp of their own (Record.Time zero) take it.
+	Received time.Time
+	Records  []lwm2m.Record
+	// Event, when set, records one Event of this kind (e.g. "composite",
+	// "registered") that links every reading of the batch.
+	Event string
+	// EventDetail is free text stored with the event.
+	EventDetail string
+}
+
+type batch struct {
+	Batch
+	accepted time.Time  // by the DB's clock: the default reception time
+	queued   time.Time  // wall clock, for the ack-to-commit latency
+	done     chan error // Flush marker: no records, closed after commit
+}
+
+// Stats are the ingestion counters for /metrics.
+type Stats struct {
+	Accepted         uint64        // batches accepted by the queue
+	AcceptedRecords  uint64        // readings accepted
+	Committed        uint64        // batches committed
+	CommittedRecords uint64        // readings committed
+	Refused          uint64        // batches refused with ErrQueueFull
+	Failed           uint64        // batches dropped after the writer gave up on them
+	Transactions     uint64        // write transactions of the ingestion writer
+	MaxBatchRecords  uint64        // the largest transaction, in readings
+	LastCommit       time.Duration // latency of the last commit
+	MaxCommit        time.Duration // the slowest commit so far
+	MaxAckToCommit   time.Duration // the longest a reading waited from Ingest to its commit
+	TotalCommit      time.Duration // sum of commit latencies
+	QueueLen         int           // batches waiting now
+	QueueCap         int
+	SubscriberDrops  uint64        // notifications not delivered to slow subscribers
+	Compactions      uint64        // compaction steps
+	MaxCompactStep   time.Duration // the longest compaction transaction (it holds the write lock)
+	CompactErrors    uint64        // failed compaction steps (retried later)
+	CompactedRecords uint64
+	RetentionDeleted uint64 // chunks and rows removed by retention
+	TailRecords      int    // uncompacted readings held in memory
+}
+
+type stats struct {
+	accepted, acceptedRecords, committed, committedRecords atomic.Uint64
+	refused, failed, transactions, maxBatch                atomic.Uint64
+	lastCommit, maxCommit, totalCommit, maxAck             atomic.Int64
+	subDrops, compactions, compacted, retentionDeleted     atomic.Uint64
+	maxCompact                                             atomic.Int64
+	compactErrors                                          atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (d *DB) Stats() Stats {
+	s := &d.stats
+	d.tel.view.RLock()
+	tail := d.tel.nTail
+	d.tel.view.RUnlock()
+	return Stats{
+		Accepted: s.accepted.Load(), AcceptedRecords: s.acceptedRecords.Load(),
+		Committed: s.committed.Load(), CommittedRecords: s.committedRecords.Load(),
+		Refused: s.refused.Load(), Failed: s.failed.Load(), Transactions: s.transactions.Load(),
+		MaxBatchRecords: s.maxBatch.Load(), LastCommit: time.Duration(s.lastCommit.Load()),
+		MaxCommit: time.Duration(s.maxCommit.Load()), TotalCommit: time.Duration(s.totalCommit.Load()),
+		MaxAckToCommit: time.Duration(s.maxAck.Load()),
+		QueueLen:       len(d.queue), QueueCap: cap(d.queue), SubscriberDrops: s.subDrops.Load(),
+		Compactions: s.compactions.Load(), CompactedRecords: s.compacted.Load(), MaxCompactStep: time.Duration(s.maxCompact.Load()), CompactErrors: s.compactErrors.Load(),
+		RetentionDeleted: s.retentionDeleted.Load(), TailRecords: tail,
+	}
+}
+
+// Ingest hands a batch to the writer without blocking. Once it returns
+// nil the readings are committed within FlushInterval (while Run runs, or
+// by Close). It returns an error wrapping ErrQueueFull when the queue is
+// full (answer 5.03 so the device retries) and ErrClosed after Close.
+func (d *DB) Ingest(b Batch) error {
+	if err := checkBatch(b); err != nil {
+		return err
+	}
+	d.ingestMu.RLock()
+	defer d.ingestMu.RUnlock()
+	if d.closed.Load() {
+		return fmt.Errorf("store: ingest from %q: %w", b.Endpoint, ErrClosed)
+	}
+	// Bound the queue in readings too, so that what it accepts can be
+	// committed within the flush interval.
+	if q := d.queuedRecords.Load(); q > 0 && q+int64(len(b.Records)) > int64(d.cfg.QueueRecords) {
+		d.stats.refused.Add(1)
+		return fmt.Errorf("store: ingest from %q: %w (%d readings waiting)", b.Endpoint, ErrQueueFull, q)
+	}
+	select {
+	case d.queue <- &batch{Batch: b, accepted: d.now(), queued: time.Now()}:
+		d.queuedRecords.Add(int64(len(b.Records)))
+		d.stats.accepted.Add(1)
+		d.stats.acceptedRecords.Add(uint64(len(b.Records)))
+		return nil
+	default:
+		d.stats.refused.Add(1)
+		return fmt.Errorf("store: ingest from %q: %w (%d batches waiting)", b.Endpoint, ErrQueueFull, cap(d.queue))
+	}
+}
+
+// IngestWait is Ingest that waits for room in the queue until ctx ends;
+// for events that must not be refused (registrations).
+func (d *DB) IngestWait(ctx context.Context, b Batch) error {
+	if err := checkBatch(b); err != nil {
+		return err
+	}
+	for {
+		err := d.Ingest(b)
+		if err == nil || !isQueueFull(err) {
+			if err == nil {
+				return nil
+			}
+			return err
+		}
+		// Undo the refusal count: this caller waits instead of refusing.
+		d.stats.refused.Add(^uint64(0))
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			d.stats.refused.Add(1)
+			return fmt.Errorf("store: ingest from %q: %w: %w", b.Endpoint, ErrQueueFull, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func isQueueFull(err error) bool { return errors.Is(err, ErrQueueFull) }
+
+func checkBatch(b Batch) error {
+	if b.Endpoint == "" {
+		return fmt.Errorf("store: ingest: %w: empty endpoint", ErrInvalid)
+	}
+	for _, r := range b.Records {
+		if r.Path.Len() < 3 {
+			return fmt.Errorf("store: ingest from %q: %w: %s is not a resource path", b.Endpoint, ErrInvalid, r.Path)
+		}
+	}
+	return nil
+}
+
+// Flush waits until every batch accepted before the call is committed.
+// It needs Run to be running.
+func (d *DB) Flush(ctx context.Context) error {
+	done := make(chan error, 1)
+	d.ingestMu.RLock()
+	if d.closed.Load() {
+		d.ingestMu.RUnlock()
+		return fmt.Errorf("store: flush: %w", ErrClosed)
+	}
+	select {
+	case d.queue <- &batch{done: done}:
+	case <-ctx.Done():
+		d.ingestMu.RUnlock()
+		return fmt.Errorf("store: flush: %w", ctx.Err())
+	}
+	d.ingestMu.RUnlock()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("store: flush: %w", ctx.Err())
+	}
+}
+
+// Run is the ingestion writer: it commits queued batches, compacts
+// readings into chunks and roll-ups, and applies retention, until ctx
+// ends or Close is called. On the way out it commits what the queue
+// still holds. Only one Run may be active.
+func (d *DB) Run(ctx context.Context) error {
+	d.runMu.Lock()
+	if d.running || d.closed.Load() {
+		d.runMu.Unlock()
+		return fmt.Errorf("store: run: %w: already running or closed", ErrInvalid)
+	}
+	d.running = true
+	d.runDone = make(chan struct{})
+	d.runMu.Unlock()
+	defer func() {
+		d.runMu.Lock()
+		d.running = false
+		close(d.runDone)
+		d.runMu.Unlock()
+	}()
+
+	compact := time.NewTicker(d.cfg.CompactInterval)
+	defer compact.Stop()
+	retention := time.NewTicker(d.cfg.RetentionInterval)
+	defer retention.Stop()
+	ckCtx, stopCk := context.WithCancel(ctx)
+	ckDone := make(chan struct{})
+	go func() {
+		defer close(ckDone)
+		d.checkpointLoop(ckCtx, time.Second)
+	}()
+	defer func() {
+		stopCk()
+		<-ckDone
+	}()
+	bg := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return d.drainQueue(bg)
+		case <-d.closing:
+			return d.drainQueue(bg)
+		case b := <-d.queue:
+			d.writeFrom(bg, b)
+			if d.rawRows.Load() >= int64(d.cfg.CompactRows) {
+				d.compactStep(bg, false)
+			}
+		case <-compact.C:
+			// Compact in bounded steps, committing waiting readings
+			// between them so ingestion latency stays low.
+			for {
+				more := d.compactStep(bg, true)
+				d.writeWaiting(bg)
+				if !more || ctx.Err() != nil {
+					break
+				}
+			}
+		case <-retention.C:
+			d.retentionPass(bg)
+		}
+	}
+}
+
+// writeWaiting commits what the queue holds now, if anything — at most
+// about QueueRecords readings, so the compaction or retention work it
+// interleaves with still progresses under sustained load.
+func (d *DB) writeWaiting(ctx context.Context) {
+	budget := int64(d.cfg.QueueRecords)
+	for budget > 0 {
+		select {
+		case b := <-d.queue:
+			budget -= int64(len(b.Records)) + 1
+			budget -= d.writeFromCounted(ctx, b)
+		default:
+			return
+		}
+	}
+}
+
+// drainQueue commits everything waiting in the queue.
+func (d *DB) drainQueue(ctx context.Context) error {
+	for {
+		select {
+		case b := <-d.queue:
+			d.writeFrom(ctx, b)
+		default:
+			return nil
+		}
+	}
+}
+
+// writeFrom gathers b and whatever else is waiting, up to the batch cap,
+// and commits them in one transaction.
+func (d *DB) writeFrom(ctx context.Context, first *batch) { d.writeFromCounted(ctx, first) }
+
+// writeFromCounted is writeFrom reporting how many readings beyond
+// first's it committed.
+func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
+	bs := []*batch{first}
+	n := len(first.Records)
+	for n < d.cfg.MaxBatchRecords && first.done == nil {
+		select {
+		case b := <-d.queue:
+			bs = append(bs, b)
+			n += len(b.Records)
+			if b.done != nil {
+				goto commit
+			}
+			continue
+		default:
+		}
+		break
+	}
+commit:
+	d.queuedRecords.Add(-int64(n))
+	err := d.commit(ctx, bs, n)
+	if err != nil {
+		// One bad batch (say, for an endpoint deleted meanwhile) must not
+		// take the others down: retry one by one, a few times each.
+		d.log.Warn("ingestion commit failed; retrying batch by batch", "err", err, "batches", len(bs))
+		err = nil
+		for _, b := range bs {
+			if b.done != nil {
+				continue
+			}
+			var e error
+			for attempt := 0; attempt < 3; attempt++ {
+				if e = d.commit(ctx, []*batch{b}, len(b.Records)); e == nil {
+					break
+				}
+				time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+			}
+			if e != nil {
+				d.stats.failed.Add(1)
+				d.log.Error("ingestion batch dropped", "endpoint", b.Endpoint, "readings", len(b.Records), "err", e)
+				err = e
+			}
+		}
+	}
+	for _, b := range bs {
+		if b.done != nil {
+			b.done <- err
+		}
+	}
+	return int64(n - len(first.Records))
+}
+
+type latestRow struct {
+	t int64
+	v lwm2m.Value
+}
+
+// insertRows is how many readings one multi-row INSERT carries: fewer
+// statements, less per-row overhead in the driver.
+const insertRows = 64
+
+// seenEvery bounds how often the writer updates an endpoint's last_seen
+// from its data: at 10,000 devices a per-batch update would cost more
+// than the readings themselves.
+const seenEvery = 10 * time.Second
+
+// pendingRow is a reading waiting in the transaction's insert buffer.
+type pendingRow struct {
+	series int64
+	p      point
+}
+
+// rowInserter buffers readings and writes them with multi-row INSERTs.
+type rowInserter struct {
+	ctx  context.Context
+	tx   *sql.Tx
+	many *sql.Stmt
+	one  *sql.Stmt
+	buf  []pendingRow
+	args []any
+	tail map[int64][]tailPoint
+}
+
+func (r *rowInserter) add(s int64, p point) error {
+	r.buf = append(r.buf, pendingRow{s, p})
+	if len(r.buf) == insertRows {
+		return r.flush()
+	}
+	return nil
+}
+
+func rowArgs(args []any, s int64, p point) []any {
+	v := p.v
+	var txt, blb any
+	switch v.Type() {
+	case lwm2m.TypeString, lwm2m.TypeCorelnk:
+		txt = v.Str()
+	case lwm2m.TypeOpaque:
+		b := v.Bytes()
+		if b == nil {
+			b = []byte{}
+		}
+		blb = b
+	}
+	return append(args, s, p.t, int(v.Type()), int64(valueBits(v)), txt, blb)
+}
+
+// flush writes the buffer. Row ids of one INSERT are consecutive, ending
+// at LastInsertId: the writer holds the only write lock.
+func (r *rowInserter) flush() error {
+	if len(r.buf) == 0 {
+		return nil
+	}
+	var last int64
+	if len(r.buf) == insertRows {
+		if r.many == nil {
+			q := `INSERT INTO resource(series_id, t, type, num, txt, blb) VALUES (?, ?, ?, ?, ?, ?)` +
+				strings.Repeat(`, (?, ?, ?, ?, ?, ?)`, insertRows-1)
+			st, err := r.tx.PrepareContext(r.ctx, q)
+			if err != nil {
+				return err
+			}
+			r.many = st
+		}
+		r.args = r.args[:0]
+		for _, x := range r.buf {
+			r.args = rowArgs(r.args, x.series, x.p)
+		}
+		res, err := r.many.ExecContext(r.ctx, r.args...)
+		if err != nil {
+			return err
+		}
+		last, _ = res.LastInsertId()
+	} else {
+		if r.one == nil {
+			st, err := r.tx.PrepareContext(r.ctx, `INSERT INTO resource(series_id, t, type, num, txt, blb) VALUES (?, ?, ?, ?, ?, ?)`)
+			if err != nil {
+				return err
+			}
+			r.one = st
+		}
+		for _, x := range r.buf {
+			res, err := r.one.ExecContext(r.ctx, rowArgs(r.args[:0], x.series, x.p)...)
+			if err != nil {
+				return err
+			}
+			last, _ = res.LastInsertId()
+		}
+	}
+	first := last - int64(len(r.buf)) + 1
+	for i, x := range r.buf {
+		r.tail[x.series] = append(r.tail[x.series], tailPoint{row: first + int64(i), point: x.p})
+	}
+	r.buf = r.buf[:0]
+	return nil
+}
+
+func (r *rowInserter) close() {
+	if r.many != nil {
+		r.many.Close()
+	}
+	if r.one != nil {
+		r.one.Close()
+	}
+}
+
+// commit writes the batches in one transaction: endpoint and series rows
+// when new, one appended "resource" row per reading (sequential pages:
+// INTEGER PRIMARY KEY, no secondary index), the events and their links,
+// and last_seen for endpoints not updated within seenEvery. The latest
+// value per series is kept in memory and written by the compactor.
+func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
+	work := false
+	for _, b := range bs {
+		work = work || b.done == nil && (len(b.Records) > 0 || b.Event != "")
+	}
+	if !work {
+		return nil
+	}
+	start := time.Now()
+	newEps := map[string]int64{}
+	newSeries := map[seriesKey]seriesInfo{}
+	latest := map[int64]latestRow{}
+	lastSeen := map[int64]int64{}
+	var notes []Committed
+
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	ins := &rowInserter{ctx: ctx, tx: tx, tail: map[int64][]tailPoint{}}
+	defer ins.close()
+	var evLink *sql.Stmt
+	for _, b := range bs {
+		if b.done != nil || len(b.Records) == 0 && b.Event == "" {
+			continue
+		}
+		ep, ok := newEps[b.Endpoint]
+		if !ok {
+			ep, ok = d.tel.endpointID(b.Endpoint)
+		}
+		if !ok {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, created) VALUES (?, ?) ON CONFLICT(name) DO NOTHING`,
+				b.Endpoint, d.ms(d.now())); err != nil {
+				return err
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, b.Endpoint).Scan(&ep); err != nil {
+				return err
+			}
+			newEps[b.Endpoint] = ep
+		}
+		recv := b.Received
+		if recv.IsZero() {
+			recv = b.accepted
+		}
+		recvMS := recv.UnixMilli()
+		if recvMS > lastSeen[ep] {
+			lastSeen[ep] = recvMS
+		}
+		var evID int64
+		if b.Event != "" {
+			res, err := tx.ExecContext(ctx, `INSERT INTO event(endpoint_id, t, kind, detail) VALUES (?, ?, ?, ?)`, ep, recvMS, b.Event, b.EventDetail)
+			if err != nil {
+				return err
+			}
+			evID, _ = res.LastInsertId()
+			if evLink == nil {
+				if evLink, err = tx.PrepareContext(ctx, `INSERT OR IGNORE INTO event_resource(event_id, series_id, t, value) VALUES (?, ?, ?, ?)`); err != nil {
+					return err
+				}
+				defer evLink.Close()
+			}
+		}
+		for _, r := range b.Records {
+			k := seriesKey{ep, r.Path}
+			si, ok := newSeries[k]
+			if !ok {
+				si, ok = d.tel.seriesOf(k)
+			}
+			if !ok {
+				typ := r.Value.Type()
+				if d.reg != nil {
+					if rm, ok := d.reg.Resource(r.Path.ObjectID(), r.Path.ResourceID()); ok && rm.Type != lwm2m.TypeNone {
+						typ = rm.Type
+					}
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO series(endpoint_id, path, object_id, resource_id, type) VALUES (?, ?, ?, ?, ?)
+					ON CONFLICT(endpoint_id, path) DO NOTHING`, ep, r.Path.String(), r.Path.ObjectID(), r.Path.ResourceID(), int(typ)); err != nil {
+					return err
+				}
+				var t int
+				if err := tx.QueryRowContext(ctx, `SELECT id, type FROM series WHERE endpoint_id = ? AND path = ?`, ep, r.Path.String()).Scan(&si.id, &t); err != nil {
+					return err
+				}
+				si.typ = lwm2m.DataType(t)
+				newSeries[k] = si
+			}
+			t := recvMS
+			if !r.Time.IsZero() {
+				t = r.Time.UnixMilli()
+			}
+			if err := ins.add(si.id, point{t, r.Value}); err != nil {
+				return err
+			}
+			if l, ok := latest[si.id]; !ok || t >= l.t {
+				latest[si.id] = latestRow{t, r.Value}
+			}
+			if evID != 0 {
+				if _, err := evLink.ExecContext(ctx, evID, si.id, t, r.Value.Text()); err != nil {
+					return err
+				}
+			}
+		}
+		if d.subs.any() {
+			notes = append(notes, Committed{Endpoint: b.Endpoint, Received: recv, Records: b.Records, EventID: evID, Event: b.Event})
+		}
+	}
+	if err := ins.flush(); err != nil {
+		return err
+	}
+	var seenUpd map[int64]int64
+	for ep, t := range lastSeen {
+		if t-d.tel.seenWritten[ep] >= seenEvery.Milliseconds() {
+			if seenUpd == nil {
+				seenUpd = map[int64]int64{}
+			}
+			seenUpd[ep] = t
+		}
+	}
+	if len(seenUpd) > 0 {
+		seen, err := tx.PrepareContext(ctx, `UPDATE endpoint SET last_seen = ? WHERE id = ? AND last_seen < ?`)
+		if err != nil {
+			return err
+		}
+		defer seen.Close()
+		for ep, t := range seenUpd {
+			if _, err := seen.ExecContext(ctx, t, ep, t); err != nil {
+				return err
+			}
+		}
+	}
+	// Commit and publish to the tail atomically for readers (see
+	// telemetryCache): a query never misses a committed reading.
+	d.tel.view.Lock()
+	if err := tx.Commit(); err != nil {
+		d.tel.view.Unlock()
+		return err
+	}
+	d.tel.appendTailLocked(ins.tail)
+	d.tel.mergeLatestLocked(latest)
+	d.tel.view.Unlock()
+	d.tel.remember(newEps, newSeries)
+	for ep, t := range seenUpd {
+		d.tel.seenWritten[ep] = t
+	}
+	d.rawRows.Add(int64(n))
+
+	lat := time.Since(start)
+	st := &d.stats
+	var nb uint64
+	now := time.Now()
+	for _, b := range bs {
+		if b.done == nil {
+			nb++
+			if w := int64(now.Sub(b.queued)); w > st.maxAck.Load() {
+				st.maxAck.Store(w)
+			}
+		}
+	}
+	st.committed.Add(nb)
+	st.committedRecords.Add(uint64(n))
+	st.transactions.Add(1)
+	for {
+		m := st.maxBatch.Load()
+		if uint64(n) <= m || st.maxBatch.CompareAndSwap(m, uint64(n)) {
+			break
+		}
+	}
+	st.lastCommit.Store(int64(lat))
+	st.totalCommit.Add(int64(lat))
+	for {
+		m := st.maxCommit.Load()
+		if int64(lat) <= m || st.maxCommit.CompareAndSwap(m, int64(lat)) {
+			break
+		}
+	}
+	for _, c := range notes {
+		d.subs.publish(c, &st.subDrops)
+	}
+	return nil
+}
+
+// Committed tells subscribers about readings that are now durable.
+type Committed struct {
+	Endpoint string
+	Received time.Time
+	Records  []lwm2m.Record
+	EventID  int64  // 0 when the batch made no event
+	Event    string // the event kind, if any
+}
+
+type subscribers struct {
+	mu     sync.Mutex
+	subs   map[int]chan Committed
+	next   int
+	closed bool
+	snap   atomic.Pointer[[]chan Committed]
+}
+
+func (s *subscribers) any() bool {
+	p := s.snap.Load()
+	return p != nil && len(*p) > 0
+}
+
+func (s *subscribers) refresh() {
+	l := make([]chan Committed, 0, len(s.subs))
+	for _, c := range s.subs {
+		l = append(l, c)
+	}
+	s.snap.Store(&l)
+}
+
+func (s *subscribers) publish(c Committed, drops *atomic.Uint64) {
+	// Sends are non-blocking; holding mu keeps a concurrent cancel from
+	// closing a channel mid-send.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.subs {
+		select {
+		case ch <- c:
+		default:
+			drops.Add(1)
+		}
+	}
+}
+
+func (s *subscribers) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for id, c := range s.subs {
+		close(c)
+		delete(s.subs, id)
+	}
+	s.refresh()
+}
+
+// Subscribe returns a channel that receives every committed batch, and a
+// function that ends the subscription. A subscriber that falls more than
+// buf behind misses notifications (counted in Stats.SubscriberDrops)
+// rather than slowing the writer. The channel closes on cancel or Close.
+func (d *DB) Subscribe(buf int) (<-chan Committed, func()) {
+	if buf <= 0 {
+		buf = 256
+	}
+	c := make(chan Committed, buf)
+	s := &d.subs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		close(c)
+		return c, func() {}
+	}
+	if s.subs == nil {
+		s.subs = map[int]chan Committed{}
+	}
+	id := s.next
+	s.next++
+	s.subs[id] = c
+	s.refresh()
+	return c, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ch, ok := s.subs[id]; ok {
+			delete(s.subs, id)
+			close(ch)
+			s.refresh()
+		}
+	}
+}

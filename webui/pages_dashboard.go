@@ -1,0 +1,63 @@
+package webui
+
+import (
+	"net/http"
+
+	"github.com/flownexus/flownexus/store"
+	"github.com/labstack/echo/v5"
+)
+
+type dashboardData struct {
+	Counts        store.EndpointCounts
+	PerMinute     float64
+	System        SystemInfo
+	Registrations []DeviceEvent
+	Events        []DeviceEvent
+}
+
+func (s *Server) dashboard(c *echo.Context) (dashboardData, error) {
+	ctx := c.Request().Context()
+	var d dashboardData
+	var err error
+	if d.Counts, err = s.deps.Store.CountEndpoints(ctx); err != nil {
+		return d, err
+	}
+	if d.PerMinute, err = s.deps.Data.NotificationsPerMinute(ctx); err != nil {
+		return d, err
+	}
+	if d.System, err = s.systemInfo(c); err != nil {
+		return d, err
+	}
+	evs, err := s.deps.Data.Events(ctx, "", 100)
+	if err != nil {
+		return d, err
+	}
+	for _, e := range evs {
+		switch e.Kind {
+		case "registered":
+			if len(d.Registrations) < 10 {
+				d.Registrations = append(d.Registrations, e)
+			}
+		}
+		if len(d.Events) < 10 {
+			d.Events = append(d.Events, e)
+		}
+	}
+	return d, nil
+}
+
+func (s *Server) pageDashboard(c *echo.Context) error {
+	d, err := s.dashboard(c)
+	if err != nil {
+		return err
+	}
+	return s.render(c, http.StatusOK, "dashboard", s.newView(c, "Dashboard", "dashboard", d))
+}
+
+func (s *Server) partialDashboard(c *echo.Context) error {
+	d, err := s.dashboard(c)
+	if err != nil {
+		return err
+	}
+	return s.partial(c, "dashboard", d)
+}

@@ -1,0 +1,177 @@
+// FlowNexus web UI behaviour. Loaded as a file because the Content-Security-
+// Policy forbids inline script; every handler is attached here.
+(function () {
+  "use strict";
+
+  var csrf = function () {
+    var m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.content : "";
+  };
+
+  // Every htmx request carries the session's CSRF token.
+  document.addEventListener("htmx:configRequest", function (e) {
+    e.detail.headers["X-CSRF-Token"] = csrf();
+  });
+
+  // htmx does not swap error responses; show their message where the
+  // answer would have gone.
+  document.addEventListener("htmx:responseError", function (e) {
+    var t = e.detail.target, msg = e.detail.xhr.statusText;
+    try { msg = JSON.parse(e.detail.xhr.responseText).error || msg; } catch (_) {}
+    if (t) {
+      var p = document.createElement("p");
+      p.className = "error";
+      p.setAttribute("role", "alert");
+      p.textContent = e.detail.xhr.status + ": " + msg;
+      t.replaceChildren(p);
+    }
+  });
+
+  var body = document.body;
+  var devhead = document.querySelector(".devhead[data-endpoint]");
+  var pageEndpoint = devhead ? devhead.dataset.endpoint : null;
+  var fire = function (name, detail) { body.dispatchEvent(new CustomEvent(name, { detail: detail })); };
+
+  // ---- live updates (server-sent events) ----
+  function connect() {
+    if (!body.dataset.live || !window.EventSource) return;
+    var live = document.getElementById("live");
+    var es = new EventSource("/api/v1/events/stream");
+    es.onopen = function () { if (live) live.classList.add("on"); body.dataset.sse = "open"; };
+    es.onerror = function () { if (live) live.classList.remove("on"); body.dataset.sse = "error"; };
+    var device = function (m) {
+      var ev = JSON.parse(m.data);
+      fire("fxdevice", ev);
+      if (pageEndpoint === ev.endpoint) updateStatus(ev);
+      enrollSeen(ev);
+    };
+    ["registered", "updated", "unregistered"].forEach(function (k) { es.addEventListener(k, device); });
+    es.addEventListener("value", function (m) {
+      var ev = JSON.parse(m.data);
+      if (pageEndpoint === ev.endpoint) {
+        fire("fxvalue", ev);
+        chartAppend(ev);
+      }
+    });
+    es.addEventListener("operation", function (m) {
+      var ev = JSON.parse(m.data);
+      if (pageEndpoint === ev.endpoint) fire("fxop", ev);
+    });
+  }
+
+  function updateStatus(ev) {
+    var b = document.getElementById("dev-status");
+    if (!b) return;
+    var st = ev.kind === "unregistered" ? "offline" : "online";
+    b.textContent = st;
+    b.className = "badge " + st;
+    var ls = document.getElementById("dev-lastseen");
+    if (ls && ev.time) ls.textContent = ev.time.replace("T", " ");
+  }
+
+  // ---- enrollment wizard: wait for the first registration ----
+  var wait = document.getElementById("enroll-wait");
+  function enrollDone(when) {
+    if (!wait || wait.classList.contains("done")) return;
+    var ep = wait.dataset.endpoint;
+    wait.classList.add("done");
+    var s = document.getElementById("enroll-status");
+    s.textContent = "";
+    var b = document.createElement("b");
+    b.textContent = ep;
+    var a = document.createElement("a");
+    a.href = "/devices/" + encodeURIComponent(ep);
+    a.textContent = "Open the device page";
+    s.append(b, " registered" + (when ? " at " + when.replace("T", " ") : "") + ". It is online. ", a);
+    wait.dataset.registered = "1";
+  }
+  function enrollSeen(ev) {
+    if (wait && ev.kind === "registered" && ev.endpoint === wait.dataset.endpoint) enrollDone(ev.time);
+  }
+  if (wait) {
+    fetch("/api/v1/devices/" + encodeURIComponent(wait.dataset.endpoint), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (j) { if (j && j.device && j.device.online) enrollDone(j.device.lastSeen); })
+      .catch(function () {});
+  }
+
+  // ---- device page: resource buttons fill and send the operation form ----
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest("button.act");
+    if (!btn) return;
+    var form = document.getElementById("op-form");
+    if (!form) return;
+    document.getElementById("op-type").value = btn.dataset.op;
+    document.getElementById("op-path").value = btn.dataset.path;
+    if (btn.dataset.op === "write") { document.getElementById("op-value").focus(); return; }
+    if (btn.dataset.op === "write-attributes") { form.querySelector('input[name="pmin"]').focus(); return; }
+    if (btn.dataset.op === "execute") { document.getElementById("op-args").focus(); }
+    form.requestSubmit();
+  });
+
+  // ---- charts (uPlot) ----
+  var chartEl = document.getElementById("chart");
+  var plot = null, series = { t: [], v: [] }, chartPath = null, rangeHours = 24;
+
+  function loadChart() {
+    if (!chartEl || !window.uPlot) return;
+    chartPath = document.getElementById("chart-path").value;
+    var to = new Date(), from = new Date(to.getTime() - rangeHours * 3600e3);
+    var q = "path=" + encodeURIComponent(chartPath) + "&from=" + encodeURIComponent(from.toISOString().replace(/\.\d+Z$/, "Z")) +
+      "&to=" + encodeURIComponent(to.toISOString().replace(/\.\d+Z$/, "Z"));
+    var base = "/api/v1/devices/" + encodeURIComponent(chartEl.dataset.endpoint);
+    document.getElementById("chart-csv").href = base + "/telemetry.csv?" + q;
+    fetch(base + "/telemetry?" + q + "&max=1000", { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (j) {
+        series = { t: [], v: [] };
+        (j.points || []).forEach(function (p) {
+          var v = typeof p.v === "number" ? p.v : parseFloat(p.v);
+          if (!isNaN(v)) { series.t.push(Date.parse(p.t) / 1000); series.v.push(v); }
+        });
+        draw();
+      });
+  }
+
+  function draw() {
+    var info = document.getElementById("chart-info");
+    info.textContent = series.t.length + " points";
+    chartEl.dataset.points = String(series.t.length);
+    var data = [series.t, series.v];
+    if (plot) { plot.setData(data); return; }
+    var w = chartEl.clientWidth || 800;
+    plot = new uPlot({
+      width: w, height: 300,
+      scales: { x: { time: true } },
+      series: [{}, { label: chartPath, stroke: "#1f6feb", width: 2, fill: "rgba(31,111,235,0.08)", points: { show: series.t.length < 60 } }],
+      axes: [{}, { size: 60 }]
+    }, data, chartEl);
+  }
+
+  function chartAppend(ev) {
+    if (!plot || ev.path !== chartPath) return;
+    var v = typeof ev.value === "number" ? ev.value : parseFloat(ev.value);
+    if (isNaN(v)) return;
+    series.t.push(Date.parse(ev.time) / 1000);
+    series.v.push(v);
+    draw();
+  }
+
+  if (chartEl) {
+    document.getElementById("chart-path").addEventListener("change", function () {
+      if (plot) { plot.destroy(); plot = null; }
+      loadChart();
+    });
+    document.getElementById("chart-ranges").addEventListener("click", function (e) {
+      var b = e.target.closest("button[data-range]");
+      if (!b) return;
+      this.querySelectorAll("button").forEach(function (x) { x.classList.toggle("on", x === b); });
+      rangeHours = parseInt(b.dataset.range, 10);
+      loadChart();
+    });
+    window.addEventListener("resize", function () { if (plot) plot.setSize({ width: chartEl.clientWidth, height: 300 }); });
+  }
+
+  var start = function () { connect(); loadChart(); };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+})();
