@@ -37,7 +37,8 @@ type Config struct {
 	// the devices' starts over that span (deterministic, from Seed).
 	StartDelay, StartSpread time.Duration
 	// Rate is how often each device's values move (and so how often
-	// observations with no attributes notify). Zero keeps values still.
+	// observations with no attributes notify), in steps of the shared
+	// 50 ms tick. Zero keeps values still.
 	Rate time.Duration
 	// SendEvery makes each device Send its temperature and battery (/dp)
 	// this often; zero never.

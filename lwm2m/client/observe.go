@@ -317,6 +317,8 @@ func (e *observeEngine) evaluate(o *Observation, force bool) {
 		return
 	}
 	if !qualifies {
+		// Whatever was held back has settled where it was last notified.
+		o.pending = false
 		e.mu.Unlock()
 		e.schedule(o)
 		return
@@ -403,10 +405,13 @@ func (e *observeEngine) schedule(o *Observation) {
 		}
 	}
 	if o.pending {
-		consider(o.lastSent.Add(secs(pmin)))
-		if epmin > 0 {
-			consider(o.lastEval.Add(secs(epmin)))
+		// A held change may go once both pmin (since the last notification)
+		// and epmin (since the last evaluation) allow it.
+		at := o.lastSent.Add(secs(pmin))
+		if ev := o.lastEval.Add(secs(epmin)); epmin > 0 && ev.After(at) {
+			at = ev
 		}
+		consider(at)
 	}
 	if pmax > 0 {
 		consider(o.lastSent.Add(secs(pmax)))

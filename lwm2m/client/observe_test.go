@@ -37,6 +37,18 @@ func (e *emitted) emit(o *Observation, recs []lwm2m.Record, con bool) {
 
 func (e *emitted) count() int { e.mu.Lock(); defer e.mu.Unlock(); return len(e.recs) }
 
+// waitCount waits for a notification sent from a timer.
+func (e *emitted) waitCount(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.count() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d notifications, want %d", e.count(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (e *emitted) last() []lwm2m.Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -94,7 +106,7 @@ func TestObservePmin(t *testing.T) {
 	if em.count() != 0 {
 		t.Fatalf("notified inside pmin: %d", em.count())
 	}
-	if !o.pending {
+	if !o.isPending() {
 		t.Fatal("change inside pmin not pending")
 	}
 	clk.Advance(8 * time.Second)
@@ -183,13 +195,16 @@ func TestObserveInheritance(t *testing.T) {
 	o := startObs(t, e, "a", "/3303/0/5700")
 	clk.Advance(5 * time.Second)
 	must(t, objs[3303].Set(temp, lwm2m.Float(30)))
-	if em.count() != 0 || !o.pending {
+	if em.count() != 0 || !o.isPending() {
 		t.Fatal("object-level pmin not applied")
 	}
+	// The resource's own pmin=1 has already passed: the held change goes
+	// out at once (on the timer the attribute write re-arms).
 	writeAttrs(t, e, "/3303/0/5700", "pmin=1")
+	em.waitCount(t, 1)
 	clk.Advance(time.Second)
 	must(t, objs[3303].Set(temp, lwm2m.Float(31)))
-	if em.count() != 1 {
+	if em.count() != 2 {
 		t.Fatalf("resource-level pmin did not override: %d", em.count())
 	}
 	// Unsetting pmin at the resource brings the object's back.
@@ -305,12 +320,34 @@ func TestObserveEvaluationPeriods(t *testing.T) {
 	o2 := startObs(t, e, "n", "/3303/0/5700")
 	clk.Advance(time.Second)
 	must(t, objs[3303].Set(temp, lwm2m.Float(40)))
-	if em.count() != 1 || !o2.pending {
+	if em.count() != 1 || !o2.isPending() {
 		t.Fatalf("evaluated inside epmin: %d notifications", em.count())
 	}
 	clk.Advance(9 * time.Second)
 	e.fire(o2)
 	if em.count() != 2 || em.last()[0].Value.Float() != 40 {
 		t.Fatalf("after epmin: %d notifications", em.count())
+	}
+}
+
+func (o *Observation) isPending() bool {
+	o.eng.mu.Lock()
+	defer o.eng.mu.Unlock()
+	return o.pending
+}
+
+// TestObservePendingSettles: a change held by pmin that is undone before
+// pmin passes sends nothing and leaves nothing pending.
+func TestObservePendingSettles(t *testing.T) {
+	e, objs, clk, em := observeSetup(t)
+	writeAttrs(t, e, "/3303/0/5700", "pmin=10")
+	o := startObs(t, e, "s", "/3303/0/5700")
+	clk.Advance(time.Second)
+	must(t, objs[3303].Set(temp, lwm2m.Float(50)))
+	must(t, objs[3303].Set(temp, lwm2m.Float(21.5)))
+	clk.Advance(10 * time.Second)
+	e.fire(o)
+	if em.count() != 0 || o.isPending() {
+		t.Fatalf("undone change: %d notifications, pending %v", em.count(), o.isPending())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -414,4 +415,14 @@ func (c *Client) Close() error {
 		return nil
 	}
 	return c.transport.Close()
+}
+
+// LocalAddr is the address the running client's socket is bound to; nil
+// when it is not running.
+func (c *Client) LocalAddr() net.Addr {
+	s, err := c.session()
+	if err != nil {
+		return nil
+	}
+	return s.ep.LocalAddr()
 }
