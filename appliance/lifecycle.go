@@ -227,12 +227,17 @@ func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 // Deregistered marks the endpoint offline. A registration replaced by a new
 // Register is not an unregistration: the new one is recorded already.
 func (l *lifecycle) Deregistered(ctx context.Context, r *server.Registration, reason server.DeregisterReason) {
-	l.mu.Lock()
-	delete(l.uplink, r.Endpoint)
-	l.mu.Unlock()
 	if reason == server.ReasonReplaced {
 		return
 	}
+	// The server reports an ended registration after the endpoint's next
+	// one may have started; only the current registration's end counts.
+	if cur, ok := l.srv.Registration(r.Endpoint); ok && cur.ID != r.ID {
+		return
+	}
+	l.mu.Lock()
+	delete(l.uplink, r.Endpoint)
+	l.mu.Unlock()
 	now := nowUTC()
 	if err := l.db.SetEndpointOffline(ctx, r.Endpoint, now, reason == server.ReasonExplicit); err != nil && !errors.Is(err, store.ErrNotFound) {
 		l.log.Warn("deregistration not recorded", "endpoint", r.Endpoint, "err", err)

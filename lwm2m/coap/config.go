@@ -72,8 +72,8 @@ func DefaultConfig() Config {
 		MaxBlockTransfers: 4096,
 		Workers:           8,
 		QueueLength:       256,
-		PeerRate:          200,
-		PeerBurst:         400,
+		PeerRate:          1000,
+		PeerBurst:         2000,
 		MaxPeers:          200000,
 		PeerIdle:          5 * time.Minute,
 	}
@@ -160,7 +160,7 @@ func WithLogger(l *slog.Logger) EndpointOption {
 // this endpoint sent without a waiting caller (a NON notification, a
 // separate response) with RST. For an observe server, that is the
 // observer cancelling reactively (RFC 7641 §3.6): token is the
-// observation's token.
+// observation's token. It runs on the read loop: it must not block.
 func WithResetHandler(f func(peer Peer, token []byte)) EndpointOption {
 	return func(e *Endpoint) { e.onReset = f }
 }

@@ -36,7 +36,8 @@ type Notification struct {
 // when the response is a success carrying an Observe option the
 // observation is established and every later notification with its token
 // goes to fn, on the endpoint's worker for that peer, in order, stale ones
-// (§3.4) dropped. fn's error answers a confirmable notification with 5.03
+// (§3.4) dropped. A notification with an error code is delivered and ends
+// the observation (§3.2). fn's error answers a confirmable notification with 5.03
 // instead of an empty ACK (the consumer is overloaded).
 //
 // It returns the observation and the first response. When the response is
@@ -147,6 +148,10 @@ func (e *Endpoint) deliverNotification(j job) {
 	var err error
 	if o.Active() {
 		err = o.fn(&Notification{Peer: j.peer, Message: m, Observation: o})
+	}
+	if !m.Code.IsSuccess() {
+		// An error notification ends the observation (RFC 7641 §3.2).
+		o.Forget()
 	}
 	if !con {
 		e.mu.Lock()

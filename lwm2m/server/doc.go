@@ -5,6 +5,19 @@
 // create, delete, read- and write-composite), information reporting
 // (observe, observe-composite, cancellation, Send on /dp) and queue mode.
 //
+// Wiring, as the appliance does it:
+//
+//	srv := server.New(server.DefaultConfig(), server.WithHandler(app), server.WithLogger(log), server.WithRegistry(models))
+//	srv.Handle("/fw/", firmwareHandler)      // extra CoAP routes, Block2 done by lwm2m/coap
+//	go srv.Serve(ctx, udp)                   // coap.ListenUDP(":5683")
+//	go srv.Serve(ctx, dtlsServer)            // lwm2m/dtls, same registrations
+//	recs, err := srv.Read(ctx, "urn:imei:…", lwm2m.MustParsePath("/3/0"), lwm2m.FormatSenMLCBOR)
+//	if errors.Is(err, server.ErrNotFound) { … }   // 4.04 from the device; *ResponseError has the code
+//
+// Device requests take the endpoint name, wait for a queue-mode device to
+// wake (until ctx ends) and fail with ErrNotRegistered, ErrTimeout or a
+// *ResponseError wrapping ErrNotFound, ErrMethodNotAllowed ….
+//
 // It owns protocol behaviour only. Policy — who may register, what to
 // observe after a registration, where telemetry goes — belongs to the
 // appliance, which implements Handler. The server must not touch the store,

@@ -1,9 +1,13 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/flownexus/flownexus/lwm2m/coap"
 )
 
 // FuzzRegisterQuery: registration query parsing never panics, refuses with
@@ -65,6 +69,38 @@ func FuzzRegisterLinks(f *testing.F) {
 		}
 		if rp.RootPath == "" || rp.RootPath[0] != '/' {
 			t.Fatalf("root path %q", rp.RootPath)
+		}
+	})
+}
+
+// FuzzServeRequest feeds decoded datagrams to the server's request router
+// (register, update, de-register, Send and unknown paths, any options and
+// payloads): it must answer every one, with a response code, and never
+// panic.
+func FuzzServeRequest(f *testing.F) {
+	reg := &coap.Message{Type: coap.Confirmable, Code: coap.POST, MessageID: 1, Token: []byte{1}, Payload: []byte(links)}
+	reg.SetPath("/rd")
+	reg.AddQuery("ep=fuzz")
+	reg.AddQuery("lt=60")
+	upd := &coap.Message{Type: coap.Confirmable, Code: coap.POST, MessageID: 2, Token: []byte{2}}
+	upd.SetPath("/rd/x")
+	dp := &coap.Message{Type: coap.Confirmable, Code: coap.POST, MessageID: 3, Payload: []byte(`[{"n":"/3/0/0","vs":"a"}]`)}
+	dp.SetPath("/dp")
+	dp.SetContentFormat(110)
+	for _, m := range []*coap.Message{reg, upd, dp} {
+		b, _ := m.Marshal()
+		f.Add(b)
+	}
+	s := New(testConfig())
+	peer := coap.Peer{Addr: netip.MustParseAddrPort("127.0.0.1:5683")}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := coap.Unmarshal(data)
+		if err != nil || !m.Code.IsRequest() {
+			return
+		}
+		resp := s.serveCoAP(context.Background(), &coap.Request{Peer: peer, Message: m.Clone()})
+		if resp == nil || !resp.Code.IsResponse() {
+			t.Fatalf("no response to %v", m)
 		}
 	})
 }

@@ -154,12 +154,19 @@ func newDevice(t testing.TB, addr string) *device {
 
 func newDeviceFrom(t testing.TB, local, addr string) *device {
 	t.Helper()
+	return newDeviceWith(t, local, addr, fastCoAP())
+}
+
+// newDeviceWith makes a device with its own CoAP parameters (benchmarks
+// use the RFC defaults: a loaded machine must not turn into timeouts).
+func newDeviceWith(t testing.TB, local, addr string, cc coap.Config) *device {
+	t.Helper()
 	tr, peer, err := coap.DialUDP(local, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &device{t: t, server: peer, values: map[string]string{"/3/0/0": "FlowNexus", "/3303/0/5700": "21.5", "/3/0/1": "sim"}, done: make(chan error, 1)}
-	d.ep = coap.NewEndpoint(tr, coap.HandlerFunc(d.serve), fastCoAP())
+	d.ep = coap.NewEndpoint(tr, coap.HandlerFunc(d.serve), cc)
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.done <- d.ep.Run(ctx) }()

@@ -114,6 +114,17 @@ func (s *Server) notified(reg *registration, o *Observation, base lwm2m.Path, n 
 		// NAT rebinding seen through a notification.
 		s.rebindLocked(reg, n.Peer, reg.ep)
 	}
+	if !n.Message.Code.IsSuccess() {
+		// The device ended the observation (RFC 7641 §3.2: a notification
+		// with an error code, 4.04 when the resource went away).
+		if reg.obs[o.ID] == o {
+			delete(reg.obs, o.ID)
+		}
+		s.mu.Unlock()
+		s.st.notificationDrops.Add(1)
+		s.log.Info("device ended observation", "endpoint", o.Endpoint, "observation", o.ID, "code", n.Message.Code.String())
+		return nil
+	}
 	snap := reg.snapshot()
 	s.mu.Unlock()
 	s.wakeUp(reg)

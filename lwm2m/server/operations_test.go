@@ -245,6 +245,22 @@ func TestObserve(t *testing.T) {
 	if err := d.notify(coap.Confirmable, 2, "1", lwm2m.FormatText); !errors.Is(err, coap.ErrReset) {
 		t.Fatalf("after reactive cancel: %v", err)
 	}
+	// The device ends an observation with a 4.04 notification.
+	o3, _, err := s.Observe(ctx, "dev", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	tok, peer := d.obsTok, d.obsPeer
+	d.mu.Unlock()
+	gone := coap.NewResponse(coap.NotFound)
+	gone.SetObserve(50)
+	if err := d.ep.Notify(ctx, peer, tok, gone); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Observations("dev")) != 0 || o3.c.Active() {
+		t.Fatal("observation survived a 4.04 notification")
+	}
 	// Observing something the device does not have.
 	if _, _, err := s.Observe(ctx, "dev", lwm2m.MustParsePath("/9/9/9"), lwm2m.FormatText); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("observe missing: %v", err)

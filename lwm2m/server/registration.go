@@ -89,7 +89,9 @@ type Handler interface {
 	Registered(ctx context.Context, r *Registration) error
 	// Updated follows an accepted Update.
 	Updated(ctx context.Context, r *Registration)
-	// Deregistered ends a registration.
+	// Deregistered ends a registration. For ReasonReplaced it comes after
+	// Registered of the replacing registration: compare registration IDs
+	// before marking the device offline.
 	Deregistered(ctx context.Context, r *Registration, reason DeregisterReason)
 	// Notified delivers a notification's values. An error (a full queue)
 	// answers a confirmable notification with 5.03.
