@@ -6,7 +6,7 @@ RUNDIR  ?= .run
 GO      ?= go
 FUZZTIME ?= 20s
 
-.PHONY: all build run test test-short vet fmt-check bench fuzz deb clean
+.PHONY: all build run test test-short test-install vet fmt-check bench fuzz deb clean
 
 all: build
 
@@ -28,6 +28,11 @@ vet:
 
 test: fmt-check vet
 	$(GO) test -race -timeout 20m ./...
+
+# The package tests (build both .debs, inspect them, run arm64 under qemu,
+# install into a debootstrap chroot). `make test` runs them only under CI=true.
+test-install:
+	FLOWNEXUS_DEB_TESTS=1 $(GO) test -count=1 -timeout 30m -v ./packaging/
 
 test-short:
 	$(GO) test -short ./...

@@ -154,7 +154,7 @@ func DefaultConfig() Config {
 			OperationAttempts:     3,
 			Observe: ObserveConfig{
 				Single:           []string{"/3303/0/5700"},
-				CompositeObjects: []uint16{3303, 3304, 3315},
+				CompositeObjects: []uint16{3304, 3313, 3315},
 			},
 		},
 		Store: StoreConfig{

@@ -29,6 +29,11 @@ type BootstrapPolicy struct {
 	// Lifetime and Binding go into the Server object (/1/0/1, /1/0/7).
 	Lifetime time.Duration
 	Binding  string
+	// Certificates, when set, makes bootstrap-mode endpoints receive a
+	// certificate account instead of a PSK one: a device certificate from
+	// this CA (CN = endpoint name) with its key, and the CA certificate
+	// as the server trust anchor (/0/x/4).
+	Certificates *PKI
 }
 
 // Provision implements bootstrap.Config.Provision.
@@ -57,8 +62,17 @@ func (bp BootstrapPolicy) Provision(ctx context.Context, req bootstrap.Request) 
 		if req.Peer.Identity != c.PSKIdentity {
 			return bootstrap.Account{}, fmt.Errorf("endpoint %q from identity %q: %w: %w", req.Endpoint, req.Peer.Identity, ErrIdentityMismatch, bootstrap.ErrRefused)
 		}
-		id, key := OperationalPSK(c)
 		acct.ServerURI = bp.ServerURI
+		if bp.Certificates != nil {
+			dc, err := bp.Certificates.IssueDevice(c.Endpoint)
+			if err != nil {
+				return bootstrap.Account{}, fmt.Errorf("bootstrap of %q: %w", req.Endpoint, err)
+			}
+			acct.Mode = bootstrap.ModeCertificate
+			acct.Identity, acct.SecretKey, acct.ServerPublicKey = dc.CertDER, dc.KeyDER, dc.CADER
+			break
+		}
+		id, key := OperationalPSK(c)
 		acct.Mode = bootstrap.ModePSK
 		acct.Identity = []byte(id)
 		acct.SecretKey = key

@@ -140,7 +140,8 @@ func OperationalPSK(c store.Credential) (identity string, key []byte) {
 // chain was verified against ClientCAs: the revocation list is the store's
 // revoked credentials (store.RevokeCredential). A certificate from the
 // appliance CA must be its endpoint's current one (so a re-issue retires
-// the old certificate); a certificate from an imported CA is refused when
+// the old certificate), or belong to a bootstrap-mode endpoint (issued by
+// the bootstrap server); a certificate from an imported CA is refused when
 // the endpoint named by its CN has a revoked credential.
 func (p *PKI) VerifyDevice(creds CredentialStore) func(*x509.Certificate) error {
 	return func(cert *x509.Certificate) error {
@@ -160,10 +161,19 @@ func (p *PKI) VerifyDevice(creds CredentialStore) func(*x509.Certificate) error 
 		case !errors.Is(err, store.ErrNotFound):
 			return fmt.Errorf("certificate %s: %w", serial, err)
 		}
+		c, err = creds.Credential(ctx, cert.Subject.CommonName)
 		if p.IsOwnCertificate(cert) {
+			// Certificates handed out by the bootstrap server are not
+			// stored (the endpoint keeps its factory credential); they
+			// are valid while that credential is.
+			if err == nil && c.Mode == store.ModeBootstrap && !c.Revoked {
+				return nil
+			}
+			if err == nil && c.Revoked {
+				return fmt.Errorf("certificate %s: endpoint %q: %w", serial, c.Endpoint, ErrRevoked)
+			}
 			return fmt.Errorf("certificate %s for %q: %w", serial, cert.Subject.CommonName, ErrUnknownCertificate)
 		}
-		c, err = creds.Credential(ctx, cert.Subject.CommonName)
 		if err == nil && c.Revoked {
 			return fmt.Errorf("certificate %s: endpoint %q: %w", serial, c.Endpoint, ErrRevoked)
 		}

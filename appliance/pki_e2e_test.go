@@ -47,7 +47,7 @@ type rig struct {
 	dtlsEvents      chan dtls.Event
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T, policy ...func(*BootstrapPolicy, *PKI)) *rig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &rig{db: openStore(t), regs: make(chan *server.Registration, 16), bsResults: make(chan bootstrap.Result, 16), dtlsEvents: make(chan dtls.Event, 64)}
@@ -79,8 +79,12 @@ func newRig(t *testing.T) *rig {
 	}
 	r.coap, r.coaps = udp.LocalAddr().String(), sec.LocalAddr().String()
 
+	bp := BootstrapPolicy{Creds: r.db, ServerURI: "coaps://" + r.coaps, PlainServerURI: "coap://" + r.coap, Lifetime: 300 * time.Second}
+	for _, f := range policy {
+		f(&bp, r.pki)
+	}
 	bs, err := bootstrap.New(bootstrap.Config{
-		Provision: BootstrapPolicy{Creds: r.db, ServerURI: "coaps://" + r.coaps, PlainServerURI: "coap://" + r.coap, Lifetime: 300 * time.Second}.Provision,
+		Provision: bp.Provision,
 		OnResult:  func(res bootstrap.Result) { r.bsResults <- res },
 	})
 	if err != nil {
@@ -420,4 +424,68 @@ func TestEndToEndBootstrap(t *testing.T) {
 			t.Fatal("unknown factory identity accepted")
 		}
 	})
+}
+
+// TestEndToEndBootstrapCertificate: the bootstrap server hands out a
+// device certificate; the device registers with it.
+func TestEndToEndBootstrapCertificate(t *testing.T) {
+	r := newRig(t, func(bp *BootstrapPolicy, p *PKI) { bp.Certificates = p })
+	ctx := context.Background()
+	factory, _ := GeneratePSK(0)
+	ep := "urn:imei:350457790000010"
+	if err := r.db.SetCredential(ctx, store.Credential{Endpoint: ep, Mode: store.ModeBootstrap, PSKIdentity: "factory-10", PSKKey: factory}); err != nil {
+		t.Fatal(err)
+	}
+	tree := deviceTree(t, "coaps://"+r.bsCoAPS, "factory-10", factory)
+	bsT, err := dialPSK(t, r.bsCoAPS, "factory-10", factory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := bootstrap.NewClient(tree, bootstrap.ClientConfig{Endpoint: ep, PreferredFormat: lwm2m.FormatTLV})
+	ccfg := coap.DefaultConfig()
+	ccfg.ACKTimeout = 300 * time.Millisecond
+	bsEP := coap.NewEndpoint(bsT, bc, ccfg)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- bsEP.Run(rctx) }()
+	bctx, bcancel := context.WithTimeout(ctx, 20*time.Second)
+	acct, err := bc.Bootstrap(bctx, bsEP, bsT.Peer())
+	bcancel()
+	cancel()
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Mode != bootstrap.ModeCertificate {
+		t.Fatalf("account mode %d", acct.Mode)
+	}
+	key, err := x509.ParseECPrivateKey(acct.SecretKey)
+	if err != nil {
+		t.Fatalf("private key from /0/x/5: %v", err)
+	}
+	ca, err := x509.ParseCertificate(acct.ServerPublicKey)
+	if err != nil {
+		t.Fatalf("CA from /0/x/4: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	cert := &tls.Certificate{Certificate: [][]byte{acct.Identity}, PrivateKey: key}
+	c, err := dtls.Dial(ctx, acct.ServerURI[len("coaps://"):], dtls.ClientConfig{Certificate: cert, RootCAs: roots, ServerName: "localhost", HandshakeTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("operational handshake: %v", err)
+	}
+	if err := register(t, ep, c, c.Peer()); err != nil {
+		t.Fatal(err)
+	}
+	if reg := <-r.regs; reg.Endpoint != ep || reg.Peer.Identity != ep {
+		t.Fatalf("registration %+v", reg)
+	}
+	// Revoking the endpoint retires the bootstrap-issued certificate.
+	if err := r.db.RevokeCredential(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := dtls.Dial(ctx, r.coaps, dtls.ClientConfig{Certificate: cert, RootCAs: roots, ServerName: "localhost", HandshakeTimeout: 3 * time.Second}); err == nil {
+		c.Close()
+		t.Fatal("certificate of a revoked endpoint accepted")
+	}
 }

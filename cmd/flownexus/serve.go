@@ -113,13 +113,9 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		configFile = "embedded defaults"
 	}
 	log.Info("starting", "version", appliance.Version, "config", configFile, "data_dir", cfg.DataDir)
-	// The appliance offers its liveness check once its wiring does; until
-	// then the watchdog only proves the process is scheduled.
-	var health func() error
-	if h, ok := any(app).(interface{ Health() error }); ok {
-		health = h.Health
-	}
-	return appliance.RunService(ctx, app, health, cfg.Systemd, log)
+	// The watchdog is pinged only while the CoAP loop, the ingestion writer
+	// and the HTTP server are alive.
+	return appliance.RunService(ctx, app, app.Health, cfg.Systemd, log)
 }
 
 func cmdVersion(e env) error {

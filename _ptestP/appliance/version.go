@@ -1,3 +1,0 @@
-package appliance
-
-var Version = "0.0.0-dev"
