@@ -71,7 +71,9 @@ func (d *Dispatcher) execute(ctx context.Context, op store.Operation) (any, erro
 		if err != nil {
 			return nil, err
 		}
-		created, err := d.srv.Create(ctx, ep, first, writeFormat(format, recs), recs)
+		// Create addresses the object; a chosen instance id travels in the
+		// payload (Core §6.3.7), which is why values lie under /O/I.
+		created, err := d.srv.Create(ctx, ep, first.Truncate(1), createFormat(format), recs)
 		if err != nil {
 			return nil, err
 		}
@@ -153,6 +155,15 @@ func writeFormat(f lwm2m.Format, recs []lwm2m.Record) lwm2m.Format {
 func compositeFormat(f lwm2m.Format) lwm2m.Format {
 	if f == lwm2m.FormatNone {
 		return lwm2m.FormatSenMLCBOR
+	}
+	return f
+}
+
+// createFormat defaults Create to TLV, which carries the new instance's id
+// (Core §6.3.7) and which every client version accepts.
+func createFormat(f lwm2m.Format) lwm2m.Format {
+	if f == lwm2m.FormatNone {
+		return lwm2m.FormatTLV
 	}
 	return f
 }
