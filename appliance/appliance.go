@@ -161,7 +161,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	broker := webui.NewBroker()
 	life := &lifecycle{db: db, log: a.base.With("component", "lifecycle"), policy: sets.policy,
-		broker: broker, uplink: map[string]uplinkState{}}
+		uplink: map[string]uplinkState{}}
 	scfg := server.DefaultConfig()
 	scfg.DefaultLifetime = cfg.LwM2M.DefaultLifetime
 	scfg.AwakeWindow = cfg.LwM2M.QueueAwakeWindow
@@ -228,7 +228,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	wcfg := webui.DefaultConfig()
 	wcfg.Listen = cfg.Listen.HTTP
 	wcfg.QueueWindow = cfg.LwM2M.QueueAwakeWindow
-	var wopts []webui.Option
+	wopts := []webui.Option{webui.WithVersion(Version)}
 	if l := a.listeners["http"]; l != nil {
 		wopts = append(wopts, webui.WithListener(l))
 	}
@@ -276,6 +276,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 		run("bootstrap-dtls", ep.Run)
 	}
 	run("dispatcher", disp.Run)
+	// Registrations and values reach the web UI's live feed once they are
+	// committed, so a page never shows what a crash could take back.
+	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })
 	run("http", web.Run)
 
 	select {

@@ -111,6 +111,14 @@ func TestEndToEndUnknownEndpointRefused(t *testing.T) {
 		return ok && d.Pending && !d.Online
 	})
 
+	// An admin accepts it from the pending list; then it may register.
+	ta.do("POST", "/api/v1/devices/stranger/accept", nil, http.StatusOK, nil)
+	ta.startDevice("stranger", nil)
+	eventually(t, "accepted device online", func() bool {
+		d, ok := ta.device("stranger")
+		return ok && d.Online && !d.Pending
+	})
+
 	ta.do("POST", "/api/v1/devices", map[string]any{"endpoint": "known-1", "security": map[string]string{"mode": "nosec"}}, http.StatusCreated, nil)
 	ta.startDevice("known-1", nil)
 	eventually(t, "provisioned device online", func() bool {

@@ -11,7 +11,6 @@ import (
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/store"
-	"github.com/flownexus/flownexus/webui"
 )
 
 func nowUTC() time.Time { return time.Now().UTC() }
@@ -30,7 +29,6 @@ type lifecycle struct {
 	db     *store.DB
 	log    *slog.Logger
 	policy func() policy
-	broker *webui.Broker
 	disp   *Dispatcher
 	srv    *server.Server
 
@@ -102,7 +100,11 @@ func securityOf(r *server.Registration) string {
 // starts the auto-observations once the device has its answer.
 func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) error {
 	ids := IdentityChecker{Creds: l.db, AllowUnknown: l.policy().AllowUnknown}
-	if err := ids.Check(ctx, r.Endpoint, r.Peer); err != nil {
+	err := ids.Check(ctx, r.Endpoint, r.Peer)
+	if errors.Is(err, ErrNotProvisioned) && l.accepted(ctx, r.Endpoint) {
+		err = nil
+	}
+	if err != nil {
 		if errors.Is(err, ErrNotProvisioned) {
 			l.park(ctx, r)
 		}
@@ -120,11 +122,18 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
 	}
 	l.sawUplink(r)
-	l.publish(webui.LiveEvent{Kind: store.EventRegistered, Endpoint: r.Endpoint, Time: r.RegisteredAt})
 	l.log.Info("registered", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "lwm2m", r.LwM2MVersion, "binding", r.Binding, "lifetime", r.Lifetime, "secure", r.Peer.Secure())
 	reg := *r
 	go l.afterRegister(&reg)
 	return nil
+}
+
+// accepted reports whether an endpoint without credentials is known all
+// the same: an admin accepted it from the pending list, or it registered
+// while unknown endpoints were allowed.
+func (l *lifecycle) accepted(ctx context.Context, ep string) bool {
+	row, err := l.db.Endpoint(ctx, ep)
+	return err == nil && !row.Pending
 }
 
 // park records an unknown endpoint as pending so that an admin can accept
@@ -220,7 +229,6 @@ func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 		l.log.Warn("update event not recorded", "endpoint", r.Endpoint, "err", err)
 	}
 	l.sawUplink(r)
-	l.publish(webui.LiveEvent{Kind: store.EventUpdated, Endpoint: r.Endpoint, Time: r.LastUpdate})
 	l.disp.Kick(r.Endpoint)
 }
 
@@ -245,7 +253,6 @@ func (l *lifecycle) Deregistered(ctx context.Context, r *server.Registration, re
 	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegUnregistered, now, reason.String()); err != nil {
 		l.log.Warn("deregistration event not recorded", "endpoint", r.Endpoint, "err", err)
 	}
-	l.publish(webui.LiveEvent{Kind: store.EventUnregistered, Endpoint: r.Endpoint, Time: now})
 	l.log.Info("deregistered", "endpoint", r.Endpoint, "reason", reason)
 }
 
@@ -287,10 +294,4 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 		}
 	}
 	return nil
-}
-
-func (l *lifecycle) publish(ev webui.LiveEvent) {
-	if l.broker != nil {
-		l.broker.Publish(ev)
-	}
 }

@@ -97,6 +97,9 @@ func (s *Server) operationRequest(b operationBody) (OperationRequest, error) {
 			if err != nil {
 				return req, err
 			}
+			if len(recs) == 0 {
+				return req, unprocessable("write to %s needs at least one resource value", p.Relative())
+			}
 			req.Values = recs
 			break
 		}
@@ -109,7 +112,7 @@ func (s *Server) operationRequest(b operationBody) (OperationRequest, error) {
 		}
 		req.Value = &v
 	case "write-composite":
-		if len(b.Value) == 0 {
+		if len(b.Value) == 0 || string(b.Value) == "null" || string(b.Value) == "{}" {
 			return req, unprocessable("write-composite needs value: {\"<path>\": <value>, …}")
 		}
 		var m map[string]json.RawMessage
@@ -131,6 +134,9 @@ func (s *Server) operationRequest(b operationBody) (OperationRequest, error) {
 			}
 			req.Values = append(req.Values, lwm2m.Record{Path: rp, Value: v})
 			req.Paths = append(req.Paths, rp)
+		}
+		if len(req.Values) == 0 {
+			return req, unprocessable("write-composite needs at least one path and value")
 		}
 		lwm2m.SortRecords(req.Values)
 	case "execute":

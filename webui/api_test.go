@@ -597,3 +597,23 @@ type readCloser struct {
 
 func (r *readCloser) Read(b []byte) (int, error) { return r.r.Read(b) }
 func (r *readCloser) Close() error               { return nil }
+
+func TestAdmission(t *testing.T) {
+	e, a, o, v := adminEnv(t)
+	if _, err := e.db.UpsertEndpoint(context.Background(), store.Endpoint{Name: "stranger", Pending: true, Online: false}); err != nil {
+		t.Fatal(err)
+	}
+	if m := v.want(200, "GET", "/api/v1/devices?pending=true", nil); m["total"].(float64) != 1 {
+		t.Fatalf("pending list: %v", m)
+	}
+	o.want(403, "POST", "/api/v1/devices/stranger/accept", nil)
+	if m := a.want(200, "POST", "/api/v1/devices/stranger/accept", nil); m["pending"] == true {
+		t.Fatalf("accept: %v", m)
+	}
+	a.want(409, "POST", "/api/v1/devices/stranger/accept", nil)
+	a.want(404, "POST", "/api/v1/devices/ghost/accept", nil)
+	o.want(403, "DELETE", "/api/v1/devices/stranger", nil)
+	a.want(204, "DELETE", "/api/v1/devices/stranger", nil)
+	a.want(404, "DELETE", "/api/v1/devices/stranger", nil)
+	v.want(404, "GET", "/api/v1/devices/stranger", nil)
+}

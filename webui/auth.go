@@ -125,6 +125,8 @@ func csrfFromForm(r *http.Request, maxUpload int64) string {
 	case strings.HasPrefix(ct, "application/x-www-form-urlencoded"):
 		return r.PostFormValue("csrf")
 	case strings.HasPrefix(ct, "multipart/form-data"):
+		// This runs before the route's own body limit: cap it here too.
+		r.Body = http.MaxBytesReader(nil, r.Body, maxUpload)
 		if err := r.ParseMultipartForm(8 << 20); err != nil {
 			return ""
 		}

@@ -152,7 +152,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	ep := "urn:imei:352656100123456"
 	now := time.Now()
 	for i := 0; i < 48; i++ {
-		e.ingest(ep, now.Add(-24*time.Hour+time.Duration(i)*30*time.Minute), "3303/0/5700", lwm2m.Float(20+3*float64(i%12)/12), "3303/0/5701", lwm2m.String("Cel"))
+		e.ingest(ep, now.Add(-23*time.Hour+time.Duration(i)*28*time.Minute), "3303/0/5700", lwm2m.Float(20+3*float64(i%12)/12), "3303/0/5701", lwm2m.String("Cel"))
 	}
 	e.ingest(ep, now.Add(-time.Minute), "3/0/0", lwm2m.String("Nordic Semiconductor"), "3/0/1", lwm2m.String("nRF9160-DK"), "3/0/9", lwm2m.Int(87))
 	e.ops.values.Store("3/0/0", lwm2m.String("Nordic Semiconductor ASA"))

@@ -131,11 +131,11 @@ func (e *env) ingest(name string, at time.Time, kv ...any) {
 	for i := 0; i < len(kv); i += 2 {
 		recs = append(recs, lwm2m.Record{Path: lwm2m.MustParsePath(kv[i].(string)), Value: kv[i+1].(lwm2m.Value), Time: at})
 	}
-	if err := e.db.Ingest(store.Batch{Endpoint: name, Received: at, Records: recs}); err != nil {
-		e.t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := e.db.IngestWait(ctx, store.Batch{Endpoint: name, Received: at, Records: recs}); err != nil {
+		e.t.Fatal(err)
+	}
 	if err := e.db.Flush(ctx); err != nil {
 		e.t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func (o *testOps) device(op store.Operation, req OperationRequest) {
 			break
 		}
 		result, _ = json.Marshal(map[string]any{"values": vals})
-		o.db.Ingest(store.Batch{Endpoint: op.Endpoint, Received: time.Now(), Records: recs})
+		o.db.IngestWait(ctx, store.Batch{Endpoint: op.Endpoint, Received: time.Now(), Records: recs})
 	case "write":
 		o.values.Store(req.Paths[0].Relative(), *req.Value)
 	case "discover":

@@ -30,6 +30,8 @@
   var body = document.body;
   var devhead = document.querySelector(".devhead[data-endpoint]");
   var pageEndpoint = devhead ? devhead.dataset.endpoint : null;
+  // "2026-11-24T23:57:54.78Z" → "2026-11-24 23:57:54Z"
+  var when = function (t) { return (t || "").replace("T", " ").replace(/\.\d+/, ""); };
   var fire = function (name, detail) { body.dispatchEvent(new CustomEvent(name, { detail: detail })); };
 
   // ---- live updates (server-sent events) ----
@@ -66,12 +68,12 @@
     b.textContent = st;
     b.className = "badge " + st;
     var ls = document.getElementById("dev-lastseen");
-    if (ls && ev.time) ls.textContent = ev.time.replace("T", " ");
+    if (ls && ev.time) ls.textContent = when(ev.time);
   }
 
   // ---- enrollment wizard: wait for the first registration ----
   var wait = document.getElementById("enroll-wait");
-  function enrollDone(when) {
+  function enrollDone(at) {
     if (!wait || wait.classList.contains("done")) return;
     var ep = wait.dataset.endpoint;
     wait.classList.add("done");
@@ -82,8 +84,12 @@
     var a = document.createElement("a");
     a.href = "/devices/" + encodeURIComponent(ep);
     a.textContent = "Open the device page";
-    s.append(b, " registered" + (when ? " at " + when.replace("T", " ") : "") + ". It is online. ", a);
+    s.append(b, " registered" + (at ? " at " + when(at) : "") + ". It is online. ", a);
     wait.dataset.registered = "1";
+    var h = document.getElementById("enroll-wait-title");
+    if (h) h.textContent = "The device is connected";
+    var step = document.querySelector(".steps li.on");
+    if (step) { step.classList.remove("on"); step.classList.add("done"); }
   }
   function enrollSeen(ev) {
     if (wait && ev.kind === "registered" && ev.endpoint === wait.dataset.endpoint) enrollDone(ev.time);
@@ -101,12 +107,26 @@
     if (!btn) return;
     var form = document.getElementById("op-form");
     if (!form) return;
+    var row = btn.closest("tr");
+    document.querySelectorAll("tr.busy").forEach(function (r) { r.classList.remove("busy"); });
+    if (row) row.classList.add("busy");
     document.getElementById("op-type").value = btn.dataset.op;
     document.getElementById("op-path").value = btn.dataset.path;
     if (btn.dataset.op === "write") { document.getElementById("op-value").focus(); return; }
     if (btn.dataset.op === "write-attributes") { form.querySelector('input[name="pmin"]').focus(); return; }
     if (btn.dataset.op === "execute") { document.getElementById("op-args").focus(); }
     form.requestSubmit();
+  });
+
+  // The answer lands in the operation card; mark the row it was for, so
+  // that a click deep in the tree gets feedback where it happened.
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail.target.id !== "op-result") return;
+    document.querySelectorAll("tr.busy").forEach(function (r) {
+      r.classList.remove("busy");
+      r.classList.add("done");
+      setTimeout(function () { r.classList.remove("done"); }, 1500);
+    });
   });
 
   // ---- charts (uPlot) ----
