@@ -45,12 +45,7 @@ func startAppliance(t *testing.T, cfg Config) *testAppliance {
 	if os.Getenv("FLOWNEXUS_TEST_LOG") == "" {
 		cfg.Log.Level = "error"
 	}
-	level := slog.LevelError
-	if os.Getenv("FLOWNEXUS_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	a, err := New(cfg, WithLogger(log))
+	a, err := New(cfg, WithLogger(testLogger()))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -194,14 +189,15 @@ func fastCoAP() coap.Config {
 }
 
 type apiDevice struct {
-	Endpoint     string `json:"endpoint"`
-	Online       bool   `json:"online"`
-	Status       string `json:"status"`
-	LwM2MVersion string `json:"lwm2mVersion"`
-	QueueMode    bool   `json:"queueMode"`
-	Security     string `json:"security"`
-	Objects      string `json:"objects"`
-	Pending      bool   `json:"pending"`
+	Endpoint        string `json:"endpoint"`
+	Online          bool   `json:"online"`
+	Status          string `json:"status"`
+	LwM2MVersion    string `json:"lwm2mVersion"`
+	QueueMode       bool   `json:"queueMode"`
+	Security        string `json:"security"`
+	Objects         string `json:"objects"`
+	Pending         bool   `json:"pending"`
+	FirmwareVersion string `json:"firmwareVersion"`
 }
 
 func (ta *testAppliance) devices() []apiDevice {
@@ -282,4 +278,13 @@ func (ta *testAppliance) registerFails(ep string) error {
 		ta.t.Fatalf("%s: no registration outcome in 20 s", ep)
 	}
 	return nil
+}
+
+// testLogger is quiet unless FLOWNEXUS_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("FLOWNEXUS_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }

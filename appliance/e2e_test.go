@@ -26,6 +26,10 @@ func TestEndToEndDeviceLifecycle(t *testing.T) {
 	if d.LwM2MVersion != "1.1" || d.Security != "nosec" || !strings.Contains(d.Objects, "</3303/0>") {
 		t.Errorf("device = %+v", d)
 	}
+	eventually(t, "firmware version read after registration", func() bool {
+		d, _ := ta.device("e2e-dev-1")
+		return d.FirmwareVersion != ""
+	})
 
 	// Read the Device object: every resource, typed, whatever format the
 	// device answered in.

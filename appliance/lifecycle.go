@@ -158,6 +158,15 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p := l.policy()
+	// The firmware version feeds the device list's filter and the OTA
+	// view; one read per registration keeps it current after an update.
+	if hasPath(r, firmwareVersionPath) {
+		if recs, err := l.srv.Read(ctx, r.Endpoint, firmwareVersionPath, lwm2m.FormatNone); err != nil {
+			l.log.Info("firmware version read failed", "endpoint", r.Endpoint, "err", err)
+		} else {
+			_ = l.ingest(ctx, r.Endpoint, recs, "")
+		}
+	}
 	for _, path := range p.ObserveSingle {
 		if !hasPath(r, path) {
 			continue
