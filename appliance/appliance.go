@@ -183,7 +183,11 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	var dtlsSrv *dtls.Server
 	if cfg.Listen.CoAPS != "" {
-		if dtlsSrv, err = a.listenDTLS("coaps", cfg.Listen.CoAPS, pki.DTLSConfig(db, a.base.With("component", "dtls"))); err != nil {
+		dcfg := pki.DTLSConfig(db, a.base.With("component", "dtls"))
+		// Parked sessions outlive a restart (an upgrade), so sleeping
+		// devices do not all handshake again at once.
+		dcfg.SessionFile = filepath.Join(cfg.DataDir, "dtls-sessions")
+		if dtlsSrv, err = a.listenDTLS("coaps", cfg.Listen.CoAPS, dcfg); err != nil {
 			udp.Close()
 			return err
 		}

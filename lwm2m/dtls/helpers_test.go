@@ -123,8 +123,25 @@ func (es *echoServer) next(t testing.TB, kind EventKind) Event {
 	}
 }
 
-func startServer(t testing.TB, cfg Config) *echoServer {
+// echo answers every datagram with the identity it saw and the payload.
+func echo(srv *Server) {
+	buf := make([]byte, 2048)
+	for {
+		n, p, err := srv.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_ = srv.WriteTo(append([]byte(p.Identity+"|"), buf[:n]...), p)
+	}
+}
+
+// startServer runs an echo server on loopback (on addr[0] when given).
+func startServer(t testing.TB, cfg Config, addr ...string) *echoServer {
 	t.Helper()
+	listen := "127.0.0.1:0"
+	if len(addr) > 0 {
+		listen = addr[0]
+	}
 	events := make(chan Event, 4096)
 	cfg.OnEvent = func(ev Event) {
 		select {
@@ -132,7 +149,7 @@ func startServer(t testing.TB, cfg Config) *echoServer {
 		default:
 		}
 	}
-	srv, err := Listen("127.0.0.1:0", cfg)
+	srv, err := Listen(listen, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,3 +199,5 @@ func roundTrip(t testing.TB, c *Client, msg string) string {
 var errTest = errors.New("test refusal")
 
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func (p pskTable) lookupBytes(id []byte) ([]byte, error) { return p.lookup(string(id)) }

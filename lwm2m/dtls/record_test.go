@@ -2,7 +2,10 @@ package dtls
 
 import (
 	"bytes"
+	"context"
+	"net/netip"
 	"testing"
+	"time"
 )
 
 // A DTLS 1.2 record header with the given type, version and epoch, and a
@@ -139,6 +142,43 @@ func FuzzRecordParsing(f *testing.F) {
 		}
 		if len(b) >= cidLen {
 			_, _ = sessionIDFromCID(b[:cidLen])
+		}
+	})
+}
+
+// FuzzDispatch drives the demultiplexer itself with arbitrary datagrams
+// from a few source addresses, on a server with an established session:
+// no panic, the established session keeps working, and handshakes started
+// by garbage stay within MaxHandshakes.
+func FuzzDispatch(f *testing.F) {
+	f.Add(record(contentHandshake, 0xfe00, 0, handshakeClientHello, 40), uint8(0))
+	f.Add(cidRecord(1, 30), uint8(1))
+	f.Add(record(contentAppData, 0xfefd, 1, 0, 30), uint8(2))
+	f.Add([]byte{0x40, 0x01, 0x12, 0x34}, uint8(3))
+	cfg := DefaultConfig()
+	cfg.PSK = pskTable{"dev-1": devKey}.lookup
+	cfg.MaxHandshakes = 8
+	cfg.HandshakeTimeout = 500 * time.Millisecond
+	srv := startServer(f, cfg)
+	c, err := Dial(context.Background(), srv.LocalAddr().String(), ClientConfig{PSKIdentity: "dev-1", PSK: devKey, HandshakeTimeout: 10 * time.Second})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = c.Close() })
+	sessionID := srv.next(f, EventEstablished).Peer.Session
+	f.Fuzz(func(t *testing.T, b []byte, src uint8) {
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 40000+uint16(src%4))
+		if src%5 == 4 && len(b) >= recordHeaderLen+cidLen && b[0] == contentCID {
+			// Aim at the live session's CID.
+			copy(b[11:], cidForSession(sessionID))
+		}
+		srv.dispatch(b, from)
+		if st := srv.Stats(); st.Handshaking > cfg.MaxHandshakes {
+			t.Fatalf("handshakes %d above the cap", st.Handshaking)
+		}
+		// Forged records cannot end a session (they do not decrypt).
+		if _, ok := srv.Peer(sessionID); !ok {
+			t.Fatal("fuzzed datagram ended the established session")
 		}
 	})
 }

@@ -5,6 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -404,5 +407,136 @@ func TestGarbageIsIgnored(t *testing.T) {
 	c := dial(t, srv.LocalAddr().String(), ClientConfig{PSKIdentity: "dev-1", PSK: devKey})
 	if got := roundTrip(t, c, "ok"); got != "dev-1|ok" {
 		t.Fatalf("echo = %q", got)
+	}
+}
+
+// The control for the two tests above: pion on its own drops the 0xfe00
+// hello and answers the same hello with the record version fixed.
+func TestPionAloneDropsOddHello(t *testing.T) {
+	srvSock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srvSock.Close()
+	cli, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	cfg := &pion.Config{PSK: pskTable{"dev-1": devKey}.lookupBytes, CipherSuites: []pion.CipherSuiteID{pion.TLS_PSK_WITH_AES_128_CCM_8}, LoggerFactory: pionLogs{nopLogger()}}
+	conn, err := pion.Server(srvSock, cli.LocalAddr(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = conn.HandshakeContext(ctx) }()
+
+	hello := captureClientHello(t)
+	hello[1], hello[2] = 0xfe, 0x00
+	buf := make([]byte, 1500)
+	if _, err := cli.WriteTo(hello, srvSock.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.SetReadDeadline(time.Now().Add(time.Second))
+	if n, _, err := cli.ReadFrom(buf); err == nil {
+		t.Fatalf("pion answered a 0xfe00 hello (% x); the rewrite may be unnecessary now", buf[:n])
+	}
+	fixClientHelloVersions(hello)
+	if _, err := cli.WriteTo(hello, srvSock.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := cli.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no answer to the fixed hello: %v", err)
+	}
+	if h, err := parseRecordHeader(buf[:n]); err != nil || buf[h.headerLen] != 3 {
+		t.Fatalf("not a HelloVerifyRequest: % x", buf[:n])
+	}
+}
+
+// A ClientHello never followed up (a spoofed source) does not hold a
+// handshake slot for long.
+func TestHalfOpenHandshakeReaped(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PSK = pskTable{"dev-1": devKey}.lookup
+	cfg.HelloTimeout = 200 * time.Millisecond
+	cfg.ParkAfter = 200 * time.Millisecond // janitor period 100 ms
+	srv := startServer(t, cfg)
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	if _, err := sock.WriteTo(captureClientHello(t), srv.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	ev := srv.next(t, EventFailed)
+	if ev.Peer.Addr.Port() != uint16(sock.LocalAddr().(*net.UDPAddr).Port) {
+		t.Fatalf("failed %+v", ev)
+	}
+	if st := srv.Stats(); st.Handshaking != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A restart with Config.SessionFile keeps the devices' sessions.
+func TestSessionsSurviveRestart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "dtls-sessions")
+	cfg := DefaultConfig()
+	cfg.PSK = pskTable{"dev-1": devKey}.lookup
+	cfg.SessionFile = file
+	srv1, err := Listen("127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := srv1.LocalAddr().String()
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() { done1 <- srv1.Run(ctx1) }()
+	go echo(srv1)
+	c := dial(t, addr, ClientConfig{PSKIdentity: "dev-1", PSK: devKey})
+	if got := roundTrip(t, c, "before"); got != "dev-1|before" {
+		t.Fatalf("echo %q", got)
+	}
+	cancel1()
+	if err := <-done1; err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("session file: %v %v", st, err)
+	}
+
+	srv2 := startServer(t, func() Config { c := cfg; return c }(), addr)
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("session file not deleted after restore: %v", err)
+	}
+	if st := srv2.Stats(); st.Sessions != 1 || st.Live != 0 {
+		t.Fatalf("restored: %+v", st)
+	}
+	if got := roundTrip(t, c, "after"); got != "dev-1|after" {
+		t.Fatalf("echo after restart %q", got)
+	}
+	if st := srv2.Stats(); st.HandshakesOK != 0 || st.Resumed != 1 {
+		t.Fatalf("after restart: %+v", st)
+	}
+}
+
+func TestCorruptSessionFileIsIgnored(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "dtls-sessions")
+	if err := os.WriteFile(file, []byte("FNXDTLS1\x00\x01garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.PSK = pskTable{"dev-1": devKey}.lookup
+	cfg.SessionFile = file
+	srv := startServer(t, cfg)
+	if st := srv.Stats(); st.Sessions != 0 {
+		t.Fatalf("%+v", st)
+	}
+	var s Server
+	if _, err := s.ImportSessions(strings.NewReader("nope")); !errors.Is(err, ErrSessionFile) {
+		t.Fatalf("bad header: %v", err)
 	}
 }

@@ -28,6 +28,8 @@ type session struct {
 	srv        *Server
 	id         uint64
 	lastActive atomic.Int64 // unix nanoseconds of the last datagram either way
+	created    int64        // unix nanoseconds
+	received   atomic.Uint32
 
 	mu          sync.Mutex
 	addr        netip.AddrPort
@@ -185,7 +187,7 @@ func (s *session) ended(conn *pion.Conn) {
 func (s *session) deliver(d datagram) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.srv.ctx.Err() != nil {
 		return
 	}
 	if s.conn == nil {
@@ -197,6 +199,7 @@ func (s *session) deliver(d datagram) {
 		}
 	}
 	s.touch()
+	s.received.Add(1)
 	if !s.vc.push(d) {
 		s.srv.stats.dropped.Add(1)
 	}
