@@ -264,6 +264,11 @@ func TestSleepingDeviceResumesOnNewPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.ParkIdle(0)
+	// Hold the old source port so that the resumed client cannot be given
+	// it again by the OS: the point is a new address for the same session.
+	if hold, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(first.Addr)); err == nil {
+		defer hold.Close()
+	}
 	c2, err := ResumeClient(context.Background(), addr, state, cfg)
 	if err != nil {
 		t.Fatal(err)
