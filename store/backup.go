@@ -12,8 +12,8 @@ import (
 )
 
 // BackupTo writes a consistent copy of the live database to the file
-// dest (which must not exist) with SQLite's online backup API, a few
-// hundred pages per step so writers are never blocked for long.
+// dest (which must not exist) with SQLite's online backup API. Writers
+// continue meanwhile; the copy is the database as of the backup's start.
 func (d *DB) BackupTo(ctx context.Context, dest string) error {
 	if _, err := os.Stat(dest); err == nil {
 		return fmt.Errorf("store: backup to %s: %w: file exists", dest, ErrConflict)
@@ -45,19 +45,13 @@ func (d *DB) BackupTo(ctx context.Context, dest string) error {
 			if err != nil {
 				return err
 			}
-			for {
-				done, err := b.Step(512)
-				if err != nil {
-					b.Finish()
-					return err
-				}
-				if done {
-					break
-				}
-				if err := ctx.Err(); err != nil {
-					b.Finish()
-					return err
-				}
+			// One step copies everything under a single read
+			// transaction. In WAL mode that never blocks the writer, and
+			// it must be one step: a step-wise backup restarts whenever
+			// another connection writes, which ingestion does constantly.
+			if _, err := b.Step(-1); err != nil {
+				b.Finish()
+				return err
 			}
 			return b.Finish()
 		})

@@ -16,7 +16,13 @@ import (
 // reading notifications round-robin from 10,000 devices through Ingest
 // (waiting when the queue is full, as a device would retry), until all
 // are committed — compaction included, since it runs in the writer.
-func BenchmarkIngest10kDevices(b *testing.B) {
+func BenchmarkIngest10kDevices(b *testing.B) { benchIngest(b, false) }
+
+// BenchmarkIngestComposite10kDevices is the same with composite
+// notifications: two readings and one Event linking them each.
+func BenchmarkIngestComposite10kDevices(b *testing.B) { benchIngest(b, true) }
+
+func benchIngest(b *testing.B, composite bool) {
 	const devices = 10000
 	cfg := testConfig(b)
 	d := openWith(b, cfg)
@@ -25,6 +31,7 @@ func BenchmarkIngest10kDevices(b *testing.B) {
 		names[i] = fmt.Sprintf("urn:imei:35%013d", i)
 	}
 	path := lwm2m.NewPath(3303, 0, 5700)
+	path2 := lwm2m.NewPath(3304, 0, 5700)
 	ctx := context.Background()
 	runCtx, stop := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
@@ -42,8 +49,13 @@ func BenchmarkIngest10kDevices(b *testing.B) {
 	t0 := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := d.IngestWait(ctx, Batch{Endpoint: names[i%devices], Received: t0.Add(time.Duration(i) * time.Microsecond),
-			Records: []lwm2m.Record{{Path: path, Value: lwm2m.Float(float64(i%400) / 10)}}}); err != nil {
+		batch := Batch{Endpoint: names[i%devices], Received: t0.Add(time.Duration(i) * time.Microsecond),
+			Records: []lwm2m.Record{{Path: path, Value: lwm2m.Float(float64(i%400) / 10)}}}
+		if composite {
+			batch.Event = EventComposite
+			batch.Records = append(batch.Records, lwm2m.Record{Path: path2, Value: lwm2m.Float(float64(i%100) / 2)})
+		}
+		if err := d.IngestWait(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -62,8 +74,13 @@ func BenchmarkIngest10kDevices(b *testing.B) {
 	el := time.Since(t0)
 	b.StopTimer()
 	end := d.Stats()
-	b.ReportMetric(float64(b.N)/el.Seconds(), "rows/s")
-	b.ReportMetric(float64(b.N)/ingested.Seconds(), "rows/s-committed")
+	rows := b.N
+	if composite {
+		rows *= 2
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "notifications/s")
+	b.ReportMetric(float64(rows)/el.Seconds(), "rows/s")
+	b.ReportMetric(float64(rows)/ingested.Seconds(), "rows/s-committed")
 	tx := st.Transactions - before.Transactions
 	if tx > 0 {
 		b.ReportMetric(float64(st.CommittedRecords-before.CommittedRecords)/float64(tx), "rows/tx")
@@ -76,7 +93,7 @@ func BenchmarkIngest10kDevices(b *testing.B) {
 		b.Fatalf("compaction: %d errors, %d readings left in the tail", end.CompactErrors, end.TailRecords)
 	}
 	if fi, err := os.Stat(cfg.Path); err == nil {
-		b.ReportMetric(float64(fi.Size())/float64(b.N+devices), "bytes/row")
+		b.ReportMetric(float64(fi.Size())/float64(rows+devices), "bytes/row")
 	}
 }
 

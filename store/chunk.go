@@ -202,3 +202,74 @@ func decodeChunk(dst []point, b []byte) ([]point, lwm2m.DataType, error) {
 	}
 	return dst, typ, nil
 }
+
+// numPoint is a numeric reading for charts.
+type numPoint struct {
+	t int64
+	f float64
+}
+
+// decodeChunkNumbers appends the readings of a numeric chunk as floats
+// (booleans as 0/1, like lwm2m.Value.Number), skipping the lwm2m.Value
+// construction that charts do not need. Non-numeric chunks add nothing.
+func decodeChunkNumbers(dst []numPoint, b []byte) ([]numPoint, error) {
+	if len(b) < 3 || b[0] != chunkVersion {
+		return dst, fmt.Errorf("%w: bad header", errChunk)
+	}
+	typ := lwm2m.DataType(b[1])
+	switch typ {
+	case lwm2m.TypeInteger, lwm2m.TypeTime, lwm2m.TypeUnsigned, lwm2m.TypeFloat, lwm2m.TypeBoolean:
+	default:
+		return dst, nil
+	}
+	rest := b[2:]
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n == 0 || n > uint64(len(rest)) {
+		return dst, fmt.Errorf("%w: bad count", errChunk)
+	}
+	rest = rest[k:]
+	start := len(dst)
+	var t int64
+	for i := uint64(0); i < n; i++ {
+		d, k := binary.Varint(rest)
+		if k <= 0 {
+			return dst[:start], fmt.Errorf("%w: truncated timestamps", errChunk)
+		}
+		rest = rest[k:]
+		t += d
+		dst = append(dst, numPoint{t: t})
+	}
+	var pv uint64
+	for i := start; i < len(dst); i++ {
+		switch typ {
+		case lwm2m.TypeFloat:
+			if len(rest) < 8 {
+				return dst[:start], fmt.Errorf("%w: truncated values", errChunk)
+			}
+			dst[i].f = math.Float64frombits(binary.LittleEndian.Uint64(rest))
+			rest = rest[8:]
+		case lwm2m.TypeBoolean:
+			if len(rest) < 1 || rest[0] > 1 {
+				return dst[:start], fmt.Errorf("%w: bad boolean", errChunk)
+			}
+			dst[i].f = float64(rest[0])
+			rest = rest[1:]
+		default:
+			d, k := binary.Varint(rest)
+			if k <= 0 {
+				return dst[:start], fmt.Errorf("%w: truncated values", errChunk)
+			}
+			rest = rest[k:]
+			pv += uint64(d)
+			if typ == lwm2m.TypeUnsigned {
+				dst[i].f = float64(pv)
+			} else {
+				dst[i].f = float64(int64(pv))
+			}
+		}
+	}
+	if len(rest) != 0 {
+		return dst[:start], fmt.Errorf("%w: %d trailing bytes", errChunk, len(rest))
+	}
+	return dst, nil
+}

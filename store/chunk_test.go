@@ -69,9 +69,16 @@ func FuzzDecodeChunk(f *testing.F) {
 	}
 	f.Add([]byte{1, byte(lwm2m.TypeFloat), 0xff, 0xff, 0xff, 0x7f})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		nums, nerr := decodeChunkNumbers(nil, b)
 		pts, typ, err := decodeChunk(nil, b)
 		if err != nil {
 			return
+		}
+		if nerr != nil {
+			t.Fatalf("numeric decoder refuses a valid chunk: %v", nerr)
+		}
+		if _, numeric := pts[0].v.Number(); numeric && len(nums) != len(pts) {
+			t.Fatalf("numeric decoder: %d points, want %d", len(nums), len(pts))
 		}
 		again := encodeChunk(typ, pts)
 		pts2, typ2, err := decodeChunk(nil, again)
@@ -84,4 +91,32 @@ func FuzzDecodeChunk(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDecodeChunkNumbersMatchesValues(t *testing.T) {
+	for typ, pts := range chunkSamples() {
+		b := encodeChunk(typ, pts)
+		nums, err := decodeChunkNumbers(nil, b)
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		full, _, _ := decodeChunk(nil, b)
+		want := 0
+		for i, p := range full {
+			f, ok := p.v.Number()
+			if !ok {
+				continue
+			}
+			want++
+			if nums[i].t != p.t || math.Float64bits(nums[i].f) != math.Float64bits(f) {
+				t.Errorf("%s[%d]: %v, want %d %v", typ, i, nums[i], p.t, f)
+			}
+		}
+		if len(nums) != want {
+			t.Errorf("%s: %d numbers, want %d", typ, len(nums), want)
+		}
+	}
+	if _, err := decodeChunkNumbers(nil, []byte{1, byte(lwm2m.TypeFloat), 2, 0, 0, 1}); !errors.Is(err, errChunk) {
+		t.Fatalf("truncated: %v", err)
+	}
 }

@@ -75,7 +75,7 @@ func (d *DB) compactStep(ctx context.Context, _ bool) bool {
 // compactSeriesPerTx bounds one compaction transaction: the write lock is
 // held for this many series' chunk, roll-up and latest writes, then the
 // writer commits waiting readings before the next group.
-const compactSeriesPerTx = 250
+const compactSeriesPerTx = 100
 
 // compact performs one compaction step of at most limit raw rows and
 // returns how many it consumed. It reads the rows without holding the

@@ -232,3 +232,34 @@ func TestCredentials(t *testing.T) {
 		t.Fatalf("credential outlived endpoint: %v", err)
 	}
 }
+
+// TestDeleteEndpointTakesTelemetry: deleting a device removes its series,
+// raw readings, chunks, roll-ups and events, while Run is running.
+func TestDeleteEndpointTakesTelemetry(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	runWriter(t, d)
+	ingestOne(t, d, "gone", "/3303/0/5700", 1)
+	ingestOne(t, d, "kept", "/3303/0/5700", 2)
+	d.RecordRegistration(ctx, "gone", RegRegistered, d.now(), "")
+	flush(t, d)
+	if err := d.DeleteEndpoint(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int{`SELECT COUNT(*) FROM series`: 1, `SELECT COUNT(*) FROM resource`: 1,
+		`SELECT COUNT(*) FROM event`: 0, `SELECT COUNT(*) FROM event_resource`: 0} {
+		var n int
+		d.r.QueryRowContext(ctx, q).Scan(&n)
+		if n != want {
+			t.Errorf("%s = %d, want %d (the kept device's)", q, n, want)
+		}
+	}
+	if st := d.Stats(); st.TailRecords != 1 {
+		t.Fatalf("tail holds %d readings, want 1", st.TailRecords)
+	}
+	// The device may come back: its data recreates it.
+	ingestOne(t, d, "gone", "/3303/0/5700", 3)
+	if l, err := d.Latest(ctx, "gone"); err != nil || len(l) != 1 || l[0].Value.Float() != 3 {
+		t.Fatalf("returning device: %v %v", l, err)
+	}
+}

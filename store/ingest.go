@@ -102,9 +102,20 @@ func (d *DB) Ingest(b Batch) error {
 	}
 	// Bound the queue in readings too, so that what it accepts can be
 	// committed within the flush interval.
-	if q := d.queuedRecords.Load(); q > 0 && q+int64(len(b.Records)) > int64(d.cfg.QueueRecords) {
+	q := d.queuedRecords.Load()
+	if q > 0 && q+int64(len(b.Records)) > int64(d.cfg.QueueRecords) {
 		d.stats.refused.Add(1)
 		return fmt.Errorf("store: ingest from %q: %w (%d readings waiting)", b.Endpoint, ErrQueueFull, q)
+	}
+	// And by the writer's progress: when it has committed nothing for
+	// half the flush interval while readings wait (a long compaction or
+	// retention transaction, a slow disk), new readings would likely miss
+	// the interval; refusing lets the device retry instead.
+	if q > 0 && d.writerUp.Load() {
+		if idle := time.Duration(time.Now().UnixNano() - d.progress.Load()); idle > d.cfg.FlushInterval/2 {
+			d.stats.refused.Add(1)
+			return fmt.Errorf("store: ingest from %q: %w (writer busy for %v)", b.Endpoint, ErrQueueFull, idle.Round(time.Millisecond))
+		}
 	}
 	select {
 	case d.queue <- &batch{Batch: b, accepted: d.now(), queued: time.Now()}:
@@ -196,7 +207,10 @@ func (d *DB) Run(ctx context.Context) error {
 	d.running = true
 	d.runDone = make(chan struct{})
 	d.runMu.Unlock()
+	d.progress.Store(time.Now().UnixNano())
+	d.writerUp.Store(true)
 	defer func() {
+		d.writerUp.Store(false)
 		d.runMu.Lock()
 		d.running = false
 		close(d.runDone)
@@ -298,6 +312,7 @@ func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
 commit:
 	d.queuedRecords.Add(-int64(n))
 	err := d.commit(ctx, bs, n)
+	d.progress.Store(time.Now().UnixNano())
 	if err != nil {
 		// One bad batch (say, for an endpoint deleted meanwhile) must not
 		// take the others down: retry one by one, a few times each.
@@ -443,6 +458,61 @@ func (r *rowInserter) close() {
 	}
 }
 
+// bulk buffers rows for one table and writes them insertRows at a time
+// with a multi-row INSERT.
+type bulk struct {
+	ctx  context.Context
+	tx   *sql.Tx
+	head string // "INSERT INTO t(cols) VALUES "
+	cols int
+	args []any
+	n    int
+	many *sql.Stmt
+	// first is flushed before b: rows of b reference rows of first.
+	first *bulk
+}
+
+func (b *bulk) add(vals ...any) error {
+	b.args = append(b.args, vals...)
+	b.n++
+	if b.n == insertRows {
+		return b.flush()
+	}
+	return nil
+}
+
+func (b *bulk) flush() error {
+	if b.first != nil {
+		if err := b.first.flush(); err != nil {
+			return err
+		}
+	}
+	if b.n == 0 {
+		return nil
+	}
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", b.cols), ", ") + ")"
+	q := b.head + strings.TrimSuffix(strings.Repeat(row+", ", b.n), ", ")
+	var err error
+	if b.n == insertRows {
+		if b.many == nil {
+			if b.many, err = b.tx.PrepareContext(b.ctx, q); err != nil {
+				return err
+			}
+		}
+		_, err = b.many.ExecContext(b.ctx, b.args...)
+	} else {
+		_, err = b.tx.ExecContext(b.ctx, q, b.args...)
+	}
+	b.args, b.n = b.args[:0], 0
+	return err
+}
+
+func (b *bulk) close() {
+	if b.many != nil {
+		b.many.Close()
+	}
+}
+
 // commit writes the batches in one transaction: endpoint and series rows
 // when new, one appended "resource" row per reading (sequential pages:
 // INTEGER PRIMARY KEY, no secondary index), the events and their links,
@@ -470,7 +540,13 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 	defer tx.Rollback()
 	ins := &rowInserter{ctx: ctx, tx: tx, tail: map[int64][]tailPoint{}}
 	defer ins.close()
-	var evLink *sql.Stmt
+	// Events get explicit ids (the writer is the only one inserting
+	// them) so that they and their links go in multi-row INSERTs.
+	events := &bulk{ctx: ctx, tx: tx, head: `INSERT INTO event(id, endpoint_id, t, kind, detail) VALUES `, cols: 5}
+	links := &bulk{ctx: ctx, tx: tx, head: `INSERT OR IGNORE INTO event_resource(event_id, series_id, t, value) VALUES `, cols: 4, first: events}
+	defer events.close()
+	defer links.close()
+	var lastEvent int64 = -1
 	for _, b := range bs {
 		if b.done != nil || len(b.Records) == 0 && b.Event == "" {
 			continue
@@ -499,16 +575,15 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 		}
 		var evID int64
 		if b.Event != "" {
-			res, err := tx.ExecContext(ctx, `INSERT INTO event(endpoint_id, t, kind, detail) VALUES (?, ?, ?, ?)`, ep, recvMS, b.Event, b.EventDetail)
-			if err != nil {
-				return err
-			}
-			evID, _ = res.LastInsertId()
-			if evLink == nil {
-				if evLink, err = tx.PrepareContext(ctx, `INSERT OR IGNORE INTO event_resource(event_id, series_id, t, value) VALUES (?, ?, ?, ?)`); err != nil {
+			if lastEvent < 0 {
+				if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM event`).Scan(&lastEvent); err != nil {
 					return err
 				}
-				defer evLink.Close()
+			}
+			lastEvent++
+			evID = lastEvent
+			if err := events.add(evID, ep, recvMS, b.Event, b.EventDetail); err != nil {
+				return err
 			}
 		}
 		for _, r := range b.Records {
@@ -546,7 +621,7 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 				latest[si.id] = latestRow{t, r.Value}
 			}
 			if evID != 0 {
-				if _, err := evLink.ExecContext(ctx, evID, si.id, t, r.Value.Text()); err != nil {
+				if err := links.add(evID, si.id, t, r.Value.Text()); err != nil {
 					return err
 				}
 			}
@@ -556,6 +631,9 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 		}
 	}
 	if err := ins.flush(); err != nil {
+		return err
+	}
+	if err := links.flush(); err != nil { // events first: links reference them
 		return err
 	}
 	var seenUpd map[int64]int64

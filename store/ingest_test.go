@@ -361,3 +361,54 @@ func TestIngestRefusesBeyondQueuedReadings(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// TestManyCompositeEventsInOneTransaction: more events and links than one
+// multi-row INSERT holds commit together, each event with its readings.
+func TestManyCompositeEventsInOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	for i := 0; i < 300; i++ {
+		d.Ingest(Batch{Endpoint: fmt.Sprintf("dev-%d", i%7), Event: EventComposite, Records: []lwm2m.Record{
+			rec("/3303/0/5700", lwm2m.Float(float64(i)), time.Time{}), rec("/3304/0/5700", lwm2m.Float(float64(-i)), time.Time{})}})
+	}
+	d.drainQueue(ctx)
+	if st := d.Stats(); st.Transactions != 1 || st.Failed != 0 {
+		t.Fatalf("want one transaction, no failures: %+v", st)
+	}
+	evs, err := d.Events(ctx, EventQuery{Limit: 1000})
+	if err != nil || len(evs) != 300 {
+		t.Fatalf("events: %d %v", len(evs), err)
+	}
+	for _, e := range evs {
+		if len(e.Resources) != 2 || e.Resources[1].Value != "-"+e.Resources[0].Value && e.Resources[0].Value != "0" {
+			t.Fatalf("event %d: %+v", e.ID, e.Resources)
+		}
+	}
+}
+
+// TestIngestRefusesWhileWriterStalls: with readings waiting and no commit
+// for more than half the flush interval, Ingest refuses rather than
+// accept a reading it could not commit in time.
+func TestIngestRefusesWhileWriterStalls(t *testing.T) {
+	cfg := testConfig(t)
+	d := openWith(t, cfg)
+	b := Batch{Endpoint: "dev", Records: []lwm2m.Record{rec("/3303/0/5700", lwm2m.Float(1), time.Time{})}}
+	// Stand in for a Run whose writer is stuck in a long transaction.
+	d.writerUp.Store(true)
+	d.progress.Store(time.Now().UnixNano())
+	if err := d.Ingest(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ingest(b); err != nil {
+		t.Fatalf("writer just committed: %v", err)
+	}
+	d.progress.Store(time.Now().Add(-cfg.FlushInterval).UnixNano())
+	if err := d.Ingest(b); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("stalled writer: %v, want ErrQueueFull", err)
+	}
+	d.writerUp.Store(false)
+	d.drainQueue(context.Background())
+	if st := d.Stats(); st.Refused != 1 || st.CommittedRecords != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+}

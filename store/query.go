@@ -194,6 +194,56 @@ func (d *DB) rawRange(ctx context.Context, s, from, to int64) ([]point, error) {
 	return out, nil
 }
 
+// rawNumbers is rawRange for charts: the numeric readings of series s
+// within [from, to] as floats, in time order, NaN and infinities left out.
+func (d *DB) rawNumbers(ctx context.Context, s, from, to int64) ([]numPoint, error) {
+	tx, tail, err := d.snapshot(ctx, s, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	span := d.cfg.ChunkSpan.Milliseconds()
+	rows, err := tx.QueryContext(ctx, `SELECT data FROM chunk WHERE series_id = ? AND bucket >= ? AND bucket <= ? AND t_max >= ? AND t_min <= ?
+		ORDER BY bucket, seq`, s, floorDiv(from, span), to, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []numPoint
+	var data []byte
+	for rows.Next() {
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		n := len(out)
+		out, err = decodeChunkNumbers(out, data)
+		if err != nil {
+			return nil, fmt.Errorf("series %d: %w", s, err)
+		}
+		// Keep what lies in range and is finite, in place.
+		k := n
+		for _, p := range out[n:] {
+			if p.t >= from && p.t <= to && !math.IsNaN(p.f) && !math.IsInf(p.f, 0) {
+				out[k] = p
+				k++
+			}
+		}
+		out = out[:k]
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, p := range tail {
+		if f, ok := p.v.Number(); ok && !math.IsNaN(f) && !math.IsInf(f, 0) {
+			out = append(out, numPoint{p.t, f})
+		}
+	}
+	if !sort.SliceIsSorted(out, func(i, j int) bool { return out[i].t < out[j].t }) {
+		sort.SliceStable(out, func(i, j int) bool { return out[i].t < out[j].t })
+	}
+	return out, nil
+}
+
 // Readings returns the raw readings of one resource of an endpoint within
 // [from, to], oldest first, at most limit (0: 10,000) — the newest ones
 // when there are more.
@@ -359,28 +409,20 @@ func (d *DB) Chart(ctx context.Context, q ChartQuery) (Chart, error) {
 	}
 	switch src {
 	case SourceRaw:
-		pts, err := d.rawRange(ctx, s.ID, from, to)
+		nums, err := d.rawNumbers(ctx, s.ID, from, to)
 		if err != nil {
 			return Chart{}, wrap(err, "chart %q %s", q.Endpoint, q.Path)
-		}
-		nums := pts[:0:0]
-		for _, p := range pts {
-			if _, ok := p.v.Number(); ok {
-				nums = append(nums, p)
-			}
 		}
 		if len(nums) <= q.MaxPoints {
 			out := make([]ChartPoint, len(nums))
 			for i, p := range nums {
-				f, _ := p.v.Number()
-				out[i] = ChartPoint{T: fromMS(p.t), Mean: f, Min: f, Max: f, Count: 1}
+				out[i] = ChartPoint{T: fromMS(p.t), Mean: p.f, Min: p.f, Max: p.f, Count: 1}
 			}
 			return Chart{Source: src, Points: out}, nil
 		}
 		b := newBucketer(from, to, q.MaxPoints, 1)
 		for _, p := range nums {
-			f, _ := p.v.Number()
-			b.addAgg(p.t, agg{min: f, max: f, sum: f, count: 1})
+			b.addAgg(p.t, agg{min: p.f, max: p.f, sum: p.f, count: 1})
 		}
 		return Chart{Source: src, Points: b.points()}, nil
 	case SourceMinute, SourceHour:

@@ -130,6 +130,8 @@ type DB struct {
 	runDone       chan struct{}
 	rawRows       atomic.Int64 // uncompacted "resource" rows
 	queuedRecords atomic.Int64 // readings waiting in the queue
+	progress      atomic.Int64 // wall clock (ns) of the writer's last commit
+	writerUp      atomic.Bool  // Run is running
 	overrides     map[[2]uint16]time.Duration
 
 	stats stats

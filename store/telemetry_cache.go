@@ -123,6 +123,7 @@ func (c *telemetryCache) forgetEndpoint(name string, seriesIDs []int64) {
 		c.nTail -= len(c.tail[s])
 		delete(c.tail, s)
 		delete(c.latest, s)
+		delete(c.marks, s)
 	}
 	c.view.Unlock()
 }
