@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,7 +55,7 @@ type Appliance struct {
 
 // Addrs are the addresses the listeners actually bound (port 0 resolved).
 type Addrs struct {
-	HTTP, CoAP, CoAPS, Bootstrap, BootstrapDTLS string
+	HTTP, HTTPS, CoAP, CoAPS, Bootstrap, BootstrapDTLS string
 }
 
 // Option configures an Appliance.
@@ -231,6 +232,13 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	wcfg := webui.DefaultConfig()
 	wcfg.Listen = cfg.Listen.HTTP
+	if cfg.HTTP.HTTPS {
+		tc, err := a.httpsConfig(pki)
+		if err != nil {
+			return err
+		}
+		wcfg.TLS, wcfg.TLSListen = tc, cfg.Listen.HTTPS
+	}
 	wcfg.QueueWindow = cfg.LwM2M.QueueAwakeWindow
 	wopts := []webui.Option{webui.WithVersion(Version)}
 	if l := a.listeners["http"]; l != nil {
@@ -291,7 +299,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		return a.wait(g)
 	}
 	a.mu.Lock()
-	a.addrs = Addrs{HTTP: web.Addr(), CoAP: udp.LocalAddr().String()}
+	a.addrs = Addrs{HTTP: web.Addr(), HTTPS: web.TLSAddr(), CoAP: udp.LocalAddr().String()}
 	if dtlsSrv != nil {
 		a.addrs.CoAPS = dtlsSrv.LocalAddr().String()
 	}
@@ -303,7 +311,11 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	addrs := a.addrs
 	a.mu.Unlock()
-	a.log.Info("flownexus ready", "version", Version, "web", "http://"+displayAddr(addrs.HTTP)+"/",
+	webURL := "http://" + displayAddr(addrs.HTTP) + "/"
+	if addrs.HTTPS != "" {
+		webURL = "https://" + displayAddr(addrs.HTTPS) + "/"
+	}
+	a.log.Info("flownexus ready", "version", Version, "web", webURL,
 		"coap", addrs.CoAP, "coaps", addrs.CoAPS, "bootstrap", addrs.Bootstrap, "bootstrap_dtls", addrs.BootstrapDTLS,
 		"data_dir", cfg.DataDir)
 	close(a.ready)
@@ -372,3 +384,19 @@ func dirExists(p string) bool {
 // lifecycleReachable reports whether the dispatcher would send to endpoint
 // now (tests).
 func (a *Appliance) lifecycleReachable(endpoint string) bool { return a.life.reachable(endpoint) }
+
+// httpsConfig serves the web UI with the configured certificate, or with
+// the server certificate the appliance's CA issued for this host.
+func (a *Appliance) httpsConfig(pki *PKI) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if a.cfg.HTTP.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.HTTP.CertFile, a.cfg.HTTP.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("https certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+		return tc, nil
+	}
+	tc.Certificates = []tls.Certificate{*pki.ServerCertificate()}
+	return tc, nil
+}

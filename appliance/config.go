@@ -49,7 +49,10 @@ type Config struct {
 // ListenConfig holds the listen addresses. A port 0 picks a free port; an
 // empty CoAPS, Bootstrap or BootstrapDTLS address turns that listener off.
 type ListenConfig struct {
-	HTTP          string `toml:"http"`
+	HTTP string `toml:"http"`
+	// HTTPS is the web UI's TLS address, used when http.https is on; the
+	// plain HTTP address then only redirects to it.
+	HTTPS         string `toml:"https"`
 	CoAP          string `toml:"coap"`
 	CoAPS         string `toml:"coaps"`
 	Bootstrap     string `toml:"bootstrap"`
@@ -142,6 +145,7 @@ func DefaultConfig() Config {
 		DataDir: dataDir,
 		Listen: ListenConfig{
 			HTTP:          ":8080",
+			HTTPS:         ":8443",
 			CoAP:          ":5683",
 			CoAPS:         ":5684",
 			Bootstrap:     ":5783",
@@ -244,6 +248,14 @@ func (c Config) Validate() error {
 	}
 	if !c.HTTP.HTTPS && c.HTTP.CertFile != "" {
 		return bad("http.cert_file", "set but https is off")
+	}
+	if c.HTTP.HTTPS {
+		if c.Listen.HTTPS == "" {
+			return bad("listen.https", "must not be empty when http.https is on")
+		}
+		if err := checkListenAddr(c.Listen.HTTPS); err != nil {
+			return bad("listen.https", "%v", err)
+		}
 	}
 	if c.LwM2M.DefaultLifetime < time.Second {
 		return bad("lwm2m.default_lifetime", "%s is shorter than 1s", c.LwM2M.DefaultLifetime)

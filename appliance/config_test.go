@@ -130,7 +130,7 @@ func TestParseConfigErrors(t *testing.T) {
 		name, text, want string
 	}{
 		{"unknown top-level key", "colour = 1\n", "unknown key colour"},
-		{"unknown nested key", "[listen]\nhttps = \":1\"\n", "unknown key listen.https"},
+		{"unknown nested key", "[listen]\nhttp3 = \":1\"\n", "unknown key listen.http3"},
 		{"unknown table", "[mqtt]\nport = 1\n", "unknown key mqtt"},
 		{"syntax", "[listen\n", "line "},
 		{"wrong type", "[listen]\nhttp = 8080\n", "listen.http"},
