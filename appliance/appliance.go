@@ -65,7 +65,7 @@ type Option func(*Appliance)
 func WithLogger(l *slog.Logger) Option { return func(a *Appliance) { a.log = l } }
 
 // WithListeners hands over already-open sockets (systemd socket
-// activation): stream listeners keyed "http", datagram sockets keyed
+// activation): stream listeners keyed "http" and "https", datagram sockets keyed
 // "coap", "coaps", "bootstrap", "bootstrap-dtls".
 func WithListeners(ls map[string]net.Listener, pcs map[string]net.PacketConn) Option {
 	return func(a *Appliance) { a.listeners, a.packets = ls, pcs }
@@ -243,6 +243,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 	wopts := []webui.Option{webui.WithVersion(Version)}
 	if l := a.listeners["http"]; l != nil {
 		wopts = append(wopts, webui.WithListener(l))
+	}
+	if l := a.listeners["https"]; l != nil && wcfg.TLS != nil {
+		wopts = append(wopts, webui.WithTLSListener(l))
 	}
 	web, err := webui.New(wcfg, webui.Deps{
 		Store: db, Data: webui.NewStoreData(db), Registry: reg,
