@@ -120,8 +120,14 @@ func (d *DB) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	if len(out) == 0 {
 		return out, nil
 	}
+	// By id list, not id range: one device's events lie far apart among
+	// the whole fleet's.
+	ids := make([]any, len(out))
+	for i, e := range out {
+		ids[i] = e.ID
+	}
 	lrows, err := d.r.QueryContext(ctx, `SELECT r.event_id, s.path, r.t, r.value FROM event_resource r JOIN series s ON s.id = r.series_id
-		WHERE r.event_id BETWEEN ? AND ? ORDER BY r.event_id, s.path`, out[len(out)-1].ID, out[0].ID)
+		WHERE r.event_id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`) ORDER BY r.event_id, s.path`, ids...)
 	if err != nil {
 		return nil, wrap(err, "event readings")
 	}

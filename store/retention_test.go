@@ -191,3 +191,36 @@ func TestCompactionWatermarkAcrossCrash(t *testing.T) {
 		t.Fatalf("raw rows left: %d, tail %d", raw, d.Stats().TailRecords)
 	}
 }
+
+// TestRunCompactsAndRetains: Run's own timers compact readings and apply
+// retention, without any call from outside.
+func TestRunCompactsAndRetains(t *testing.T) {
+	c := newClock()
+	cfg := testConfig(t)
+	cfg.CompactInterval = 10 * time.Millisecond
+	cfg.RetentionInterval = 10 * time.Millisecond
+	d := openWith(t, cfg, WithClock(c.now))
+	runWriter(t, d)
+	old := c.now().Add(-40 * 24 * time.Hour)
+	d.Ingest(Batch{Endpoint: "dev", Records: []lwm2m.Record{
+		rec("/3303/0/5700", lwm2m.Float(1), old), rec("/3303/0/5700", lwm2m.Float(2), c.now())}})
+	flush(t, d)
+	deadline := time.After(20 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := d.Stats()
+		if st.CompactedRecords == 2 && st.RetentionDeleted > 0 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("Run did not compact and retain: %+v", st)
+		case <-tick.C:
+		}
+	}
+	pts, err := d.Readings(context.Background(), "dev", lwm2m.MustParsePath("/3303/0/5700"), old.Add(-time.Hour), c.now(), 0)
+	if err != nil || len(pts) != 1 || pts[0].V.Float() != 2 {
+		t.Fatalf("after Run's retention: %v %v", pts, err)
+	}
+}
