@@ -215,14 +215,21 @@ func (c *Client) finish() *coap.Response {
 	if _, err := c.Account(); err != nil {
 		return coap.ErrorResponse(coap.NotAcceptable, err.Error())
 	}
-	c.mu.Lock()
-	select {
-	case <-c.finished:
-	default:
-		close(c.finished)
+	// Bootstrap returns once finished is closed, and its caller then moves
+	// on to the LwM2M server, often closing this endpoint: the 2.04 must
+	// be on its way to the bootstrap server first, or the server never
+	// learns that the sequence succeeded (Core 1.1 §5.2.5.2).
+	resp := coap.NewResponse(coap.Changed)
+	resp.Then = func() {
+		c.mu.Lock()
+		select {
+		case <-c.finished:
+		default:
+			close(c.finished)
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
-	return coap.NewResponse(coap.Changed)
+	return resp
 }
 
 // Account reads the LwM2M server account from the tree: the first
