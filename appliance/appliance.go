@@ -41,6 +41,7 @@ type Appliance struct {
 	ready chan struct{}
 
 	listeners map[string]net.Listener // from socket activation, by name
+	opTimeout time.Duration
 	packets   map[string]net.PacketConn
 
 	// Set by Run, read by the web UI adapters and health checks.
@@ -71,12 +72,17 @@ func WithListeners(ls map[string]net.Listener, pcs map[string]net.PacketConn) Op
 	return func(a *Appliance) { a.listeners, a.packets = ls, pcs }
 }
 
+// WithOperationTimeout bounds one attempt of an operation (default one
+// minute: enough for CoAP's retransmissions, RFC 7252 §4.8.2).
+func WithOperationTimeout(d time.Duration) Option { return func(a *Appliance) { a.opTimeout = d } }
+
 // New validates cfg and prepares an appliance; nothing is opened until Run.
 func New(cfg Config, opts ...Option) (*Appliance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Appliance{cfg: cfg, log: slog.Default(), ready: make(chan struct{}), alive: map[string]*atomic.Bool{}}
+	a := &Appliance{cfg: cfg, log: slog.Default(), ready: make(chan struct{}), alive: map[string]*atomic.Bool{},
+		opTimeout: time.Minute}
 	for _, o := range opts {
 		o(a)
 	}
@@ -161,15 +167,20 @@ func (a *Appliance) Run(ctx context.Context) error {
 		return fmt.Errorf("settings: %w", err)
 	}
 	broker := webui.NewBroker()
+	lctx, lcancel := context.WithCancel(ctx)
 	life := &lifecycle{db: db, log: a.base.With("component", "lifecycle"), policy: sets.policy,
-		uplink: map[string]uplinkState{}}
+		uplink: map[string]uplinkState{}, ctx: lctx}
+	// Deferred calls run last first: stop the post-registration work,
+	// wait for it, and only then close the store (deferred above).
+	defer life.wg.Wait()
+	defer lcancel()
 	scfg := server.DefaultConfig()
 	scfg.DefaultLifetime = cfg.LwM2M.DefaultLifetime
 	scfg.AwakeWindow = cfg.LwM2M.QueueAwakeWindow
 	srv := server.New(scfg, server.WithHandler(life), server.WithRegistry(reg), server.WithLogger(a.base))
 	a.srv = srv
 	life.srv = srv
-	disp := newDispatcher(db, srv, a.base, cfg.LwM2M.OperationAttempts, time.Minute, life.reachable,
+	disp := newDispatcher(db, srv, a.base, cfg.LwM2M.OperationAttempts, a.opTimeout, life.reachable,
 		func(op store.Operation) {
 			broker.Publish(webui.LiveEvent{Kind: "operation", Endpoint: op.Endpoint, Time: op.Updated, OperationID: op.ID, Status: op.Status})
 		})
@@ -250,7 +261,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	web, err := webui.New(wcfg, webui.Deps{
 		Store: db, Data: webui.NewStoreData(db), Registry: reg,
 		Operations: uiOperations{d: disp, db: db}, Provisioner: prov, Enrollment: prov,
-		Events: broker, System: uiSystem{a}, Settings: sets,
+		Events: broker, System: uiSystem{a}, Settings: sets, Registrations: srv,
 		Logger: a.base,
 	}, wopts...)
 	if err != nil {
@@ -403,3 +414,6 @@ func (a *Appliance) httpsConfig(pki *PKI) (*tls.Config, error) {
 	tc.Certificates = []tls.Certificate{*pki.ServerCertificate()}
 	return tc, nil
 }
+
+// disp is the running dispatcher (tests).
+func (a *Appliance) disp() *Dispatcher { return a.life.disp }

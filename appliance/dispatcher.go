@@ -13,11 +13,13 @@ import (
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/store"
+	"github.com/flownexus/flownexus/webui"
 )
 
 // ErrInvalidOperation marks an operation request that cannot be sent: an
-// unknown type, a missing path, a value that does not fit.
-var ErrInvalidOperation = errors.New("invalid operation")
+// unknown type, a missing path, a value that does not fit. It wraps the web
+// UI's ErrInvalid so the API answers 422.
+var ErrInvalidOperation = fmt.Errorf("%w: invalid operation", webui.ErrInvalid)
 
 // Dispatcher sends persisted operations to devices (ARCHITECTURE.md, "How
 // data flows" 3): at once when the device is online and awake, otherwise
@@ -39,6 +41,10 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	running map[string]bool // endpoints with a worker
 	again   map[string]bool // kicked while their worker ran
+	// silent holds endpoints whose last attempt got no answer: their
+	// queue waits for the device's next uplink instead of being retried
+	// on a timer (the seed's rule: retry on the next Update).
+	silent  map[string]bool
 	waiters map[int64][]chan struct{}
 }
 
@@ -52,7 +58,7 @@ func newDispatcher(db *store.DB, srv *server.Server, log *slog.Logger, maxAttemp
 		maxAttempts: maxAttempts, timeout: timeout, reachable: reachable, changed: changed,
 		kick:    make(chan string, 1024),
 		running: make(map[string]bool), again: make(map[string]bool),
-		waiters: make(map[int64][]chan struct{}),
+		silent: make(map[string]bool), waiters: make(map[int64][]chan struct{}),
 	}
 }
 
@@ -142,8 +148,17 @@ func attrQueries(m map[string]string) []string {
 	return out
 }
 
-// Kick asks the dispatcher to look at an endpoint's queue (after a
-// registration, an update, any uplink, or a new operation).
+// Uplink tells the dispatcher the device just spoke (Register, Update, or
+// a notification in queue mode): what waited for it goes out now.
+func (d *Dispatcher) Uplink(endpoint string) {
+	d.mu.Lock()
+	delete(d.silent, endpoint)
+	d.mu.Unlock()
+	d.Kick(endpoint)
+}
+
+// Kick asks the dispatcher to look at an endpoint's queue (a new operation,
+// or the periodic sweep).
 func (d *Dispatcher) Kick(endpoint string) {
 	select {
 	case d.kick <- endpoint:
@@ -273,7 +288,7 @@ func (d *Dispatcher) start(ctx context.Context, wg *sync.WaitGroup, ep string) {
 // reachable. An operation that must be retried stops the drain: the device
 // is gone or asleep, and the next Update brings it back.
 func (d *Dispatcher) drain(ctx context.Context, ep string) {
-	for ctx.Err() == nil && d.reachable(ep) {
+	for ctx.Err() == nil && d.reachable(ep) && !d.isSilent(ep) {
 		ops, err := d.db.Operations(ctx, store.OperationQuery{Endpoint: ep, Status: store.StatusQueued, Oldest: true, Limit: 20})
 		if err != nil || len(ops) == 0 {
 			if err != nil && ctx.Err() == nil {
@@ -289,11 +304,23 @@ func (d *Dispatcher) drain(ctx context.Context, ep string) {
 	}
 }
 
+func (d *Dispatcher) isSilent(ep string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.silent[ep]
+}
+
 // send makes one attempt and reports whether the next operation may follow.
 func (d *Dispatcher) send(ctx context.Context, op store.Operation) bool {
 	op, err := d.db.ClaimOperation(ctx, op.ID)
 	if err != nil {
-		return !errors.Is(err, context.Canceled)
+		// Someone else (a cancel, a concurrent worker) changed the row:
+		// read the queue again. Anything else stops this drain; the
+		// sweep comes back to it.
+		if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+			d.log.Warn("claim operation", "id", op.ID, "err", err)
+		}
+		return errors.Is(err, store.ErrConflict)
 	}
 	d.notify(op)
 	octx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -309,11 +336,17 @@ func (d *Dispatcher) send(ctx context.Context, op store.Operation) bool {
 			op, err = d.db.ConfirmOperation(bg, op.ID, raw)
 		}
 	case retryable(err) && ctx.Err() == nil:
-		op, err = d.db.RetryOperation(bg, op.ID, err.Error(), d.maxAttempts)
-		if err == nil {
-			d.log.Info("operation attempt failed", "id", op.ID, "endpoint", op.Endpoint, "type", op.Type, "status", op.Status, "attempts", op.Attempts, "err", op.Error)
-			d.notify(op)
+		d.mu.Lock()
+		d.silent[op.Endpoint] = true
+		d.mu.Unlock()
+		id := op.ID
+		op, err = d.db.RetryOperation(bg, id, err.Error(), d.maxAttempts)
+		if err != nil {
+			d.log.Warn("record failed attempt", "id", id, "err", err)
+			return false
 		}
+		d.log.Info("operation attempt failed", "id", op.ID, "endpoint", op.Endpoint, "type", op.Type, "status", op.Status, "attempts", op.Attempts, "err", op.Error)
+		d.notify(op)
 		return false
 	case ctx.Err() != nil:
 		// Shutting down: the row stays sending and RequeueSending puts it

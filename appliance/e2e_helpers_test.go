@@ -40,12 +40,12 @@ func testConfig(t *testing.T) Config {
 	return cfg
 }
 
-func startAppliance(t *testing.T, cfg Config) *testAppliance {
+func startAppliance(t *testing.T, cfg Config, opts ...Option) *testAppliance {
 	t.Helper()
 	if os.Getenv("FLOWNEXUS_TEST_LOG") == "" {
 		cfg.Log.Level = "error"
 	}
-	a, err := New(cfg, WithLogger(testLogger()))
+	a, err := New(cfg, append([]Option{WithLogger(testLogger())}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -79,6 +79,14 @@ func TestEndToEndEveryOperation(t *testing.T) {
 		t.Errorf("read of a deleted instance: %+v", op)
 	}
 
+	// A partial write (POST) changes what it names and keeps the rest.
+	confirm(map[string]any{"type": "write", "path": "/3/0/15", "value": "Etc/UTC"})
+	confirm(map[string]any{"type": "write", "path": "/3/0", "partial": true, "value": map[string]any{"14": "+03:00"}})
+	op = confirm(map[string]any{"type": "read-composite", "paths": []string{"/3/0/14", "/3/0/15"}})
+	if v := values(op); v["3/0/14"] != "+03:00" || v["3/0/15"] != "Etc/UTC" {
+		t.Errorf("after a partial write: %v", v)
+	}
+
 	// Composite read and write.
 	confirm(map[string]any{"type": "write-composite", "value": map[string]any{"/3/0/14": "+01:00", "/3/0/15": "Europe/Berlin"}})
 	op = confirm(map[string]any{"type": "read-composite", "paths": []string{"/3/0/14", "/3/0/15", "/3303/0/5700"}, "format": "senml-json"})
@@ -117,6 +125,10 @@ func TestEndToEndEveryOperation(t *testing.T) {
 		{"type": "read", "path": "/3/x"},
 		{"type": "write", "path": "/3/0/0", "value": "x"},
 		{"type": "execute", "path": "/3/0"},
+		{"type": "write-attributes", "path": "/3303/0/5700", "attributes": map[string]string{"pmin": "-1"}},
+		{"type": "write-attributes", "path": "/3303/0/5700", "attributes": map[string]string{"pmin": "10", "pmax": "5"}},
+		{"type": "read", "path": "/"},
+		{"type": "read", "path": "/3/0", "partial": true},
 	} {
 		var e struct{ Error string }
 		ta.do("POST", "/api/v1/devices/ops-1/operations", body, http.StatusUnprocessableEntity, &e)

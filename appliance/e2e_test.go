@@ -1,12 +1,16 @@
 package appliance
 
 import (
+	"context"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flownexus/flownexus/lwm2m/coap"
+	"github.com/flownexus/flownexus/lwm2m/dtls"
 	"github.com/flownexus/flownexus/simulation"
 )
 
@@ -182,3 +186,100 @@ func TestEndToEndQueueModeOperation(t *testing.T) {
 }
 
 func jsonID(id int64) string { b, _ := json.Marshal(id); return string(b) }
+
+// TestEndToEndRetryOnNextUpdate: an attempt the device does not answer
+// puts the operation back in the queue, and it is tried again only after
+// the device's next Update, not on a timer (the seed's 3-attempt rule).
+func TestEndToEndRetryOnNextUpdate(t *testing.T) {
+	cfg := testConfig(t)
+	// The appliance believes a queue-mode device listens for 30 s; this
+	// one sleeps after 1 s, so a request in between goes unanswered.
+	cfg.LwM2M.QueueAwakeWindow = 30 * time.Second
+	ta := startAppliance(t, cfg, WithOperationTimeout(time.Second))
+	dev, _ := ta.startDevice("nap-1", func(dc *simulation.DeviceConfig) {
+		dc.QueueMode = true
+		dc.AwakeWindow = time.Second
+	})
+	eventually(t, "device asleep", func() bool { return dev.Client().Asleep() })
+
+	op := ta.operation("nap-1", map[string]any{"type": "read", "path": "/3/0/0"}, 0)
+	var got apiOperation
+	eventually(t, "first attempt unanswered", func() bool {
+		ta.do("GET", "/api/v1/operations/"+jsonID(op.ID), nil, http.StatusOK, &got)
+		return got.Status == "queued" && got.Attempts == 1
+	})
+	if !ta.a.disp().isSilent("nap-1") {
+		t.Fatal("the dispatcher would retry before the device's next uplink")
+	}
+
+	dev.Client().TriggerUpdate()
+	eventually(t, "confirmed after the Update", func() bool {
+		ta.do("GET", "/api/v1/operations/"+jsonID(op.ID), nil, http.StatusOK, &got)
+		return got.Status == "confirmed"
+	})
+	if got.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2", got.Attempts)
+	}
+}
+
+// TestEndToEndPSKDeviceKeepsItsSecurityMode: a PSK device registers over
+// DTLS and stays listed as "psk" after its Updates.
+func TestEndToEndPSKDeviceKeepsItsSecurityMode(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	var cred struct {
+		Security struct{ PSKIdentity, PSKKey string }
+	}
+	ta.do("POST", "/api/v1/devices", map[string]any{"endpoint": "psk-mode-1", "security": map[string]string{"mode": "psk"}}, http.StatusCreated, &cred)
+	key, err := hex.DecodeString(cred.Security.PSKKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := simulation.DefaultDeviceConfig()
+	dc.Endpoint = "psk-mode-1"
+	dc.Server = "coaps://" + ta.a.Addrs().CoAPS
+	dc.CoAP = fastCoAP()
+	dev := runDevice(t, dc, simulation.WithDeviceDial(func(ctx context.Context, endpoint, _ string) (coap.Transport, coap.Peer, error) {
+		c, err := dtls.Dial(ctx, ta.a.Addrs().CoAPS, dtls.ClientConfig{PSKIdentity: cred.Security.PSKIdentity, PSK: key})
+		if err != nil {
+			return nil, coap.Peer{}, err
+		}
+		return c, c.Peer(), nil
+	}))
+	reg, _ := ta.a.srv.Registration("psk-mode-1")
+	dev.Client().TriggerUpdate()
+	eventually(t, "the Update processed", func() bool {
+		cur, ok := ta.a.srv.Registration("psk-mode-1")
+		return ok && cur.LastUpdate.After(reg.LastUpdate)
+	})
+	var page struct{ Devices []apiDevice }
+	eventually(t, "listed under security=psk after the Update", func() bool {
+		ta.do("GET", "/api/v1/devices?security=psk", nil, http.StatusOK, &page)
+		return len(page.Devices) == 1 && page.Devices[0].Endpoint == "psk-mode-1"
+	})
+}
+
+// TestEndToEndDeletedDeviceDoesNotReturnByUpdate: deleting a device that
+// is still registered does not let its next Update recreate it.
+func TestEndToEndDeletedDeviceDoesNotReturnByUpdate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LwM2M.AllowUnknownEndpoints = false
+	ta := startAppliance(t, cfg)
+	ta.do("POST", "/api/v1/devices", map[string]any{"endpoint": "gone-1", "security": map[string]string{"mode": "nosec"}}, http.StatusCreated, nil)
+	dev, _ := ta.startDevice("gone-1", nil)
+	eventually(t, "online", func() bool { d, ok := ta.device("gone-1"); return ok && d.Online })
+
+	ta.do("DELETE", "/api/v1/devices/gone-1", nil, http.StatusNoContent, nil)
+	if _, ok := ta.a.srv.Registration("gone-1"); ok {
+		t.Fatal("the deleted device is still registered")
+	}
+	// Its next Update finds no registration; it registers again, without
+	// credentials now, and waits as pending like any unknown device.
+	dev.Client().TriggerUpdate()
+	eventually(t, "the device back only as pending", func() bool {
+		d, ok := ta.device("gone-1")
+		return ok && d.Pending && !d.Online
+	})
+	if _, ok := ta.a.srv.Registration("gone-1"); ok {
+		t.Fatal("the deleted device registered again without credentials")
+	}
+}

@@ -32,6 +32,10 @@ type lifecycle struct {
 	disp   *Dispatcher
 	srv    *server.Server
 
+	// ctx and wg bound the work started after registrations to Run.
+	ctx context.Context
+	wg  sync.WaitGroup
+
 	mu     sync.Mutex
 	uplink map[string]uplinkState
 }
@@ -85,15 +89,7 @@ func (l *lifecycle) endpointRow(r *server.Registration) store.Endpoint {
 		ObjectLinks:    r.Links,
 		Address:        r.Peer.Addr.String(),
 		RegisteredAt:   r.RegisteredAt,
-		SecurityMode:   securityOf(r),
 	}
-}
-
-func securityOf(r *server.Registration) string {
-	if r.Peer.Secure() {
-		return "dtls"
-	}
-	return store.ModeNoSec
 }
 
 // Registered applies the identity rules, records the registration, and
@@ -105,6 +101,11 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 		err = nil
 	}
 	if err != nil {
+		if !identityRefusal(err) {
+			// The store failed, not the device: the server answers 5.00
+			// and the device retries, instead of being told it is banned.
+			return fmt.Errorf("registration of %q: %w", r.Endpoint, err)
+		}
 		if errors.Is(err, ErrNotProvisioned) {
 			l.park(ctx, r)
 		}
@@ -112,6 +113,7 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 		return fmt.Errorf("%w: %v", server.ErrForbidden, err)
 	}
 	row := l.endpointRow(r)
+	row.SecurityMode = store.ModeNoSec
 	if cred, err := l.db.Credential(ctx, r.Endpoint); err == nil {
 		row.SecurityMode = cred.Mode
 	}
@@ -124,8 +126,15 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	l.sawUplink(r)
 	l.log.Info("registered", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "lwm2m", r.LwM2MVersion, "binding", r.Binding, "lifetime", r.Lifetime, "secure", r.Peer.Secure())
 	reg := *r
-	go l.afterRegister(&reg)
+	l.wg.Go(func() { l.afterRegister(&reg) })
 	return nil
+}
+
+// identityRefusal reports whether err is the device's fault (a refusal to
+// answer 4.03) rather than the appliance's.
+func identityRefusal(err error) bool {
+	return errors.Is(err, ErrNotProvisioned) || errors.Is(err, ErrIdentityMismatch) ||
+		errors.Is(err, ErrSecurityRequired) || errors.Is(err, ErrRevoked)
 }
 
 // accepted reports whether an endpoint without credentials is known all
@@ -133,7 +142,9 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 // while unknown endpoints were allowed.
 func (l *lifecycle) accepted(ctx context.Context, ep string) bool {
 	row, err := l.db.Endpoint(ctx, ep)
-	return err == nil && !row.Pending
+	// A row that never saw a registration (values still in flight for a
+	// device just deleted) accepts nobody.
+	return err == nil && !row.Pending && !row.RegisteredAt.IsZero()
 }
 
 // park records an unknown endpoint as pending so that an admin can accept
@@ -142,6 +153,16 @@ func (l *lifecycle) accepted(ctx context.Context, ep string) bool {
 func (l *lifecycle) park(ctx context.Context, r *server.Registration) {
 	row := l.endpointRow(r)
 	row.Online = false
+	// A row must never be registered and not pending at once, or a
+	// second Register racing this one finds it accepted. A new row gets
+	// pending in the statement that creates it; an existing one (values
+	// still in flight for a device just deleted) is marked pending first,
+	// since the upsert leaves pending alone on existing rows.
+	row.Pending = true
+	if err := l.db.SetEndpointPending(ctx, r.Endpoint, true); err != nil && !errors.Is(err, store.ErrNotFound) {
+		l.log.Warn("pending endpoint not recorded", "endpoint", r.Endpoint, "err", err)
+		return
+	}
 	if _, err := l.db.UpsertEndpoint(ctx, row); err != nil {
 		l.log.Warn("pending endpoint not recorded", "endpoint", r.Endpoint, "err", err)
 		return
@@ -155,8 +176,22 @@ func (l *lifecycle) park(ctx context.Context, r *server.Registration) {
 // in the queue. It runs after the device has its 2.01: a request sent from
 // inside Registered would reach a device that is not registered yet.
 func (l *lifecycle) afterRegister(r *server.Registration) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Minute)
 	defer cancel()
+	// The server stores the registration once Registered returns; wait
+	// for it so requests go to this registration, not none or the last.
+	for {
+		if cur, ok := l.srv.Registration(r.Endpoint); ok && cur.ID == r.ID {
+			break
+		} else if ok && cur.ID != r.ID && cur.RegisteredAt.After(r.RegisteredAt) {
+			return // a newer Register took over and runs its own
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	p := l.policy()
 	// The firmware version feeds the device list's filter and the OTA
 	// view; one read per registration keeps it current after an update.
@@ -164,7 +199,7 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 		if recs, err := l.srv.Read(ctx, r.Endpoint, firmwareVersionPath, lwm2m.FormatNone); err != nil {
 			l.log.Info("firmware version read failed", "endpoint", r.Endpoint, "err", err)
 		} else {
-			_ = l.ingest(ctx, r.Endpoint, recs, "")
+			l.keep(ctx, r.Endpoint, recs, "")
 		}
 	}
 	for _, path := range p.ObserveSingle {
@@ -174,7 +209,7 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 		if _, recs, err := l.srv.Observe(ctx, r.Endpoint, path, lwm2m.FormatNone); err != nil {
 			l.log.Info("auto-observe failed", "endpoint", r.Endpoint, "path", path, "err", err)
 		} else {
-			l.ingest(ctx, r.Endpoint, recs, "")
+			l.keep(ctx, r.Endpoint, recs, "")
 		}
 	}
 	if paths := compositePaths(r, p.CompositeObjects); len(paths) > 0 && r.LwM2MVersion != "1.0" {
@@ -185,10 +220,10 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 		if _, recs, err := l.srv.ObserveComposite(ctx, r.Endpoint, paths, f); err != nil {
 			l.log.Info("auto composite observe failed", "endpoint", r.Endpoint, "paths", paths, "err", err)
 		} else {
-			l.ingest(ctx, r.Endpoint, recs, store.EventComposite)
+			l.keep(ctx, r.Endpoint, recs, store.EventComposite)
 		}
 	}
-	l.disp.Kick(r.Endpoint)
+	l.disp.Uplink(r.Endpoint)
 }
 
 func contains[T comparable](s []T, v T) bool {
@@ -231,6 +266,12 @@ func compositePaths(r *server.Registration, objects []uint16) []lwm2m.Path {
 
 // Updated refreshes the endpoint and sends what waited for the device.
 func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
+	// An admin may have deleted the device while it stayed registered; its
+	// Update must not bring it back (and with it an accepted name).
+	if _, err := l.db.Endpoint(ctx, r.Endpoint); errors.Is(err, store.ErrNotFound) {
+		l.log.Warn("update from a deleted endpoint ignored; it must register again", "endpoint", r.Endpoint)
+		return
+	}
 	if _, err := l.db.UpsertEndpoint(ctx, l.endpointRow(r)); err != nil {
 		l.log.Warn("update not recorded", "endpoint", r.Endpoint, "err", err)
 	}
@@ -238,7 +279,7 @@ func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 		l.log.Warn("update event not recorded", "endpoint", r.Endpoint, "err", err)
 	}
 	l.sawUplink(r)
-	l.disp.Kick(r.Endpoint)
+	l.disp.Uplink(r.Endpoint)
 }
 
 // Deregistered marks the endpoint offline. A registration replaced by a new
@@ -250,6 +291,11 @@ func (l *lifecycle) Deregistered(ctx context.Context, r *server.Registration, re
 	// The server reports an ended registration after the endpoint's next
 	// one may have started; only the current registration's end counts.
 	if cur, ok := l.srv.Registration(r.Endpoint); ok && cur.ID != r.ID {
+		return
+	}
+	// A new Register may be recorded already but not yet held by the
+	// server (it stores it after Registered returns).
+	if row, err := l.db.Endpoint(ctx, r.Endpoint); err == nil && row.RegistrationID != r.ID {
 		return
 	}
 	l.mu.Lock()
@@ -274,7 +320,7 @@ func (l *lifecycle) Notified(ctx context.Context, r *server.Registration, o *ser
 		event = store.EventComposite
 	}
 	if r.QueueMode {
-		l.disp.Kick(r.Endpoint)
+		l.disp.Uplink(r.Endpoint)
 	}
 	return l.ingest(ctx, r.Endpoint, recs, event)
 }
@@ -283,7 +329,7 @@ func (l *lifecycle) Notified(ctx context.Context, r *server.Registration, o *ser
 func (l *lifecycle) Sent(ctx context.Context, r *server.Registration, recs []lwm2m.Record) error {
 	l.sawUplink(r)
 	if r.QueueMode {
-		l.disp.Kick(r.Endpoint)
+		l.disp.Uplink(r.Endpoint)
 	}
 	return l.ingest(ctx, r.Endpoint, recs, eventSend)
 }
@@ -295,6 +341,24 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
 		return err
 	}
+	l.noteFirmware(ctx, ep, recs)
+	return nil
+}
+
+// keep stores values the appliance asked for itself (after a
+// registration): nobody retries them, so it waits for room in the queue.
+func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, event string) {
+	if len(recs) == 0 {
+		return
+	}
+	l.noteFirmware(ctx, ep, recs)
+	if err := l.db.IngestWait(ctx, store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
+		l.log.Info("values not stored", "endpoint", ep, "err", err)
+	}
+}
+
+// noteFirmware records the firmware version when the values include it.
+func (l *lifecycle) noteFirmware(ctx context.Context, ep string, recs []lwm2m.Record) {
 	for _, rec := range recs {
 		if rec.Path == firmwareVersionPath && rec.Value.Type() == lwm2m.TypeString {
 			if err := l.db.SetEndpointFirmwareVersion(ctx, ep, rec.Value.Str()); err != nil {
@@ -302,5 +366,4 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 			}
 		}
 	}
-	return nil
 }

@@ -57,7 +57,7 @@ func (d *Dispatcher) execute(ctx context.Context, op store.Operation) (any, erro
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{}, d.srv.Write(ctx, ep, first, writeFormat(format, recs), recs, !p.Partial)
+		return map[string]any{}, d.srv.Write(ctx, ep, first, writeFormat(format, first, recs), recs, !p.Partial)
 	case OpExecute:
 		return map[string]any{}, d.srv.Execute(ctx, ep, first, p.Args)
 	case OpWriteAttributes:
@@ -140,11 +140,11 @@ func (d *Dispatcher) keep(ctx context.Context, ep string, recs []lwm2m.Record) {
 // writeFormat picks the payload format of a Write or Create the user did
 // not specify: text for one plain resource value, TLV for anything
 // structured — what every LwM2M 1.0 and 1.1 client accepts.
-func writeFormat(f lwm2m.Format, recs []lwm2m.Record) lwm2m.Format {
+func writeFormat(f lwm2m.Format, target lwm2m.Path, recs []lwm2m.Record) lwm2m.Format {
 	if f != lwm2m.FormatNone {
 		return f
 	}
-	if len(recs) == 1 && recs[0].Path.IsResource() && recs[0].Value.Type() != lwm2m.TypeOpaque {
+	if target.IsResource() && len(recs) == 1 && recs[0].Path == target && recs[0].Value.Type() != lwm2m.TypeOpaque {
 		return lwm2m.FormatText
 	}
 	return lwm2m.FormatTLV

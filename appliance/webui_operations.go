@@ -20,7 +20,7 @@ func (o uiOperations) Queue(ctx context.Context, endpoint string, req webui.Oper
 	if _, err := o.db.Endpoint(ctx, endpoint); err != nil {
 		return store.Operation{}, err
 	}
-	p := opPayload{Args: req.Args, Attributes: req.Attributes}
+	p := opPayload{Args: req.Args, Attributes: req.Attributes, Partial: req.Partial}
 	switch {
 	case req.Value != nil && len(req.Paths) == 1:
 		p.Values = encodeRecords([]lwm2m.Record{{Path: req.Paths[0], Value: *req.Value}})

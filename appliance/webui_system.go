@@ -54,13 +54,13 @@ func (s uiSystem) Backup(ctx context.Context, w io.Writer) error {
 }
 
 func (s uiSystem) Restore(ctx context.Context, r io.Reader) error {
-	return NewBackups(s.a.cfg, s.a.db, s.a.log).Restore(ctx, r)
+	return httpError(NewBackups(s.a.cfg, s.a.db, s.a.log).Restore(ctx, r))
 }
 
 func (s uiSystem) SelfUpdate(ctx context.Context, pkg io.Reader, signature []byte) error {
 	info, err := NewUpdater(s.a.cfg, WithInstalledVersion(Version), WithUpdateLogger(s.a.log)).Submit(ctx, pkg, signature)
 	if err != nil {
-		return fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+		return httpError(err)
 	}
 	s.a.log.Info("self-update submitted", "version", info.Version)
 	return nil
@@ -84,4 +84,22 @@ func dbFileSize(dataDir string) int64 {
 		}
 	}
 	return n
+}
+
+// httpError gives the maintenance errors the web UI's status classes: the
+// uploader's fault is 422 (or 413), a conflicting state 409, anything else
+// passes through as the server's fault.
+func httpError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUpdateTooLarge):
+		return fmt.Errorf("%w: %v", webui.ErrTooLarge, err)
+	case errors.Is(err, ErrUpdateBusy), errors.Is(err, ErrDataDirNotEmpty):
+		return fmt.Errorf("%w: %v", webui.ErrConflict, err)
+	case errors.Is(err, ErrBackupInvalid), errors.Is(err, ErrUpdateSignature), errors.Is(err, ErrUpdateArch),
+		errors.Is(err, ErrUpdateNotNewer), errors.Is(err, ErrUpdatePackage):
+		return fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+	}
+	return err
 }

@@ -44,8 +44,17 @@ func (s *Server) apiDeleteDevice(c *echo.Context) error {
 	if _, err := s.deps.Store.Endpoint(c.Request().Context(), ep); err != nil {
 		return err
 	}
+	// End its registration before and after the rows go: a device told
+	// its registration ended registers again at once, and one that got
+	// in while its credentials still existed must not stay.
+	if s.deps.Registrations != nil {
+		s.deps.Registrations.Evict(c.Request().Context(), ep)
+	}
 	if err := s.deps.Store.DeleteEndpoint(c.Request().Context(), ep); err != nil {
 		return err
+	}
+	if s.deps.Registrations != nil {
+		s.deps.Registrations.Evict(c.Request().Context(), ep)
 	}
 	s.audit(c, "delete device", ep)
 	return c.NoContent(http.StatusNoContent)

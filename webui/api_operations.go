@@ -37,6 +37,9 @@ type operationBody struct {
 	Args       string            `json:"args"`
 	Attributes map[string]string `json:"attributes"`
 	Format     json.RawMessage   `json:"format"`
+	// Partial makes a write a partial update (CoAP POST) that leaves the
+	// resources it does not name alone; the default replaces (PUT).
+	Partial bool `json:"partial"`
 }
 
 // unprocessable is a well-formed request that cannot be done (422).
@@ -52,7 +55,10 @@ func (s *Server) operationRequest(b operationBody) (OperationRequest, error) {
 	if !ok {
 		return OperationRequest{}, unprocessable("type %q unknown (read, write, execute, observe, cancel-observe, discover, write-attributes, create, delete, read-composite, write-composite, observe-composite)", b.Type)
 	}
-	req := OperationRequest{Type: b.Type, Args: b.Args, Format: lwm2m.FormatNone}
+	req := OperationRequest{Type: b.Type, Args: b.Args, Format: lwm2m.FormatNone, Partial: b.Partial}
+	if b.Partial && b.Type != "write" {
+		return req, unprocessable("partial applies to write only")
+	}
 	raw := b.Paths
 	if b.Path != "" {
 		raw = append([]string{b.Path}, raw...)

@@ -31,7 +31,18 @@ type Deps struct {
 	System      System
 	Settings    SettingsStore
 	Firmware    Firmware
-	Logger      *slog.Logger
+	// Registrations ends a deleted device's registration; nil when no
+	// LwM2M server runs (tests of the web layer alone).
+	Registrations Registrations
+	Logger        *slog.Logger
+}
+
+// Registrations is the LwM2M server's view of who is registered now
+// (lwm2m/server.Server implements it).
+type Registrations interface {
+	// Evict ends an endpoint's registration; it reports whether there
+	// was one.
+	Evict(ctx context.Context, endpoint string) bool
 }
 
 // Data answers questions about a device's data. Unknown endpoints wrap

@@ -74,6 +74,8 @@ const (
 // for write (typed from the object model when it is known), Values for
 // write-composite, Args for execute, Attributes for write-attributes.
 type OperationRequest struct {
+	// Partial marks a write as a partial update (POST, Core §6.3.4).
+	Partial    bool
 	Type       string
 	Paths      []lwm2m.Path
 	Value      *lwm2m.Value

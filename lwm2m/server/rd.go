@@ -223,6 +223,28 @@ func (s *Server) deregister(ctx context.Context, r *coap.Request, id string) *co
 	return coap.NewResponse(coap.Deleted)
 }
 
+// Evict ends an endpoint's registration from the server side, as when an
+// admin deletes the device: its observations are forgotten (its next
+// notification is answered with RST, RFC 7641 §3.6) and its next Update
+// gets 4.04, so it must Register again and pass the handler's checks
+// (Core §6.2.2). It reports whether there was a registration.
+func (s *Server) Evict(ctx context.Context, endpoint string) bool {
+	s.mu.Lock()
+	reg := s.byEP[endpoint]
+	if reg == nil || reg.finished {
+		s.mu.Unlock()
+		return false
+	}
+	snap := reg.snapshot()
+	obs := s.removeLocked(reg)
+	s.mu.Unlock()
+	for _, o := range obs {
+		o.c.Forget()
+	}
+	s.h.Deregistered(ctx, snap, ReasonEvicted)
+	return true
+}
+
 // removeLocked ends a registration and returns its observations for the
 // caller to forget outside the lock; s.mu is held.
 func (s *Server) removeLocked(reg *registration) []*Observation {

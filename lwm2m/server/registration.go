@@ -60,6 +60,7 @@ const (
 	ReasonExplicit DeregisterReason = iota // the device sent De-register
 	ReasonExpired                          // its lifetime (plus grace) passed
 	ReasonReplaced                         // it registered again
+	ReasonEvicted                          // the server ended it (Evict)
 )
 
 // String names the reason: explicit, expired, replaced.
@@ -71,6 +72,8 @@ func (r DeregisterReason) String() string {
 		return "expired"
 	case ReasonReplaced:
 		return "replaced"
+	case ReasonEvicted:
+		return "evicted"
 	}
 	return "reason(" + strconv.Itoa(int(r)) + ")"
 }
