@@ -178,6 +178,16 @@ func (a *Appliance) Run(ctx context.Context) error {
 	scfg.DefaultLifetime = cfg.LwM2M.DefaultLifetime
 	scfg.AwakeWindow = cfg.LwM2M.QueueAwakeWindow
 	srv := server.New(scfg, server.WithHandler(life), server.WithRegistry(reg), server.WithLogger(a.base))
+	// Settings saved in the web UI take effect at once, and those saved
+	// before this start override the conffile's values.
+	sets.apply = func(v webui.Settings) {
+		srv.SetAwakeWindow(time.Duration(v.QueueWindowSeconds) * time.Second)
+		db.SetRetention(time.Duration(v.RetentionDays) * 24 * time.Hour)
+	}
+	cur, _ := sets.LoadSettings(ctx)
+	if sets.saved {
+		sets.apply(cur)
+	}
 	a.srv = srv
 	life.srv = srv
 	disp := newDispatcher(db, srv, a.base, cfg.LwM2M.OperationAttempts, a.opTimeout, life.reachable,
@@ -251,6 +261,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 		wcfg.TLS, wcfg.TLSListen = tc, cfg.Listen.HTTPS
 	}
 	wcfg.QueueWindow = cfg.LwM2M.QueueAwakeWindow
+	if sets.saved {
+		wcfg.QueueWindow = time.Duration(cur.QueueWindowSeconds) * time.Second
+	}
 	wopts := []webui.Option{webui.WithVersion(Version)}
 	if l := a.listeners["http"]; l != nil {
 		wopts = append(wopts, webui.WithListener(l))

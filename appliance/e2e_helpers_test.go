@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ type testAppliance struct {
 	url   string
 	token string
 	stop  func()
+	once  sync.Once
 }
 
 func testConfig(t *testing.T) Config {
@@ -73,20 +75,13 @@ func startAppliance(t *testing.T, cfg Config, opts ...Option) *testAppliance {
 			t.Error("appliance did not stop in 20 s")
 		}
 	}
-	t.Cleanup(ta.stopOnce())
+	t.Cleanup(ta.shutdown)
 	ta.token = ta.adminToken()
 	return ta
 }
 
-func (ta *testAppliance) stopOnce() func() {
-	stopped := false
-	return func() {
-		if !stopped {
-			stopped = true
-			ta.stop()
-		}
-	}
-}
+// shutdown stops the appliance (once; the test's cleanup calls it too).
+func (ta *testAppliance) shutdown() { ta.once.Do(ta.stop) }
 
 // adminToken creates the first admin the way `flownexus user add` does
 // (the store is the appliance's own, already open) and logs in.

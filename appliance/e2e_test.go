@@ -283,3 +283,26 @@ func TestEndToEndDeletedDeviceDoesNotReturnByUpdate(t *testing.T) {
 		t.Fatal("the deleted device registered again without credentials")
 	}
 }
+
+// TestEndToEndSettingsApplyAtOnce: the queue-mode window and the retention
+// saved in the web UI reach the LwM2M server and the store without a
+// restart, and are back after one.
+func TestEndToEndSettingsApplyAtOnce(t *testing.T) {
+	cfg := testConfig(t)
+	ta := startAppliance(t, cfg)
+	ta.do("PUT", "/api/v1/settings", map[string]any{"retentionDays": 7, "autoObserve": []string{"/3303/0/5700"},
+		"queueWindowSeconds": 600, "allowUnknownDevices": true}, http.StatusOK, nil)
+	if got := ta.a.srv.AwakeWindow(); got != 600*time.Second {
+		t.Errorf("server awake window = %v, want 10m", got)
+	}
+	if got := ta.a.db.Retention(); got != 7*24*time.Hour {
+		t.Errorf("store retention = %v, want 168h", got)
+	}
+	ta.do("PUT", "/api/v1/settings", map[string]any{"retentionDays": 0, "queueWindowSeconds": 600}, http.StatusUnprocessableEntity, nil)
+
+	ta.shutdown()
+	a2 := startBare(t, cfg)
+	if got := a2.srv.AwakeWindow(); got != 600*time.Second {
+		t.Errorf("after a restart: server awake window = %v, want 10m", got)
+	}
+}

@@ -3,7 +3,6 @@ package appliance
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +21,11 @@ type settings struct {
 	db   *store.DB
 	base Config
 	cur  atomic.Pointer[webui.Settings]
+	// apply puts saved settings into effect in the running components.
+	apply func(webui.Settings)
+	// saved: the web UI saved settings before this start, and they
+	// override the conffile.
+	saved bool
 }
 
 var _ webui.SettingsStore = (*settings)(nil)
@@ -38,7 +42,7 @@ func newSettings(ctx context.Context, db *store.DB, cfg Config) (*settings, erro
 	switch err := db.Setting(ctx, settingsKey, &saved); {
 	case err == nil:
 		if err := validateSettings(saved); err == nil {
-			v = saved
+			v, s.saved = saved, true
 		}
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
@@ -47,20 +51,9 @@ func newSettings(ctx context.Context, db *store.DB, cfg Config) (*settings, erro
 	return s, nil
 }
 
-func validateSettings(v webui.Settings) error {
-	if v.RetentionDays < 1 || v.RetentionDays > 3650 {
-		return fmt.Errorf("%w: retention must be 1 to 3650 days", webui.ErrInvalid)
-	}
-	if v.QueueWindowSeconds < 1 || v.QueueWindowSeconds > 3600 {
-		return fmt.Errorf("%w: the queue-mode window must be 1 to 3600 seconds", webui.ErrInvalid)
-	}
-	for _, p := range v.AutoObserve {
-		if _, err := lwm2m.ParsePath(p); err != nil {
-			return fmt.Errorf("%w: auto-observe: %v", webui.ErrInvalid, err)
-		}
-	}
-	return nil
-}
+// validateSettings is the web UI's rule, so a value one side accepts the
+// other never refuses.
+func validateSettings(v webui.Settings) error { return webui.CheckSettings(v) }
 
 func (s *settings) LoadSettings(context.Context) (webui.Settings, error) {
 	return *s.cur.Load(), nil
@@ -74,6 +67,9 @@ func (s *settings) SaveSettings(ctx context.Context, v webui.Settings) error {
 		return err
 	}
 	s.cur.Store(&v)
+	if s.apply != nil {
+		s.apply(v)
+	}
 	return nil
 }
 

@@ -390,7 +390,7 @@ func (d *DB) Chart(ctx context.Context, q ChartQuery) (Chart, error) {
 	now := d.now().UnixMilli()
 	src := q.Source
 	if src == SourceAuto {
-		raw := d.cfg.Retention
+		raw := d.rawRetention()
 		if o, ok := d.overrides[[2]uint16{q.Path.ObjectID(), q.Path.ResourceID()}]; ok {
 			raw = o
 		}

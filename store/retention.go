@@ -91,7 +91,7 @@ func (d *DB) ApplyRetention(ctx context.Context) (RetentionResult, error) {
 		exclArgs = append(exclArgs, k[0], k[1])
 	}
 	q := `DELETE FROM chunk WHERE id IN (SELECT c.id FROM chunk c WHERE c.bucket + ? <= ? LIMIT ?)`
-	args := []any{span, now - d.cfg.Retention.Milliseconds()}
+	args := []any{span, now - d.rawRetention().Milliseconds()}
 	if len(excl) > 0 {
 		q = `DELETE FROM chunk WHERE id IN (SELECT c.id FROM chunk c JOIN series s ON s.id = c.series_id
 			WHERE c.bucket + ? <= ? AND NOT (` + strings.Join(excl, " OR ") + `) LIMIT ?)`
@@ -110,7 +110,7 @@ func (d *DB) ApplyRetention(ctx context.Context) (RetentionResult, error) {
 		(SELECT series_id, t FROM rollup_hour WHERE t + 3600000 <= ? LIMIT ?)`, now-d.cfg.HourRollupRetention.Milliseconds()); err != nil {
 		return r, wrap(err, "retention")
 	}
-	cut := now - d.cfg.Retention.Milliseconds()
+	cut := now - d.rawRetention().Milliseconds()
 	if r.Events, err = d.deleteBatched(ctx, `DELETE FROM event WHERE id IN (SELECT id FROM event WHERE t < ? LIMIT ?)`, cut); err != nil {
 		return r, wrap(err, "retention")
 	}
@@ -173,3 +173,17 @@ func (d *DB) UsedBytes(ctx context.Context) (int64, error) {
 	}
 	return (pages - free) * size, nil
 }
+
+// SetRetention changes how long raw readings, events and device logs are
+// kept (Config.Retention); the next retention pass applies it. Per-type
+// overrides stay as configured.
+func (d *DB) SetRetention(r time.Duration) {
+	if r > 0 {
+		d.retention.Store(int64(r))
+	}
+}
+
+// Retention is the retention of raw readings in force.
+func (d *DB) Retention() time.Duration { return d.rawRetention() }
+
+func (d *DB) rawRetention() time.Duration { return time.Duration(d.retention.Load()) }

@@ -224,3 +224,46 @@ func TestRunCompactsAndRetains(t *testing.T) {
 		t.Fatalf("after Run's retention: %v %v", pts, err)
 	}
 }
+
+// TestSetRetention: a retention changed at run time (the web UI's
+// settings) applies at the next pass.
+func TestSetRetention(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	d := openWith(t, testConfig(t), WithClock(c.now))
+	runWriter(t, d)
+	now := c.now()
+	var recs []lwm2m.Record
+	for _, age := range []time.Duration{20 * 24 * time.Hour, 5 * 24 * time.Hour, time.Hour} {
+		recs = append(recs, rec("/3303/0/5700", lwm2m.Float(1), now.Add(-age)))
+	}
+	d.Ingest(Batch{Endpoint: "dev", Records: recs, Received: now})
+	flush(t, d)
+	if _, err := d.compact(ctx, 1000); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		pts, err := d.Readings(ctx, "dev", lwm2m.MustParsePath("/3303/0/5700"), now.Add(-100*24*time.Hour), now, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(pts)
+	}
+	if _, err := d.ApplyRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("the default 30 days kept %d of 3", n)
+	}
+	d.SetRetention(7 * 24 * time.Hour)
+	if _, err := d.ApplyRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("7 days kept %d of 3, want 2", n)
+	}
+	d.SetRetention(0) // ignored: retention must stay positive
+	if got := d.rawRetention(); got != 7*24*time.Hour {
+		t.Fatalf("retention = %v", got)
+	}
+}

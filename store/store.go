@@ -113,9 +113,11 @@ func WithClock(now func() time.Time) Option {
 // Run starts.
 type DB struct {
 	cfg Config
-	log *slog.Logger
-	reg *lwm2m.Registry
-	now func() time.Time
+	// retention is cfg.Retention, changeable while running (SetRetention).
+	retention atomic.Int64
+	log       *slog.Logger
+	reg       *lwm2m.Registry
+	now       func() time.Time
 
 	w  *sql.DB // the single writer connection
 	r  *sql.DB // read-only pool
@@ -196,6 +198,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		queue:   make(chan *batch, cfg.QueueSize),
 		closing: make(chan struct{}),
 	}
+	d.retention.Store(int64(cfg.Retention))
 	for _, o := range opts {
 		o(d)
 	}

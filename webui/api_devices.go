@@ -40,7 +40,7 @@ func (s *Server) status(d store.Endpoint) string {
 		return "pending"
 	case !d.Online:
 		return "offline"
-	case d.QueueMode && s.now().Sub(d.LastSeen) > s.cfg.QueueWindow:
+	case d.QueueMode && s.now().Sub(d.LastSeen) > time.Duration(s.queueWindow.Load()):
 		return "sleeping"
 	}
 	return "online"

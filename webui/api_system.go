@@ -34,8 +34,9 @@ func (s *Server) apiGetSettings(c *echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
-// checkSettings refuses nonsense before it reaches the appliance.
-func checkSettings(st Settings) error {
+// CheckSettings refuses nonsense settings (ErrInvalid, 422); the web UI
+// checks at its edge and the appliance checks what it loads.
+func CheckSettings(st Settings) error {
 	if st.RetentionDays < 1 || st.RetentionDays > 3650 {
 		return unprocessable("retentionDays must be from 1 to 3650")
 	}
@@ -58,12 +59,13 @@ func (s *Server) apiPutSettings(c *echo.Context) error {
 	if err := decodeJSON(c, &st); err != nil {
 		return err
 	}
-	if err := checkSettings(st); err != nil {
+	if err := CheckSettings(st); err != nil {
 		return err
 	}
 	if err := s.deps.Settings.SaveSettings(c.Request().Context(), st); err != nil {
 		return err
 	}
+	s.setQueueWindow(st)
 	s.audit(c, "settings", "")
 	return c.JSON(http.StatusOK, st)
 }
@@ -192,4 +194,12 @@ func (s *Server) apiSelfUpdate(c *echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "installed; restart to run it"})
+}
+
+// setQueueWindow makes the device list's "sleeping" state follow a saved
+// queue-mode window.
+func (s *Server) setQueueWindow(st Settings) {
+	if st.QueueWindowSeconds > 0 {
+		s.queueWindow.Store(int64(time.Duration(st.QueueWindowSeconds) * time.Second))
+	}
 }

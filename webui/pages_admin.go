@@ -105,12 +105,13 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 		}
 	}
 	st.AllowUnknownDevices = c.FormValue("allowUnknownDevices") == "on"
-	if err := checkSettings(st); err != nil {
+	if err := CheckSettings(st); err != nil {
 		return formError(c, "/settings", err)
 	}
 	if err := s.deps.Settings.SaveSettings(c.Request().Context(), st); err != nil {
 		return formError(c, "/settings", err)
 	}
+	s.setQueueWindow(st)
 	s.audit(c, "settings", "")
 	return back(c, "/settings", "Settings saved.")
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -16,12 +17,14 @@ import (
 
 // Server is the web UI and REST API.
 type Server struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	now     func() time.Time
-	version string
-	started time.Time
+	cfg  Config
+	deps Deps
+	// queueWindow is cfg.QueueWindow, following saved settings.
+	queueWindow atomic.Int64
+	log         *slog.Logger
+	now         func() time.Time
+	version     string
+	started     time.Time
 
 	echo      *echo.Echo
 	pages     *pageSet
@@ -86,6 +89,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		metrics: newHTTPMetrics(),
 		ready:   make(chan struct{}),
 	}
+	s.queueWindow.Store(int64(cfg.QueueWindow))
 	for _, o := range opts {
 		o(s)
 	}

@@ -80,7 +80,7 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 		s.log.Info("registration refused", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)
 		return coap.ErrorResponse(refusalCode(err), err.Error())
 	}
-	reg := &registration{snap: snap, ep: r.Endpoint, obs: make(map[string]*Observation), wake: make(chan struct{}), awake: now.Add(s.cfg.AwakeWindow)}
+	reg := &registration{snap: snap, ep: r.Endpoint, obs: make(map[string]*Observation), wake: make(chan struct{}), awake: now.Add(s.awakeWindow())}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -305,7 +305,7 @@ func (s *Server) wakeUp(reg *registration) {
 	if reg.finished {
 		return
 	}
-	reg.awake = time.Now().Add(s.cfg.AwakeWindow)
+	reg.awake = time.Now().Add(s.awakeWindow())
 	close(reg.wake)
 	reg.wake = make(chan struct{})
 }

@@ -34,8 +34,24 @@ type Server struct {
 	eps    map[*coap.Endpoint]struct{}
 	queued int // requests waiting for a queue-mode device
 
+	// awake is Config.AwakeWindow, changeable while running.
+	awake atomic.Int64
+
 	st counters
 }
+
+// SetAwakeWindow changes how long a queue-mode device is taken to listen
+// after an uplink (Core §6.5), from its next uplink on.
+func (s *Server) SetAwakeWindow(d time.Duration) {
+	if d > 0 {
+		s.awake.Store(int64(d))
+	}
+}
+
+// AwakeWindow is the queue-mode window in force.
+func (s *Server) AwakeWindow() time.Duration { return s.awakeWindow() }
+
+func (s *Server) awakeWindow() time.Duration { return time.Duration(s.awake.Load()) }
 
 type route struct {
 	prefix string
@@ -85,6 +101,7 @@ func New(cfg Config, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
+	s.awake.Store(int64(s.cfg.AwakeWindow))
 	return s
 }
 
