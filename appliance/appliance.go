@@ -275,6 +275,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		Store: db, Data: webui.NewStoreData(db), Registry: reg,
 		Operations: uiOperations{d: disp, db: db}, Provisioner: prov, Enrollment: prov,
 		Events: broker, System: uiSystem{a}, Settings: sets, Registrations: srv,
+		PKI:    uiCredentials{db: db, pki: pki, srv: srv},
 		Logger: a.base,
 	}, wopts...)
 	if err != nil {

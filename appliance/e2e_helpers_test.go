@@ -283,3 +283,25 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
+
+// doRaw sends a raw body with the admin token.
+func (ta *testAppliance) doRaw(method, path string, body []byte, want int, out any) {
+	ta.t.Helper()
+	req, _ := http.NewRequest(method, ta.url+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-pem-file")
+	req.Header.Set("Authorization", "Bearer "+ta.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ta.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		ta.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			ta.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+}

@@ -34,7 +34,17 @@ type Deps struct {
 	// Registrations ends a deleted device's registration; nil when no
 	// LwM2M server runs (tests of the web layer alone).
 	Registrations Registrations
-	Logger        *slog.Logger
+	// PKI revokes device credentials and imports CAs; nil: 503.
+	PKI    PKI
+	Logger *slog.Logger
+}
+
+// PKI is the appliance's certificate authority as the admin drives it. Revoke of an
+// endpoint without a credential wraps ErrNotFound; a CA that does not
+// parse wraps ErrInvalid.
+type PKI interface {
+	Revoke(ctx context.Context, endpoint string) error
+	ImportCA(ctx context.Context, cert []byte) (subject string, err error)
 }
 
 // Registrations is the LwM2M server's view of who is registered now

@@ -36,6 +36,8 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/devices/:ep", s.apiGetDevice, viewer)
 	api.DELETE("/devices/:ep", s.apiDeleteDevice, admin)
 	api.POST("/devices/:ep/accept", s.apiAcceptDevice, admin)
+	api.POST("/devices/:ep/revoke", s.apiRevokeDevice, admin)
+	api.POST("/pki/ca", s.apiImportCA, admin, small)
 	api.POST("/devices/:ep/operations", s.apiQueueOperation, operator, small)
 	api.GET("/devices/:ep/operations", s.apiListOperations, viewer)
 	api.GET("/devices/:ep/telemetry", s.apiTelemetry, viewer)
