@@ -205,7 +205,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	var dtlsSrv *dtls.Server
 	if cfg.Listen.CoAPS != "" {
-		dcfg := pki.DTLSConfig(db, a.base.With("component", "dtls"))
+		dcfg := pki.DTLSConfig(db, a.base)
 		// Parked sessions outlive a restart (an upgrade), so sleeping
 		// devices do not all handshake again at once.
 		dcfg.SessionFile = filepath.Join(cfg.DataDir, "dtls-sessions")
@@ -236,7 +236,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		}
 	}
 	if cfg.Listen.BootstrapDTLS != "" {
-		if bsDTLS, err = a.listenDTLS("bootstrap-dtls", cfg.Listen.BootstrapDTLS, pki.BootstrapDTLSConfig(db, a.base.With("component", "bootstrap-dtls"))); err != nil {
+		if bsDTLS, err = a.listenDTLS("bootstrap-dtls", cfg.Listen.BootstrapDTLS, pki.BootstrapDTLSConfig(db, a.base.With("listener", "bootstrap"))); err != nil {
 			return err
 		}
 	}

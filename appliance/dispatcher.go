@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -329,7 +330,7 @@ func (d *Dispatcher) send(ctx context.Context, op store.Operation) bool {
 	bg := context.WithoutCancel(ctx)
 	switch {
 	case err == nil:
-		raw, merr := json.Marshal(result)
+		raw, merr := marshalResult(result)
 		if merr != nil {
 			op, err = d.db.FailOperation(bg, op.ID, "result: "+merr.Error())
 		} else {
@@ -369,4 +370,16 @@ func retryable(err error) bool {
 	return errors.Is(err, server.ErrTimeout) || errors.Is(err, server.ErrNotRegistered) ||
 		errors.Is(err, server.ErrClosed) || errors.Is(err, server.ErrReset) ||
 		errors.Is(err, context.DeadlineExceeded)
+}
+
+// marshalResult writes a result as JSON without HTML escaping: a Discover
+// answer is link-format, and "</3/0>" should read as such in the API.
+func marshalResult(v any) (json.RawMessage, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }

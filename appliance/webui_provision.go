@@ -70,7 +70,13 @@ func (p *provisioner) Kconfig(c webui.Credentials) (string, error) {
 }
 
 func (p *provisioner) ATCommands(c webui.Credentials) (string, error) {
-	return ModemCommands(p.enrollment(c))
+	e := p.enrollment(c)
+	if c.Mode == store.ModeNoSec {
+		// Nothing goes into the modem; say so instead of failing the
+		// wizard (NoSec devices only need the server URI).
+		return "# NoSec mode: no credentials to write into the modem.\r\n# The device connects to " + e.ServerURI() + " without DTLS.\r\n", nil
+	}
+	return ModemCommands(e)
 }
 
 func (p *provisioner) Bundle(c webui.Credentials, w io.Writer) error {

@@ -17,6 +17,8 @@ import (
 // an oversize body 413.
 func decodeJSON(c *echo.Context, v any) error {
 	dec := json.NewDecoder(c.Request().Body)
+	// A misspelled field is an error, not a silent no-op.
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		switch {

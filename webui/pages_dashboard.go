@@ -28,17 +28,20 @@ func (s *Server) dashboard(c *echo.Context) (dashboardData, error) {
 	if d.System, err = s.systemInfo(c); err != nil {
 		return d, err
 	}
+	// Registrations are asked for by kind: at a few notifications per
+	// second, the newest events are all composite notifications.
+	regs, err := s.deps.Store.Events(ctx, store.EventQuery{Kind: store.EventRegistered, Limit: 10})
+	if err != nil {
+		return d, err
+	}
+	for _, e := range regs {
+		d.Registrations = append(d.Registrations, DeviceEvent{ID: e.ID, Endpoint: e.Endpoint, Time: e.Time, Kind: e.Kind, Detail: e.Detail})
+	}
 	evs, err := s.deps.Data.Events(ctx, "", 100)
 	if err != nil {
 		return d, err
 	}
 	for _, e := range evs {
-		switch e.Kind {
-		case "registered":
-			if len(d.Registrations) < 10 {
-				d.Registrations = append(d.Registrations, e)
-			}
-		}
 		if len(d.Events) < 10 {
 			d.Events = append(d.Events, e)
 		}

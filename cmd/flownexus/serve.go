@@ -56,6 +56,8 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	coapAddr := fs.String("coap", "", "CoAP listen address (overrides listen.coap)")
 	coapsAddr := fs.String("coaps", "", "CoAP/DTLS listen address (overrides listen.coaps)")
 	bsAddr := fs.String("bootstrap", "", "bootstrap server CoAP listen address (overrides listen.bootstrap)")
+	bsDTLSAddr := fs.String("bootstrap-dtls", "", "bootstrap server CoAPS listen address (overrides listen.bootstrap_dtls)")
+	httpsAddr := fs.String("https", "", "web UI HTTPS listen address, used when http.https is on (overrides listen.https)")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -76,6 +78,8 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		{*coapAddr, &cfg.Listen.CoAP},
 		{*coapsAddr, &cfg.Listen.CoAPS},
 		{*bsAddr, &cfg.Listen.Bootstrap},
+		{*bsDTLSAddr, &cfg.Listen.BootstrapDTLS},
+		{*httpsAddr, &cfg.Listen.HTTPS},
 	} {
 		if o.flag != "" {
 			*o.dst = o.flag
