@@ -151,7 +151,12 @@ func (a *Appliance) Run(ctx context.Context) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	// Registrations live in memory: whatever the database says was online
-	// before this start must register again before it is shown online.
+	// before this start must register again before it is shown online
+	// (reconnect.go asks the ones that listen to do so now).
+	wasOnline, err := reconnectCandidates(ctx, db)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	if _, err := db.ExpireEndpoints(ctx, time.Now().Add(100*365*24*time.Hour), 0); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -347,6 +352,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		"coap", addrs.CoAP, "coaps", addrs.CoAPS, "bootstrap", addrs.Bootstrap, "bootstrap_dtls", addrs.BootstrapDTLS,
 		"data_dir", cfg.DataDir)
 	close(a.ready)
+	life.wg.Go(func() { reconnect(life.ctx, srv, wasOnline, a.log) })
 	return a.wait(g)
 }
 

@@ -306,3 +306,29 @@ func TestEndToEndSettingsApplyAtOnce(t *testing.T) {
 		t.Errorf("after a restart: server awake window = %v, want 10m", got)
 	}
 }
+
+// TestEndToEndRestartBringsDevicesBack: after the appliance restarts, a
+// plain-CoAP device that was online registers again within moments (the
+// appliance triggers its Update) instead of after its lifetime.
+func TestEndToEndRestartBringsDevicesBack(t *testing.T) {
+	cfg := testConfig(t)
+	ta := startAppliance(t, cfg)
+	first := ta.a.Addrs().CoAP
+	ta.startDevice("phoenix-1", func(dc *simulation.DeviceConfig) {
+		dc.Lifetime = time.Hour // its own next Update is far away
+	})
+	eventually(t, "online", func() bool { d, ok := ta.device("phoenix-1"); return ok && d.Online })
+	before, _ := ta.a.srv.Registration("phoenix-1")
+
+	ta.shutdown()
+	cfg.Listen.CoAP = first // the device keeps talking to the same port
+	a2 := startBare(t, cfg)
+	eventually(t, "registered again after the restart", func() bool {
+		reg, ok := a2.srv.Registration("phoenix-1")
+		return ok && reg.ID != before.ID
+	})
+	eventually(t, "online in the store", func() bool {
+		e, err := a2.db.Endpoint(context.Background(), "phoenix-1")
+		return err == nil && e.Online
+	})
+}
