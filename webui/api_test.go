@@ -108,13 +108,25 @@ func TestLoginLockout(t *testing.T) {
 		c.want(401, "POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": "guess " + fmt.Sprint(i)})
 	}
 	c.want(429, "POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": "guess 5"})
-	// Locked: even the right password waits, from any address.
-	res, b := (&client{e: e, ip: "192.0.2.8"}).do("POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": pw})
+	// Locked from that address: even the right password waits there.
+	res, b := c.do("POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": pw})
 	if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
 		t.Fatalf("locked login: %d %s", res.StatusCode, b)
 	}
+	// Another address is not locked out: a mistyping user elsewhere on
+	// the LAN cannot lock the admin out.
+	other := &client{e: e, ip: "192.0.2.8"}
+	other.want(200, "POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": pw})
 	e.clock.advance(16 * time.Minute)
 	e.login("admin", pw)
+
+	// An address that sprays names is locked for every name.
+	spray := &client{e: e, ip: "192.0.2.9"}
+	for i := 0; i < 19; i++ {
+		spray.want(401, "POST", "/api/v1/auth/login", map[string]string{"username": fmt.Sprint("user", i), "password": "x"})
+	}
+	spray.want(429, "POST", "/api/v1/auth/login", map[string]string{"username": "user19", "password": "x"})
+	spray.want(429, "POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": pw})
 }
 
 func TestCSRF(t *testing.T) {

@@ -150,7 +150,17 @@ func sameOrigin(r *http.Request) bool {
 // user on success.
 func (s *Server) loginCheck(c *echo.Context, name, password string) (store.User, error) {
 	now := s.now()
-	keys := []string{"ip:" + c.RealIP(), "user:" + strings.ToLower(name)}
+	// A user is locked out from the address that failed, not from every
+	// address (else anyone on the LAN could lock the admin out), and an
+	// address that sprays many names is locked on its own, looser count.
+	ip := c.RealIP()
+	pair := "user:" + strings.ToLower(name) + "@" + ip
+	if wait := s.ipLimiter.blocked("ip:"+ip, now); wait > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		s.metrics.loginLockouts.Add(1)
+		return store.User{}, errorf(http.StatusTooManyRequests, "too many failed logins from this address; try again in %s", wait.Round(time.Second))
+	}
+	keys := []string{pair}
 	for _, k := range keys {
 		if wait := s.limiter.blocked(k, now); wait > 0 {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
@@ -171,7 +181,7 @@ func (s *Server) loginCheck(c *echo.Context, name, password string) (store.User,
 	}
 	if !ok {
 		s.metrics.loginFailures.Add(1)
-		locked := false
+		locked := s.ipLimiter.fail("ip:"+ip, now)
 		for _, k := range keys {
 			locked = s.limiter.fail(k, now) || locked
 		}

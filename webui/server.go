@@ -28,7 +28,8 @@ type Server struct {
 
 	echo      *echo.Echo
 	pages     *pageSet
-	limiter   *limiter
+	limiter   *limiter // failed logins per (user, address)
+	ipLimiter *limiter // failed logins per address, any user
 	metrics   *httpMetrics
 	enrolls   *enrollCache
 	setupMu   sync.Mutex
@@ -95,6 +96,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	}
 	s.started = s.now()
 	s.limiter = newLimiter(cfg.LoginFailures, cfg.LoginWindow, cfg.LoginLockout)
+	s.ipLimiter = newLimiter(4*cfg.LoginFailures, cfg.LoginWindow, cfg.LoginLockout)
 	s.enrolls = newEnrollCache(cfg.EnrollTTL)
 	h, err := HashPassword("timing-equaliser")
 	if err != nil {
