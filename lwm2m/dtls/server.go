@@ -248,6 +248,16 @@ func (s *Server) newSessionLocked(addr netip.AddrPort, old *session) *session {
 	sess := &session{srv: s, id: id, addr: addr, displaced: old, created: time.Now().UnixNano()}
 	sess.touch()
 	cfg := s.base
+	if psk := s.base.PSK; psk != nil {
+		// Remember the identity the client offered, so that a failed
+		// handshake (most often a wrong key) can be logged with it.
+		cfg.PSK = func(hint []byte) ([]byte, error) {
+			sess.mu.Lock()
+			sess.offered = string(hint)
+			sess.mu.Unlock()
+			return psk(hint)
+		}
+	}
 	// pion asks for a CID only when the client offered the extension.
 	cfg.ConnectionIDGenerator = func() []byte {
 		sess.cidIssued.Store(true)
@@ -333,7 +343,17 @@ func (s *Server) failed(sess *session, err error) {
 	s.mu.Unlock()
 	sess.close()
 	if !errors.Is(err, net.ErrClosed) {
-		s.log.Warn("dtls handshake failed", "peer", sess.currentAddr(), "err", err)
+		sess.mu.Lock()
+		offered := sess.offered
+		sess.mu.Unlock()
+		if offered != "" && !errors.Is(err, ErrUnknownIdentity) {
+			// A known identity whose handshake did not finish: with
+			// PSK that is almost always a key that does not match.
+			s.log.Warn("dtls handshake failed", "peer", sess.currentAddr(), "psk_identity", offered,
+				"hint", "the device's PSK does not match the one provisioned for this identity", "err", err)
+		} else {
+			s.log.Warn("dtls handshake failed", "peer", sess.currentAddr(), "psk_identity", offered, "err", err)
+		}
 	}
 	s.emit(EventFailed, coap.Peer{Addr: sess.currentAddr(), Session: sess.id}, err)
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -544,4 +546,42 @@ func TestCorruptSessionFileIsIgnored(t *testing.T) {
 	if _, err := s.ImportSessions(strings.NewReader("nope")); !errors.Is(err, ErrSessionFile) {
 		t.Fatalf("bad header: %v", err)
 	}
+}
+
+// TestWrongKeyIsLoggedWithIdentity: a handshake that fails because the
+// device's PSK is wrong is logged with the identity it offered and a hint,
+// so an operator can tell a bad key from an unknown device.
+func TestWrongKeyIsLoggedWithIdentity(t *testing.T) {
+	var logs syncBuffer
+	cfg := DefaultConfig()
+	cfg.PSK = pskTable{"dev-1": devKey}.lookup
+	cfg.HandshakeTimeout = 2 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	srv := startServer(t, cfg)
+	_, err := Dial(context.Background(), srv.LocalAddr().String(), ClientConfig{PSKIdentity: "dev-1", PSK: []byte("wrong-key-000000"), HandshakeTimeout: 3 * time.Second})
+	if err == nil {
+		t.Fatal("a wrong key completed the handshake")
+	}
+	srv.next(t, EventFailed)
+	out := logs.String()
+	if !strings.Contains(out, `psk_identity=dev-1`) || !strings.Contains(out, "does not match") {
+		t.Fatalf("log of a wrong-key handshake:\n%s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

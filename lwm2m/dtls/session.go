@@ -34,6 +34,7 @@ type session struct {
 	mu          sync.Mutex
 	addr        netip.AddrPort
 	identity    string
+	offered     string // PSK identity the client offered in its handshake
 	established bool
 	cid         bool // the client uses our CID (RFC 9146)
 	cidIssued   atomic.Bool
