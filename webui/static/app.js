@@ -35,10 +35,14 @@
   var fire = function (name, detail) { body.dispatchEvent(new CustomEvent(name, { detail: detail })); };
 
   // ---- live updates (server-sent events) ----
+  // Each open stream holds one of the browser's six HTTP/1.1 connections
+  // to the appliance, so a hidden tab closes its stream and catches up
+  // when it is shown again; six tabs no longer starve the seventh.
+  var es = null;
   function connect() {
-    if (!body.dataset.live || !window.EventSource) return;
+    if (!body.dataset.live || !window.EventSource || es) return;
     var live = document.getElementById("live");
-    var es = new EventSource("/api/v1/events/stream");
+    es = new EventSource("/api/v1/events/stream");
     es.onopen = function () { if (live) live.classList.add("on"); body.dataset.sse = "open"; };
     es.onerror = function () { if (live) live.classList.remove("on"); body.dataset.sse = "error"; };
     var device = function (m) {
@@ -191,6 +195,22 @@
     });
     window.addEventListener("resize", function () { if (plot) plot.setSize({ width: chartEl.clientWidth, height: 300 }); });
   }
+
+  document.addEventListener("visibilitychange", function () {
+    if (!body.dataset.live || !window.EventSource) return;
+    if (document.hidden) {
+      if (es) { es.close(); es = null; }
+      body.dataset.sse = "paused";
+      var live = document.getElementById("live");
+      if (live) live.classList.remove("on");
+      return;
+    }
+    if (es) return;
+    connect();
+    // Refresh what may have changed while the tab was hidden.
+    fire("fxdevice", {}); fire("fxvalue", {}); fire("fxop", {});
+    loadChart();
+  });
 
   var start = function () { connect(); loadChart(); };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
