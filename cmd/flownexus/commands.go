@@ -48,11 +48,16 @@ func cmdUser(ctx context.Context, args []string, e env) error {
 	if password == "" {
 		return errors.New("no password on stdin")
 	}
+	_, statErr := os.Stat(cfg.DatabasePath())
 	u, err := appliance.AddUser(ctx, cfg, pos[0], *role, password)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "user %s created with role %s\n", u.Name, u.Role)
+	if errors.Is(statErr, os.ErrNotExist) {
+		// Most often a forgotten --data-dir: say where the user went.
+		fmt.Fprintf(e.stderr, "note: there was no database in %s; a new one was created there. If the appliance runs with another data dir, pass --data-dir.\n", cfg.DataDir)
+	}
+	fmt.Fprintf(e.stdout, "user %s created with role %s in %s\n", u.Name, u.Role, cfg.DatabasePath())
 	return nil
 }
 
