@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -203,11 +204,22 @@ func (a *Appliance) Run(ctx context.Context) error {
 	a.life = life
 
 	// Bind every socket before anything runs, so a port in use fails the
-	// start with one clear line.
+	// start with one clear line; until the components own them, a failed
+	// start closes what it opened.
+	var opened []io.Closer
+	started := false
+	defer func() {
+		if !started {
+			for _, c := range opened {
+				c.Close()
+			}
+		}
+	}()
 	udp, err := a.listenUDP("coap", cfg.Listen.CoAP)
 	if err != nil {
 		return err
 	}
+	opened = append(opened, udp)
 	var dtlsSrv *dtls.Server
 	if cfg.Listen.CoAPS != "" {
 		dcfg := pki.DTLSConfig(db, a.base)
@@ -215,9 +227,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 		// devices do not all handshake again at once.
 		dcfg.SessionFile = filepath.Join(cfg.DataDir, "dtls-sessions")
 		if dtlsSrv, err = a.listenDTLS("coaps", cfg.Listen.CoAPS, dcfg); err != nil {
-			udp.Close()
 			return err
 		}
+		opened = append(opened, dtlsSrv)
 		a.dtlsSrv = dtlsSrv
 	}
 	host := advertisedHost(cfg.Listen.CoAP)
@@ -239,11 +251,13 @@ func (a *Appliance) Run(ctx context.Context) error {
 		if bsUDP, err = a.listenUDP("bootstrap", cfg.Listen.Bootstrap); err != nil {
 			return err
 		}
+		opened = append(opened, bsUDP)
 	}
 	if cfg.Listen.BootstrapDTLS != "" {
 		if bsDTLS, err = a.listenDTLS("bootstrap-dtls", cfg.Listen.BootstrapDTLS, pki.BootstrapDTLSConfig(db, a.base.With("listener", "bootstrap"))); err != nil {
 			return err
 		}
+		opened = append(opened, bsDTLS)
 	}
 
 	prov := &provisioner{db: db, pki: pki, host: host, ports: map[string]int{
@@ -288,6 +302,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	a.web = web
 
+	started = true // from here the components own and close the sockets
 	g, gctx := errgroup.WithContext(ctx)
 	run := func(name string, f func(context.Context) error) {
 		ok := &atomic.Bool{}

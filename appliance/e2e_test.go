@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -331,4 +333,37 @@ func TestEndToEndRestartBringsDevicesBack(t *testing.T) {
 		e, err := a2.db.Endpoint(context.Background(), "phoenix-1")
 		return err == nil && e.Online
 	})
+}
+
+// TestStartFailureClosesSockets: a start that fails on a busy port leaves
+// no socket of its own open, so a corrected start can bind them all.
+func TestStartFailureClosesSockets(t *testing.T) {
+	busy, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	coapAddr := free.LocalAddr().String()
+	free.Close()
+
+	cfg := testConfig(t)
+	cfg.Listen.CoAP = coapAddr
+	cfg.Listen.Bootstrap = busy.LocalAddr().String() // bound after CoAP, and busy
+	a, err := New(cfg, WithLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "bootstrap listener") {
+		t.Fatalf("start on a busy port: %v", err)
+	}
+	// The CoAP port the failed start had bound is free again.
+	again, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(coapAddr)))
+	if err != nil {
+		t.Fatalf("the failed start kept %s: %v", coapAddr, err)
+	}
+	again.Close()
 }
