@@ -412,3 +412,32 @@ func TestIngestRefusesWhileWriterStalls(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// TestChartPointsNotBeforeTheData: a downsampled point is stamped no
+// earlier than the first reading it summarises, so a long-range chart
+// does not show data from before a device existed.
+func TestChartPointsNotBeforeTheData(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	d := openTest(t, WithClock(c.now))
+	runWriter(t, d)
+	first := c.now().Add(-90 * time.Minute)
+	var recs []lwm2m.Record
+	for i := 0; i < 300; i++ {
+		recs = append(recs, rec("/3303/0/5700", lwm2m.Float(20), first.Add(time.Duration(i)*10*time.Second)))
+	}
+	if err := d.Ingest(Batch{Endpoint: "dev", Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, d)
+	ch, err := d.Chart(ctx, ChartQuery{Endpoint: "dev", Path: lwm2m.MustParsePath("/3303/0/5700"),
+		From: c.now().Add(-30 * 24 * time.Hour), To: c.now(), MaxPoints: 10, Source: SourceRaw})
+	if err != nil || len(ch.Points) == 0 {
+		t.Fatalf("chart: %d points, %v", len(ch.Points), err)
+	}
+	for _, p := range ch.Points {
+		if p.T.Before(first) {
+			t.Errorf("point at %s, before the first reading at %s", p.T, first)
+		}
+	}
+}

@@ -310,6 +310,10 @@ type Chart struct {
 type bucketer struct {
 	from, width int64
 	b           []agg
+	// first is the earliest reading time seen in each bucket: a point is
+	// stamped there when that is later than the bucket start, so a chart
+	// never shows data before it existed.
+	first []int64
 }
 
 func newBucketer(from, to int64, n int, minWidth int64) *bucketer {
@@ -318,7 +322,7 @@ func newBucketer(from, to int64, n int, minWidth int64) *bucketer {
 		w = minWidth
 	}
 	n = int((to-from)/w) + 1
-	return &bucketer{from: from, width: w, b: make([]agg, n)}
+	return &bucketer{from: from, width: w, b: make([]agg, n), first: make([]int64, n)}
 }
 
 func (b *bucketer) addAgg(t int64, a agg) {
@@ -327,6 +331,9 @@ func (b *bucketer) addAgg(t int64, a agg) {
 		return
 	}
 	x := &b.b[i]
+	if x.count == 0 || t < b.first[i] {
+		b.first[i] = t
+	}
 	if x.count == 0 || a.min < x.min {
 		x.min = a.min
 	}
@@ -341,7 +348,7 @@ func (b *bucketer) points() []ChartPoint {
 	out := []ChartPoint{}
 	for i, a := range b.b {
 		if a.count > 0 {
-			out = append(out, ChartPoint{T: fromMS(b.from + int64(i)*b.width), Mean: a.sum / float64(a.count), Min: a.min, Max: a.max, Count: a.count})
+			out = append(out, ChartPoint{T: fromMS(max(b.from+int64(i)*b.width, b.first[i])), Mean: a.sum / float64(a.count), Min: a.min, Max: a.max, Count: a.count})
 		}
 	}
 	return out
