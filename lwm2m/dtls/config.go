@@ -115,7 +115,7 @@ type Event struct {
 func DefaultConfig() Config {
 	return Config{
 		ParkAfter:        30 * time.Second,
-		MaxLive:          1000,
+		MaxLive:          500,
 		SessionLifetime:  72 * time.Hour,
 		HandshakeTimeout: 30 * time.Second,
 		HelloTimeout:     5 * time.Second,
