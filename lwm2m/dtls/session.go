@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,23 +143,44 @@ func (s *session) read(conn *pion.Conn, vc *sessionConn) {
 			continue
 		}
 		s.touch()
-		p := s.peerAfterRead(conn)
+		p := s.peerAfterRead(conn, vc)
 		s.srv.deliverApp(inbound{data: append([]byte(nil), buf[:n]...), peer: p})
 	}
 }
 
 // peerAfterRead notices an address change pion accepted for a CID record.
-func (s *session) peerAfterRead(conn *pion.Conn) coap.Peer {
-	var to netip.AddrPort
-	if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
-		to = ua.AddrPort()
-		to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+//
+// pion hands a record's data to Read before it moves the connection's
+// remote address to the record's source (RFC 9146 §6, which it does only
+// for the newest record of a CID connection), so its remote address can
+// lag behind. The datagram being processed is authenticated (its data came
+// out decrypted), and one from an address other than the session's can
+// only have been routed here by its CID: its source is where the device
+// is now. pion gets a moment to agree (it also skips records older than
+// the newest); past that, the source wins, and the session's writes go
+// there (sessionConn.to) whatever pion's remote address says.
+func (s *session) peerAfterRead(conn *pion.Conn, vc *sessionConn) coap.Peer {
+	remote := func() netip.AddrPort {
+		if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
+			a := ua.AddrPort()
+			return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		}
+		return netip.AddrPort{}
+	}
+	to := remote()
+	if src := vc.last.Load(); src != nil && src.IsValid() && *src != to {
+		for deadline := time.Now().Add(2 * time.Millisecond); to != *src && time.Now().Before(deadline); {
+			runtime.Gosched()
+			to = remote()
+		}
+		to = *src
 	}
 	s.mu.Lock()
 	from := s.addr
 	moved := to.IsValid() && to != from
 	if moved {
 		s.addr = to
+		vc.to.Store(&to)
 	}
 	p := coap.Peer{Addr: s.addr, Session: s.id, Identity: s.identity}
 	s.mu.Unlock()

@@ -32,6 +32,12 @@ type sessionConn struct {
 	once   sync.Once
 	silent atomic.Bool
 	rdl    *deadline.Deadline
+	// last is the source of the datagram pion read most recently, the
+	// one whose records it is processing (see session.peerAfterRead).
+	last atomic.Pointer[netip.AddrPort]
+	// to, once set, is where writes go instead of pion's remote address:
+	// the session's address, which follows the device (RFC 9146 §6).
+	to atomic.Pointer[netip.AddrPort]
 }
 
 // sessionQueue is the number of datagrams a session buffers between the
@@ -65,6 +71,8 @@ func (c *sessionConn) push(d datagram) bool {
 func (c *sessionConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	select {
 	case d := <-c.in:
+		from := d.from
+		c.last.Store(&from)
 		return copy(b, d.data), net.UDPAddrFromAddrPort(d.from), nil
 	case <-c.closed:
 		return 0, nil, net.ErrClosed
@@ -81,6 +89,9 @@ func (c *sessionConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	if c.silent.Load() {
 		return len(b), nil
+	}
+	if to := c.to.Load(); to != nil {
+		addr = net.UDPAddrFromAddrPort(*to)
 	}
 	return c.sock.WriteTo(b, addr)
 }
