@@ -2,11 +2,13 @@ package webui
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m"
+	"github.com/flownexus/flownexus/store"
 )
 
 func TestPasswordHash(t *testing.T) {
@@ -127,5 +129,20 @@ func TestBrokerDropsForSlowSubscriber(t *testing.T) {
 	cancel()
 	if b.Subscribers() != 0 {
 		t.Fatal("cancel kept the subscriber")
+	}
+}
+
+func TestPublicMessage(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("provision %q: %w", "d1", fmt.Errorf("store: provision %q: %w", "d1", store.ErrConflict)), `provision "d1": already exists`},
+		{fmt.Errorf("store: endpoint %q: %w", "nope", store.ErrNotFound), `endpoint "nope": not found`},
+		{fmt.Errorf("%w: retention must be 1 to 3650 days", ErrInvalid), "retention must be 1 to 3650 days"},
+	} {
+		if got := publicMessage(c.err); got != c.want {
+			t.Errorf("publicMessage(%v) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }
