@@ -301,6 +301,17 @@ func TestEndToEndSettingsApplyAtOnce(t *testing.T) {
 		t.Errorf("store retention = %v, want 168h", got)
 	}
 	ta.do("PUT", "/api/v1/settings", map[string]any{"retentionDays": 0, "queueWindowSeconds": 600}, http.StatusUnprocessableEntity, nil)
+	// A partial update changes only what it names.
+	var st struct {
+		RetentionDays      int
+		QueueWindowSeconds int
+	}
+	ta.do("PUT", "/api/v1/settings", map[string]any{"retentionDays": 9}, http.StatusOK, &st)
+	if st.RetentionDays != 9 || st.QueueWindowSeconds != 600 {
+		t.Errorf("after a partial update: %+v", st)
+	}
+	// A misspelled setting is refused, not ignored.
+	ta.do("PUT", "/api/v1/settings", map[string]any{"allowUnknownEndpoints": true}, http.StatusBadRequest, nil)
 
 	ta.shutdown()
 	a2 := startBare(t, cfg)

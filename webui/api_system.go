@@ -55,7 +55,12 @@ func (s *Server) apiPutSettings(c *echo.Context) error {
 	if err := s.needSettings(); err != nil {
 		return err
 	}
-	var st Settings
+	// The body is read over the current settings, so a client may send
+	// only what it changes.
+	st, err := s.deps.Settings.LoadSettings(c.Request().Context())
+	if err != nil {
+		return err
+	}
 	if err := decodeJSON(c, &st); err != nil {
 		return err
 	}
