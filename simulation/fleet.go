@@ -25,6 +25,10 @@ type Config struct {
 	Devices int
 	// EndpointPrefix names the devices: prefix + index ("sim-0007").
 	EndpointPrefix string
+	// Endpoints, when set, are the devices' exact names (one device each,
+	// Devices is taken from its length): to simulate devices provisioned
+	// by name.
+	Endpoints []string
 	// Version is the LwM2M version every device speaks.
 	Version client.Version
 	// Lifetime of each registration.
@@ -134,6 +138,9 @@ func WithDeviceLog(l *slog.Logger) Option {
 
 // New builds a fleet and all its devices (not yet started).
 func New(cfg Config, opts ...Option) (*Fleet, error) {
+	if len(cfg.Endpoints) > 0 {
+		cfg.Devices = len(cfg.Endpoints)
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -157,6 +164,9 @@ func New(cfg Config, opts ...Option) (*Fleet, error) {
 	for i := 0; i < cfg.Devices; i++ {
 		dc := DefaultDeviceConfig()
 		dc.Endpoint = fmt.Sprintf("%s%0*d", cfg.EndpointPrefix, width, i)
+		if len(cfg.Endpoints) > 0 {
+			dc.Endpoint = cfg.Endpoints[i]
+		}
 		dc.Server = cfg.Server
 		dc.LocalAddr = f.sourceAddr(i)
 		dc.Version = cfg.Version

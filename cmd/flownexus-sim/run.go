@@ -52,6 +52,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.fleet.Server, "server", o.fleet.Server, "LwM2M server URI, coap://host:port or coaps://host:port")
 	fs.IntVar(&o.fleet.Devices, "devices", o.fleet.Devices, "number of devices")
 	fs.StringVar(&o.fleet.EndpointPrefix, "endpoint-prefix", o.fleet.EndpointPrefix, "endpoint name prefix; devices are named prefix0000, prefix0001, …")
+	endpoints := fs.String("endpoint", "", "exact endpoint names, comma-separated (one device each, instead of --devices and --endpoint-prefix)")
 	fs.Float64Var(&o.fleet.QueueShare, "queue-share", 0, "fraction of devices in queue mode, 0..1")
 	fs.DurationVar(&o.fleet.AwakeWindow, "awake-window", o.fleet.AwakeWindow, "how long a queue-mode device listens after an uplink")
 	fs.DurationVar(&o.fleet.StartDelay, "start-delay", 0, "wait before the first device starts")
@@ -73,6 +74,14 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *endpoints != "" {
+		for _, ep := range strings.Split(*endpoints, ",") {
+			if ep = strings.TrimSpace(ep); ep != "" {
+				o.fleet.Endpoints = append(o.fleet.Endpoints, ep)
+			}
+		}
+		o.fleet.Devices = len(o.fleet.Endpoints)
 	}
 	o.fleet.Lifetime = time.Duration(*lifetime) * time.Second
 	o.fleet.Version = client.Version(*version)

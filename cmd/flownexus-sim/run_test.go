@@ -103,3 +103,38 @@ func TestRunAgainstServer(t *testing.T) {
 		t.Fatalf("endpoints %v, log:\n%s", seen, out.String())
 	}
 }
+
+// TestRunExactEndpoints: --endpoint names devices exactly, as they were
+// provisioned.
+func TestRunExactEndpoints(t *testing.T) {
+	h := &countingHandler{regs: make(chan string, 64), deregs: make(chan string, 64)}
+	s := server.New(server.DefaultConfig(), server.WithHandler(h))
+	tr, err := coap.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Serve(ctx, tr) }()
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{"--server", "coap://" + tr.LocalAddr().String(),
+			"--endpoint", "urn:imei:350000000000001, bench-a", "--start-spread", "10ms", "--duration", "3s"}, &out)
+	}()
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case ep := <-h.regs:
+			seen[ep] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("registered %v; log:\n%s", seen, out.String())
+		}
+	}
+	if !seen["urn:imei:350000000000001"] || !seen["bench-a"] {
+		t.Fatalf("endpoints %v", seen)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+}
