@@ -324,6 +324,18 @@ func (d *DB) CountEndpoints(ctx context.Context) (EndpointCounts, error) {
 	return c, wrap(err, "count endpoints")
 }
 
+// CountEndpointsAsleep is CountEndpoints with Sleeping as the device list
+// shows it: online queue-mode devices not heard from since awakeSince (the
+// queue-mode window ago), rather than every online queue-mode device.
+func (d *DB) CountEndpointsAsleep(ctx context.Context, awakeSince time.Time) (EndpointCounts, error) {
+	var c EndpointCounts
+	err := d.r.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(online), 0),
+		COALESCE(SUM(online = 1 AND queue_mode = 1 AND last_seen < ?), 0),
+		COALESCE(SUM(pending), 0) FROM endpoint`, d.ms(awakeSince)).Scan(&c.Total, &c.Online, &c.Sleeping, &c.Pending)
+	c.Offline = c.Total - c.Online
+	return c, wrap(err, "count endpoints")
+}
+
 // FirmwareVersions lists the distinct firmware versions devices report,
 // for the device list's filter.
 func (d *DB) FirmwareVersions(ctx context.Context) ([]string, error) {

@@ -149,6 +149,12 @@ func TestListEndpoints(t *testing.T) {
 	if err != nil || cnt != (EndpointCounts{Total: 31, Online: 15, Offline: 16, Sleeping: 8, Pending: 1}) {
 		t.Fatalf("CountEndpoints: %+v %v", cnt, err)
 	}
+	// Of the 8 online queue-mode devices (seen at +0, +4, … +28 s), those
+	// not heard from since +10 s are asleep: +0, +4, +8.
+	cnt, err = d.CountEndpointsAsleep(ctx, c.now().Add(10*time.Second))
+	if err != nil || cnt != (EndpointCounts{Total: 31, Online: 15, Offline: 16, Sleeping: 3, Pending: 1}) {
+		t.Fatalf("CountEndpointsAsleep: %+v %v", cnt, err)
+	}
 	vs, _ := d.FirmwareVersions(ctx)
 	if len(vs) != 2 || vs[0] != "1.0" {
 		t.Fatalf("FirmwareVersions: %v", vs)

@@ -2,6 +2,7 @@ package webui
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/flownexus/flownexus/store"
 	"github.com/labstack/echo/v5"
@@ -19,7 +20,9 @@ func (s *Server) dashboard(c *echo.Context) (dashboardData, error) {
 	ctx := c.Request().Context()
 	var d dashboardData
 	var err error
-	if d.Counts, err = s.deps.Store.CountEndpoints(ctx); err != nil {
+	// "Sleeping" as the device list says it: queue-mode and not heard
+	// from within the queue-mode window.
+	if d.Counts, err = s.deps.Store.CountEndpointsAsleep(ctx, s.now().Add(-time.Duration(s.queueWindow.Load()))); err != nil {
 		return d, err
 	}
 	if d.PerMinute, err = s.deps.Data.NotificationsPerMinute(ctx); err != nil {
