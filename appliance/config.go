@@ -199,6 +199,11 @@ func ParseConfig(b []byte) (Config, error) {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
+			if perr.LastKey != "" {
+				// Name the setting, not only the line: a duration written
+				// as "soon" is a problem of queue_awake_window.
+				return Config{}, fmt.Errorf("%w: line %d: %s: %s", ErrConfig, perr.Position.Line, perr.LastKey, perr.Message)
+			}
 			return Config{}, fmt.Errorf("%w: line %d: %s", ErrConfig, perr.Position.Line, perr.Message)
 		}
 		return Config{}, fmt.Errorf("%w: %v", ErrConfig, err)

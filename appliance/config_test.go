@@ -134,7 +134,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown table", "[mqtt]\nport = 1\n", "unknown key mqtt"},
 		{"syntax", "[listen\n", "line "},
 		{"wrong type", "[listen]\nhttp = 8080\n", "listen.http"},
-		{"bad duration", "[store]\nretention = \"30 days\"\n", "30 days"},
+		{"bad duration", "[store]\nretention = \"30 days\"\n", "store.retention: invalid duration: \"30 days\""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
