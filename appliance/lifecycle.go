@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -95,17 +96,23 @@ func (l *lifecycle) endpointRow(r *server.Registration) store.Endpoint {
 // Registered applies the identity rules, records the registration, and
 // starts the auto-observations once the device has its answer.
 func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) error {
-	ids := IdentityChecker{Creds: l.db, AllowUnknown: l.policy().AllowUnknown}
-	err := ids.Check(ctx, r.Endpoint, r.Peer)
+	// One credential lookup serves the identity rules and the security
+	// mode recorded below.
+	var cred *store.Credential
+	c, err := l.db.Credential(ctx, r.Endpoint)
+	switch {
+	case err == nil:
+		cred = &c
+	case !errors.Is(err, store.ErrNotFound):
+		// The store failed, not the device: the server answers 5.00 and
+		// the device retries, instead of being told it is banned.
+		return fmt.Errorf("registration of %q: %w", r.Endpoint, err)
+	}
+	err = CheckIdentity(r.Endpoint, r.Peer, cred, l.policy().AllowUnknown)
 	if errors.Is(err, ErrNotProvisioned) && l.accepted(ctx, r.Endpoint) {
 		err = nil
 	}
 	if err != nil {
-		if !identityRefusal(err) {
-			// The store failed, not the device: the server answers 5.00
-			// and the device retries, instead of being told it is banned.
-			return fmt.Errorf("registration of %q: %w", r.Endpoint, err)
-		}
 		if errors.Is(err, ErrNotProvisioned) {
 			l.park(ctx, r)
 		}
@@ -114,7 +121,7 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	}
 	row := l.endpointRow(r)
 	row.SecurityMode = store.ModeNoSec
-	if cred, err := l.db.Credential(ctx, r.Endpoint); err == nil {
+	if cred != nil {
 		row.SecurityMode = cred.Mode
 	}
 	if _, err := l.db.UpsertEndpoint(ctx, row); err != nil {
@@ -128,13 +135,6 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	reg := *r
 	l.wg.Go(func() { l.afterRegister(&reg) })
 	return nil
-}
-
-// identityRefusal reports whether err is the device's fault (a refusal to
-// answer 4.03) rather than the appliance's.
-func identityRefusal(err error) bool {
-	return errors.Is(err, ErrNotProvisioned) || errors.Is(err, ErrIdentityMismatch) ||
-		errors.Is(err, ErrSecurityRequired) || errors.Is(err, ErrRevoked)
 }
 
 // accepted reports whether an endpoint without credentials is known all
@@ -214,7 +214,7 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 	}
 	if paths := compositePaths(r, p.CompositeObjects); len(paths) > 0 && r.LwM2MVersion != "1.0" {
 		f := lwm2m.FormatSenMLCBOR
-		if len(r.ContentFormats) > 0 && !contains(r.ContentFormats, f) {
+		if len(r.ContentFormats) > 0 && !slices.Contains(r.ContentFormats, f) {
 			f = lwm2m.FormatSenMLJSON
 		}
 		if _, recs, err := l.srv.ObserveComposite(ctx, r.Endpoint, paths, f); err != nil {
@@ -226,15 +226,6 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 	l.disp.Uplink(r.Endpoint)
 }
 
-func contains[T comparable](s []T, v T) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // hasPath reports whether the device announced the object instance of p.
 func hasPath(r *server.Registration, p lwm2m.Path) bool {
 	for _, o := range r.Objects {
@@ -244,7 +235,7 @@ func hasPath(r *server.Registration, p lwm2m.Path) bool {
 		if p.Len() < 2 {
 			return true
 		}
-		return contains(o.Instances, p.InstanceID())
+		return slices.Contains(o.Instances, p.InstanceID())
 	}
 	return false
 }
@@ -254,7 +245,7 @@ func hasPath(r *server.Registration, p lwm2m.Path) bool {
 func compositePaths(r *server.Registration, objects []uint16) []lwm2m.Path {
 	var out []lwm2m.Path
 	for _, o := range r.Objects {
-		if !contains(objects, o.ID) {
+		if !slices.Contains(objects, o.ID) {
 			continue
 		}
 		for _, i := range o.Instances {

@@ -220,13 +220,6 @@ func (u *Updater) Submit(ctx context.Context, pkg io.Reader, signature []byte) (
 	return info, nil
 }
 
-// SelfUpdate is Submit for the web UI's System interface, which needs only
-// whether the package was accepted; Status tells how the install went.
-func (u *Updater) SelfUpdate(ctx context.Context, pkg io.Reader, signature []byte) error {
-	_, err := u.Submit(ctx, pkg, signature)
-	return err
-}
-
 // Status returns the last update's status; fs.ErrNotExist when there was
 // none.
 func (u *Updater) Status() (UpdateStatus, error) {

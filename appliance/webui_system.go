@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/flownexus/flownexus/webui"
@@ -72,18 +70,6 @@ func (s uiSystem) CACertificate(context.Context) ([]byte, error) {
 
 func (s uiSystem) WriteMetrics(w io.Writer) error {
 	return s.a.writeMetrics(w)
-}
-
-// dbFileSize is the database file plus its WAL, for the dashboard when the
-// page count is not available.
-func dbFileSize(dataDir string) int64 {
-	var n int64
-	for _, f := range []string{"flownexus.db", "flownexus.db-wal"} {
-		if st, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
-			n += st.Size()
-		}
-	}
-	return n
 }
 
 // httpError gives the maintenance errors the web UI's status classes: the

@@ -86,13 +86,6 @@ func valueFrom(t lwm2m.DataType, num uint64, txt string, blb []byte) lwm2m.Value
 	return lwm2m.None()
 }
 
-func valueText(v lwm2m.Value) string {
-	if v.Type() == lwm2m.TypeOpaque {
-		return ""
-	}
-	return v.Str()
-}
-
 // encodeChunk packs points (all of type typ, in time order) into a BLOB.
 func encodeChunk(typ lwm2m.DataType, pts []point) []byte {
 	b := make([]byte, 0, 8+len(pts)*6)

@@ -128,13 +128,6 @@ func (c *telemetryCache) forgetEndpoint(name string, seriesIDs []int64) {
 	c.view.Unlock()
 }
 
-// appendTail adds committed readings (by series) to the tail.
-func (c *telemetryCache) appendTail(add map[int64][]tailPoint) {
-	c.view.Lock()
-	c.appendTailLocked(add)
-	c.view.Unlock()
-}
-
 func (c *telemetryCache) appendTailLocked(add map[int64][]tailPoint) {
 	for s, pts := range add {
 		c.tail[s] = append(c.tail[s], pts...)

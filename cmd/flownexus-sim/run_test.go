@@ -61,15 +61,7 @@ func (h *countingHandler) Deregistered(_ context.Context, r *server.Registration
 // TestRunAgainstServer runs the command for a short --duration against an
 // in-process server: every device registers and de-registers.
 func TestRunAgainstServer(t *testing.T) {
-	h := &countingHandler{regs: make(chan string, 64), deregs: make(chan string, 64)}
-	s := server.New(server.DefaultConfig(), server.WithHandler(h))
-	tr, err := coap.ListenUDP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = s.Serve(ctx, tr) }()
+	h, tr := startTestServer(t)
 
 	var out bytes.Buffer
 	done := make(chan error, 1)
@@ -107,15 +99,7 @@ func TestRunAgainstServer(t *testing.T) {
 // TestRunExactEndpoints: --endpoint names devices exactly, as they were
 // provisioned.
 func TestRunExactEndpoints(t *testing.T) {
-	h := &countingHandler{regs: make(chan string, 64), deregs: make(chan string, 64)}
-	s := server.New(server.DefaultConfig(), server.WithHandler(h))
-	tr, err := coap.ListenUDP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = s.Serve(ctx, tr) }()
+	h, tr := startTestServer(t)
 	var out bytes.Buffer
 	done := make(chan error, 1)
 	go func() {
@@ -137,4 +121,20 @@ func TestRunExactEndpoints(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
+}
+
+// startTestServer runs an LwM2M server on loopback for the test's length
+// and counts the registrations it sees.
+func startTestServer(t *testing.T) (*countingHandler, coap.Transport) {
+	t.Helper()
+	h := &countingHandler{regs: make(chan string, 64), deregs: make(chan string, 64)}
+	s := server.New(server.DefaultConfig(), server.WithHandler(h))
+	tr, err := coap.ListenUDP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = s.Serve(ctx, tr) }()
+	return h, tr
 }

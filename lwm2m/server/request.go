@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -124,10 +123,4 @@ func (s *Server) call(ctx context.Context, endpoint string, m *coap.Message, pat
 		return resp, t, fmt.Errorf("server: %s %s %s: %w", endpoint, m.Code, path, &ResponseError{Code: resp.Code, Message: string(resp.Payload)})
 	}
 	return resp, t, nil
-}
-
-// isCode reports whether err is a device response with code c.
-func isCode(err error, c coap.Code) bool {
-	var re *ResponseError
-	return errors.As(err, &re) && re.Code == c
 }
