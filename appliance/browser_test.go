@@ -3,9 +3,6 @@ package appliance
 import (
 	"context"
 	"encoding/hex"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/dtls"
 	"github.com/flownexus/flownexus/simulation"
+	"github.com/flownexus/flownexus/webui/browsertest"
 )
 
 // TestBrowserWholeAppliance uses the running appliance the way an operator
@@ -25,13 +23,13 @@ import (
 // and nRF91 output, and watch that device arrive over DTLS with the key the
 // page showed. Screenshots land in testdata/screenshots.
 func TestBrowserWholeAppliance(t *testing.T) {
-	ctx := headlessChromium(t)
+	ctx := browsertest.Start(t)
 	cfg := testConfig(t)
 	a := startBare(t, cfg)
 	u := "http://" + a.Addrs().HTTP
 	const pw = "correct-horse-battery"
 
-	bstep(t, ctx, "first run creates the admin",
+	browsertest.Step(t, ctx, "first run creates the admin",
 		chromedp.Navigate(u+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#setup-form`)),
 		chromedp.SendKeys(chromedp.CSS(`#username`), "admin"),
@@ -40,7 +38,7 @@ func TestBrowserWholeAppliance(t *testing.T) {
 		chromedp.Submit(chromedp.CSS(`#setup-form`)),
 		chromedp.WaitVisible(chromedp.CSS(`#dashboard`)),
 	)
-	bstep(t, ctx, "devices page", chromedp.Navigate(u+"/devices"), chromedp.WaitVisible(chromedp.CSS(`#device-table`)),
+	browsertest.Step(t, ctx, "devices page", chromedp.Navigate(u+"/devices"), chromedp.WaitVisible(chromedp.CSS(`#device-table`)),
 		chromedp.WaitVisible(chromedp.CSS(`body[data-sse="open"]`)))
 
 	// A device registers while the page is open; it appears without reload.
@@ -50,8 +48,8 @@ func TestBrowserWholeAppliance(t *testing.T) {
 	dc.LocalAddr = "127.0.0.1:0"
 	dc.CoAP = fastCoAP()
 	dev := runDevice(t, dc)
-	bstep(t, ctx, "device appears live", chromedp.WaitVisible(chromedp.CSS(`tr[data-endpoint="urn:imei:352656100000001"]`)))
-	bshot(t, ctx, "appliance-01-device-live")
+	browsertest.Step(t, ctx, "device appears live", chromedp.WaitVisible(chromedp.CSS(`tr[data-endpoint="urn:imei:352656100000001"]`)))
+	browsertest.Shot(t, ctx, "appliance-01-device-live")
 
 	// The chart shows what is stored: move the temperature until the
 	// auto-observation has brought a few readings in.
@@ -61,19 +59,19 @@ func TestBrowserWholeAppliance(t *testing.T) {
 		pts, err := a.db.Readings(context.Background(), dc.Endpoint, temp, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), 10)
 		return err == nil && len(pts) >= 3
 	})
-	bstep(t, ctx, "device page with chart",
+	browsertest.Step(t, ctx, "device page with chart",
 		chromedp.Navigate(u+"/devices/urn:imei:352656100000001"),
 		chromedp.WaitVisible(chromedp.CSS(`#objects-tree`)),
 		chromedp.WaitVisible(chromedp.CSS(`#chart .uplot canvas`)),
 		chromedp.Click(chromedp.CSS(`button.act[data-op="read"][data-path="3/0/0"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#op-value-out`)),
 	)
-	bpoll(t, ctx, "read result shown", `document.getElementById("op-value-out").textContent.includes("3/0/0")`)
-	bshot(t, ctx, "appliance-02-device-read")
+	browsertest.Poll(t, ctx, "read result shown", `document.getElementById("op-value-out").textContent.includes("3/0/0")`)
+	browsertest.Shot(t, ctx, "appliance-02-device-read")
 
 	// The enrollment wizard with the appliance's real PKI and output.
 	const ep = "urn:imei:359000000000042"
-	bstep(t, ctx, "enroll",
+	browsertest.Step(t, ctx, "enroll",
 		chromedp.Navigate(u+"/enroll"),
 		chromedp.WaitVisible(chromedp.CSS(`#enroll-form`)),
 		chromedp.SendKeys(chromedp.CSS(`#endpoint`), ep),
@@ -83,8 +81,8 @@ func TestBrowserWholeAppliance(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#atcmds`)),
 		chromedp.WaitVisible(chromedp.CSS(`body[data-sse="open"]`)),
 	)
-	kconfig := beval(t, ctx, `document.getElementById("kconfig").textContent`)
-	at := beval(t, ctx, `document.getElementById("atcmds").textContent`)
+	kconfig := browsertest.Eval(t, ctx, `document.getElementById("kconfig").textContent`)
+	at := browsertest.Eval(t, ctx, `document.getElementById("atcmds").textContent`)
 	for _, want := range []string{"CONFIG_LWM2M_DTLS_SUPPORT=y", `CONFIG_LWM2M_APP_ID="` + ep + `"`, "CONFIG_LWM2M_APP_PSK="} {
 		if !strings.Contains(kconfig, want) {
 			t.Errorf("Kconfig fragment lacks %s:\n%s", want, kconfig)
@@ -93,7 +91,7 @@ func TestBrowserWholeAppliance(t *testing.T) {
 	if !strings.Contains(at, `AT%CMNG=0,35724861,4,"`+ep+`"`) {
 		t.Errorf("AT commands:\n%s", at)
 	}
-	bshot(t, ctx, "appliance-03-enroll")
+	browsertest.Shot(t, ctx, "appliance-03-enroll")
 
 	// The device uses the key exactly as the page shows it.
 	key := pskFromKconfig(t, kconfig)
@@ -108,8 +106,8 @@ func TestBrowserWholeAppliance(t *testing.T) {
 		}
 		return c, c.Peer(), nil
 	}))
-	bstep(t, ctx, "wizard sees the first registration", chromedp.WaitVisible(chromedp.CSS(`#enroll-wait[data-registered="1"]`)))
-	bshot(t, ctx, "appliance-04-enrolled")
+	browsertest.Step(t, ctx, "wizard sees the first registration", chromedp.WaitVisible(chromedp.CSS(`#enroll-wait[data-registered="1"]`)))
+	browsertest.Shot(t, ctx, "appliance-04-enrolled")
 }
 
 func pskFromKconfig(t *testing.T, kconfig string) []byte {
@@ -174,73 +172,4 @@ func runDevice(t *testing.T, dc simulation.DeviceConfig, opts ...simulation.Devi
 		t.Fatalf("%s did not register", dc.Endpoint)
 	}
 	return d
-}
-
-// headlessChromium starts Debian's chromium, or skips loudly (fails under
-// CI=true, where .ci/run installs it).
-func headlessChromium(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is not installed: apt-get install -y chromium")
-		}
-		t.Skip("!!! SKIPPING BROWSER TEST: chromium is not installed (apt-get install -y chromium) !!!")
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	ctx, cancelC := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelC(); cancelA() })
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-func bstep(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(sctx, actions...); err != nil {
-		bshot(t, ctx, "FAILED-"+strings.ReplaceAll(what, " ", "-"))
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-func bpoll(t *testing.T, ctx context.Context, what, cond string) {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if _, err := chromedp.Run(sctx, chromedp.Poll[bool](cond)); err != nil {
-		bshot(t, ctx, "FAILED-"+strings.ReplaceAll(what, " ", "-"))
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-func beval(t *testing.T, ctx context.Context, js string) string {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js))
-	if err != nil {
-		t.Fatalf("evaluate %q: %v", js, err)
-	}
-	return s
-}
-
-func bshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	b, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)) // quality 100 gives a PNG
-	if err != nil {
-		t.Logf("screenshot %s: %v", name, err)
-		return
-	}
-	dir := filepath.Join("testdata", "screenshots")
-	_ = os.MkdirAll(dir, 0o755)
-	_ = os.WriteFile(filepath.Join(dir, name+".png"), b, 0o644)
 }
