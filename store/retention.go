@@ -114,7 +114,10 @@ func (d *DB) ApplyRetention(ctx context.Context) (RetentionResult, error) {
 	if r.Events, err = d.deleteBatched(ctx, `DELETE FROM event WHERE id IN (SELECT id FROM event WHERE t < ? LIMIT ?)`, cut); err != nil {
 		return r, wrap(err, "retention")
 	}
-	if r.Logs, err = d.deleteBatched(ctx, `DELETE FROM device_log WHERE id IN (SELECT id FROM device_log WHERE t < ? LIMIT ?)`, cut); err != nil {
+	// Device logs keep their own age (SetLogRetention); RunLogs applies it
+	// too, and their size cap.
+	logCut := now - time.Duration(d.logs.retention.Load()).Milliseconds()
+	if r.Logs, err = d.deleteBatched(ctx, `DELETE FROM device_log WHERE id IN (SELECT id FROM device_log WHERE received < ? LIMIT ?)`, logCut); err != nil {
 		return r, wrap(err, "retention")
 	}
 	if r.Sessions, err = d.deleteBatched(ctx, `DELETE FROM session WHERE id_hash IN (SELECT id_hash FROM session WHERE expires <= ? LIMIT ?)`, now); err != nil {

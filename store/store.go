@@ -139,6 +139,7 @@ type DB struct {
 	stats stats
 	subs  subscribers
 	tel   telemetryCache
+	logs  logLane // device logs: logs_lane.go
 
 	closeOnce sync.Once
 }
@@ -203,6 +204,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		o(d)
 	}
 	d.log = d.log.With("component", "store")
+	d.initLogs()
 	ov, err := parseOverrides(cfg.RetentionOverrides)
 	if err != nil {
 		return nil, err
@@ -312,6 +314,7 @@ func (d *DB) Close() error {
 			// acknowledged is lost on an orderly stop.
 			err = d.drainQueue(context.Background())
 		}
+		d.closeLogs()
 		d.subs.closeAll()
 		if e := d.ck.Close(); e != nil && err == nil {
 			err = e
