@@ -52,6 +52,7 @@ type Appliance struct {
 	dtlsSrv *dtls.Server
 	web     *webui.Server
 	life    *lifecycle
+	logs    *logCollector
 	alive   map[string]*atomic.Bool // component → still running
 }
 
@@ -189,6 +190,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	sets.apply = func(v webui.Settings) {
 		srv.SetAwakeWindow(time.Duration(v.QueueWindowSeconds) * time.Second)
 		db.SetRetention(time.Duration(v.RetentionDays) * 24 * time.Hour)
+		applyLogSettings(db, v)
 	}
 	cur, _ := sets.LoadSettings(ctx)
 	if sets.saved {
@@ -202,6 +204,10 @@ func (a *Appliance) Run(ctx context.Context) error {
 		})
 	life.disp = disp
 	a.life = life
+	life.logs = newLogCollector(db, a.base.With("component", "device-logs"))
+	disp.logs = life.logs
+	a.logs = life.logs
+	logBroker := webui.NewBroker()
 
 	// Bind every socket before anything runs, so a port in use fails the
 	// start with one clear line; until the components own them, a failed
@@ -293,7 +299,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	web, err := webui.New(wcfg, webui.Deps{
 		Store: db, Data: webui.NewStoreData(db), Registry: reg,
 		Operations: uiOperations{d: disp, db: db}, Provisioner: prov, Enrollment: prov,
-		Events: broker, System: uiSystem{a}, Settings: sets, Registrations: srv,
+		Events: broker, LogEvents: logBroker, System: uiSystem{a}, Settings: sets, Registrations: srv,
 		PKI:    uiCredentials{db: db, pki: pki, srv: srv},
 		Logger: a.base,
 	}, wopts...)
@@ -321,6 +327,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		})
 	}
 	run("store", db.Run)
+	run("device-logs", db.RunLogs)
 	run("coap", func(ctx context.Context) error { return srv.Serve(ctx, udp) })
 	if dtlsSrv != nil {
 		run("dtls", dtlsSrv.Run)
@@ -339,6 +346,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	// Registrations and values reach the web UI's live feed once they are
 	// committed, so a page never shows what a crash could take back.
 	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })
+	run("live-logs", func(ctx context.Context) error { logBroker.FollowLogs(ctx, db); return nil })
 	run("http", web.Run)
 
 	select {

@@ -36,6 +36,7 @@ type Dispatcher struct {
 	timeout     time.Duration
 	reachable   func(endpoint string) bool
 	changed     func(store.Operation)
+	logs        *logCollector // LogData in read results goes to device logs
 
 	kick chan string
 

@@ -32,6 +32,7 @@ type lifecycle struct {
 	policy func() policy
 	disp   *Dispatcher
 	srv    *server.Server
+	logs   *logCollector
 
 	// ctx and wg bound the work started after registrations to Run.
 	ctx context.Context
@@ -47,6 +48,10 @@ type policy struct {
 	AwakeWindow      time.Duration
 	ObserveSingle    []lwm2m.Path
 	CompositeObjects []uint16
+	// LogAutoStart starts log collection (Event Log, object 20) at every
+	// registration; LogClass (1–255) is written to LogClass first.
+	LogAutoStart bool
+	LogClass     int
 }
 
 type uplinkState struct {
@@ -223,6 +228,7 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 			l.keep(ctx, r.Endpoint, recs, store.EventComposite)
 		}
 	}
+	l.armLogs(ctx, r)
 	l.disp.Uplink(r.Endpoint)
 }
 
@@ -329,6 +335,13 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 	if len(recs) == 0 {
 		return nil
 	}
+	recs, err := l.logs.take(ep, recs, event == eventSend)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return nil
+	}
 	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
 		return err
 	}
@@ -339,6 +352,10 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 // keep stores values the appliance asked for itself (after a
 // registration): nobody retries them, so it waits for room in the queue.
 func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, event string) {
+	recs, err := l.logs.take(ep, recs, false)
+	if err != nil {
+		l.log.Info("log lines not stored", "endpoint", ep, "err", err)
+	}
 	if len(recs) == 0 {
 		return
 	}

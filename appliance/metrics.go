@@ -45,6 +45,8 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_live_subscriber_drops_total", "counter", "Live updates not delivered to slow subscribers.", st.SubscriberDrops)
 	m("flownexus_retention_deleted_total", "counter", "Rows and chunks removed by retention.", st.RetentionDeleted)
 
+	a.writeLogMetrics(m)
+
 	if a.dtlsSrv != nil {
 		d := a.dtlsSrv.Stats()
 		m("flownexus_dtls_sessions_current", "gauge", "DTLS sessions established or parked.", d.Sessions)

@@ -129,6 +129,10 @@ func (d *Dispatcher) execute(ctx context.Context, op store.Operation) (any, erro
 // device page's latest values and charts include it. A full ingestion queue
 // only costs the copy: the operation's own result holds the values.
 func (d *Dispatcher) keep(ctx context.Context, ep string, recs []lwm2m.Record) {
+	recs, err := d.logs.take(ep, recs, false)
+	if err != nil {
+		d.log.Info("log lines not kept", "endpoint", ep, "err", err)
+	}
 	if len(recs) == 0 {
 		return
 	}

@@ -80,6 +80,8 @@ func (s *settings) policy() policy {
 		AllowUnknown:     v.AllowUnknownDevices,
 		AwakeWindow:      time.Duration(v.QueueWindowSeconds) * time.Second,
 		CompositeObjects: s.base.LwM2M.Observe.CompositeObjects,
+		LogAutoStart:     v.LogAutoStart,
+		LogClass:         v.LogClass,
 	}
 	for _, raw := range v.AutoObserve {
 		if path, err := lwm2m.ParsePath(raw); err == nil {

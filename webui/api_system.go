@@ -43,6 +43,9 @@ func CheckSettings(st Settings) error {
 	if st.QueueWindowSeconds < 1 || st.QueueWindowSeconds > 86400 {
 		return unprocessable("queueWindowSeconds must be from 1 to 86400")
 	}
+	if err := checkLogSettings(st); err != nil {
+		return err
+	}
 	for _, p := range st.AutoObserve {
 		if _, err := parseObservePath(p); err != nil {
 			return unprocessable("autoObserve %q: %v", p, err)

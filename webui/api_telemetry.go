@@ -150,22 +150,3 @@ func (s *Server) apiDeviceEvents(c *echo.Context) error {
 
 func (s *Server) apiRecentEvents(c *echo.Context) error { return s.events(c, "") }
 
-func (s *Server) apiDeviceLogs(c *echo.Context) error {
-	ep := c.Param("ep")
-	if _, err := s.deps.Store.Endpoint(c.Request().Context(), ep); err != nil {
-		return err
-	}
-	lines, err := s.deps.Data.Logs(c.Request().Context(), ep, limitParam(c, 200))
-	if err != nil {
-		return err
-	}
-	type lineJSON struct {
-		Time string `json:"time"`
-		Line string `json:"line"`
-	}
-	out := make([]lineJSON, len(lines))
-	for i, l := range lines {
-		out[i] = lineJSON{rfc3339(l.Time), l.Line}
-	}
-	return c.JSON(http.StatusOK, map[string]any{"logs": out})
-}

@@ -28,6 +28,10 @@ type Deps struct {
 	Provisioner Provisioner
 	Enrollment  Enrollment
 	Events      Events
+	// LogEvents is the live feed of device log lines (Broker.FollowLogs),
+	// apart from Events so that a log flood never delays the others; nil:
+	// the log pages have no live tail.
+	LogEvents Events
 	System      System
 	Settings    SettingsStore
 	Firmware    Firmware

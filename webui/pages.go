@@ -56,14 +56,14 @@ func newPageSet() (*pageSet, error) {
 		return nil, err
 	}
 	for _, n := range names {
-		t, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/layout.html", "templates/partials.html", n)
+		t, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/layout.html", "templates/partials*.html", n)
 		if err != nil {
 			return nil, fmt.Errorf("webui: template %s: %w", n, err)
 		}
 		key := strings.TrimSuffix(strings.TrimPrefix(n, "templates/page_"), ".html")
 		ps.pages[key] = t
 	}
-	p, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/partials.html")
+	p, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/partials*.html")
 	if err != nil {
 		return nil, fmt.Errorf("webui: partials: %w", err)
 	}

@@ -105,6 +105,9 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 		}
 	}
 	st.AllowUnknownDevices = c.FormValue("allowUnknownDevices") == "on"
+	if err := logSettingsForm(c, &st); err != nil {
+		return formError(c, "/settings", err)
+	}
 	if err := CheckSettings(st); err != nil {
 		return formError(c, "/settings", err)
 	}

@@ -45,7 +45,7 @@ type devicePageData struct {
 	Objects []objectView
 	Ops     []store.Operation
 	Events  []DeviceEvent
-	Logs    []LogLine
+	Logs    logView
 	Charts  []resourceView
 }
 
@@ -220,7 +220,7 @@ func (s *Server) pageDevice(c *echo.Context) error {
 	if pd.Events, err = s.deps.Data.Events(ctx, pd.Device.Name, 20); err != nil {
 		return err
 	}
-	if pd.Logs, err = s.deps.Data.Logs(ctx, pd.Device.Name, 50); err != nil {
+	if pd.Logs, err = s.buildLogView(c, pd.Device.Name, false); err != nil {
 		return err
 	}
 	return s.render(c, http.StatusOK, "device", s.newView(c, pd.Device.Name, "devices", pd))

@@ -43,7 +43,6 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/devices/:ep/telemetry", s.apiTelemetry, viewer)
 	api.GET("/devices/:ep/telemetry.csv", s.apiTelemetryCSV, viewer)
 	api.GET("/devices/:ep/events", s.apiDeviceEvents, viewer)
-	api.GET("/devices/:ep/logs", s.apiDeviceLogs, viewer)
 	api.GET("/operations/:id", s.apiGetOperation, viewer)
 	api.GET("/events", s.apiRecentEvents, viewer)
 	api.GET("/events/stream", s.apiEventStream, viewer)
@@ -97,6 +96,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/system", s.pageSystem, viewer)
 	e.POST("/system/restore", s.pageRestore, admin, upload)
 	e.POST("/system/update", s.pageSelfUpdate, admin, upload)
+
+	s.logRoutes(e, api, viewer, operator, small)
 
 	e.RouteNotFound("/*", func(c *echo.Context) error { return errorf(http.StatusNotFound, "no such page or route") })
 	return e

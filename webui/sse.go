@@ -17,10 +17,15 @@ func (s *Server) apiEventStream(c *echo.Context) error {
 	if s.deps.Events == nil {
 		return errorf(http.StatusServiceUnavailable, "live events are not available")
 	}
+	return s.stream(c, s.deps.Events)
+}
+
+// stream serves one Events feed as server-sent events.
+func (s *Server) stream(c *echo.Context, feed Events) error {
 	w := c.Response()
 	rc := http.NewResponseController(w)
 	only := c.QueryParam("endpoint")
-	events, cancel := s.deps.Events.Subscribe()
+	events, cancel := feed.Subscribe()
 	defer cancel()
 	s.metrics.sseClients.Add(1)
 	defer s.metrics.sseClients.Add(-1)

@@ -133,6 +133,13 @@ type Settings struct {
 	AutoObserve         []string `json:"autoObserve"`
 	QueueWindowSeconds  int      `json:"queueWindowSeconds"`
 	AllowUnknownDevices bool     `json:"allowUnknownDevices"`
+	// Device logs (Event Log, object 20): how long and how much to keep (0:
+	// the defaults, 30 days and 64 MiB), whether to start collection at
+	// every registration, and the LogClass to write first (0: leave it).
+	LogRetentionDays int  `json:"logRetentionDays"`
+	LogMaxMiB        int  `json:"logMaxMiB"`
+	LogAutoStart     bool `json:"logAutoStart"`
+	LogClass         int  `json:"logClass"`
 }
 
 // FirmwareImage is one image in the library.
@@ -171,4 +178,8 @@ type LiveEvent struct {
 	Value       lwm2m.Value `json:"value,omitzero"`
 	OperationID int64       `json:"operationId,omitempty"`
 	Status      string      `json:"status,omitempty"`
+	// Logs are the device log lines of a "log" event (LogEvents feed).
+	Logs []logJSON `json:"logs,omitempty"`
+	// Skipped counts lines of the same commit left out of Logs.
+	Skipped int `json:"skipped,omitempty"`
 }

@@ -343,6 +343,15 @@ func (s *Server) send(ctx context.Context, r *coap.Request) *coap.Response {
 	s.wakeUp(reg)
 	if err := s.h.Sent(ctx, snap, recs); err != nil {
 		s.st.sendDrops.Add(1)
+		// A payload the handler cannot take in any case gets 4.13 or
+		// 4.00 with the reason (RFC 7252 §5.9.2); anything else 5.03, so
+		// the device retries.
+		switch {
+		case errors.Is(err, ErrTooLarge):
+			return coap.ErrorResponse(coap.RequestEntityTooLarge, err.Error())
+		case errors.Is(err, ErrBadRequest):
+			return coap.ErrorResponse(coap.BadRequest, err.Error())
+		}
 		return coap.ErrorResponse(coap.ServiceUnavailable, "cannot take the values now")
 	}
 	s.st.sends.Add(1)
