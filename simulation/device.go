@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +38,8 @@ type DeviceConfig struct {
 	Firmware string
 	// CoAP holds the transmission parameters.
 	CoAP coap.Config
+	// Logs shapes what the Event Log (object 20) logs.
+	Logs LogConfig
 }
 
 // DefaultDeviceConfig returns a 1.1 UDP device with a 300 s lifetime.
@@ -52,6 +53,7 @@ func DefaultDeviceConfig() DeviceConfig {
 		TempMax:     30,
 		Firmware:    "1.4.2",
 		CoAP:        cc.CoAP,
+		Logs:        DefaultLogConfig(),
 	}
 }
 
@@ -74,12 +76,12 @@ type Device struct {
 	memFree  int64
 	logging  bool
 	logData  []byte
+	logCount int // lines logged
+	logSent  int // logCount at the last log Send
+	steps    int // Steps while logging
 	reboots  int
 	accelXYZ [3]float64
 }
-
-// logCapacity bounds the event log's LogData so a long run stays small.
-const logCapacity = 1024
 
 // deviceOption configures NewDevice.
 type DeviceOption func(*deviceOptions)
@@ -227,6 +229,7 @@ func (d *Device) build(reg *lwm2m.Registry) error {
 		return err
 	}
 	r := d.rng
+	d.logging = d.cfg.Logs.Start
 	span := d.cfg.TempMax - d.cfg.TempMin
 	d.t = round2(d.cfg.TempMin + span*(0.3+0.4*r.Float64()))
 	d.tMin, d.tMax = d.t, d.t
@@ -270,7 +273,8 @@ func (d *Device) build(reg *lwm2m.Registry) error {
 		// Protocols: CoAP, CoAPS, HTTP 1.1, HTTPS 1.1 (Object 5 resource 8).
 		d.firmware.SetMulti(lwm2m.NewPath(objFirmware, 0, 8), map[uint16]lwm2m.Value{0: lwm2m.Int(0), 1: lwm2m.Int(1), 2: lwm2m.Int(2), 3: lwm2m.Int(3)}),
 		d.eventLog.AddInstance(0, map[uint16]lwm2m.Value{
-			4010: lwm2m.Int(1), 4013: lwm2m.Int(0), 4014: lwm2m.Opaque(nil), 4015: lwm2m.Int(0),
+			4010: lwm2m.Int(0), 4013: lwm2m.Int(logStatus(d.cfg.Logs.Start, false)), 4014: lwm2m.Opaque(nil),
+			4015: lwm2m.Int(int64(d.cfg.Logs.Format)),
 		}),
 		d.accel.AddInstance(0, map[uint16]lwm2m.Value{
 			resX: lwm2m.Float(0), resY: lwm2m.Float(0), resZ: lwm2m.Float(1), resUnits: lwm2m.String("g"),
@@ -319,17 +323,6 @@ func (d *Device) build(reg *lwm2m.Registry) error {
 	return d.client.Tree().Add(d.security, d.server, d.device, d.temp, d.firmware, d.eventLog, d.accel)
 }
 
-func (d *Device) setLogging(on bool) error {
-	d.mu.Lock()
-	d.logging = on
-	d.mu.Unlock()
-	status := int64(0)
-	if on {
-		status = 1 // bit 0: logging in progress
-	}
-	return d.eventLog.Set(lwm2m.NewPath(objEventLog, 0, 4013), lwm2m.Int(status))
-}
-
 // reboot behaves like a device restart: error codes cleared, the
 // registration renewed with a fresh Register.
 func (d *Device) reboot() {
@@ -347,7 +340,7 @@ func (d *Device) factoryReset() {
 	d.mu.Unlock()
 	_ = d.device.Set(lwm2m.NewPath(objDevice, 0, 14), lwm2m.String("+00:00"))
 	_ = d.device.Set(lwm2m.NewPath(objDevice, 0, 15), lwm2m.String("Etc/UTC"))
-	_ = d.eventLog.Set(lwm2m.NewPath(objEventLog, 0, 4013), lwm2m.Int(0))
+	_ = d.eventLog.Set(lwm2m.NewPath(objEventLog, 0, 4013), lwm2m.Int(logStatus(false, false)))
 	_ = d.eventLog.Set(lwm2m.NewPath(objEventLog, 0, 4014), lwm2m.Opaque(nil))
 }
 
@@ -396,15 +389,7 @@ func (d *Device) Step(now time.Time) {
 	battery := d.battery
 	d.memFree = min(max(d.memFree+int64(r.IntN(5))-2, 32), 200)
 	mem := d.memFree
-	var logData []byte
-	if d.logging {
-		line := strconv.FormatInt(now.Unix(), 10) + " temp=" + strconv.FormatFloat(t, 'f', 2, 64) + "\n"
-		d.logData = append(d.logData, line...)
-		if len(d.logData) > logCapacity {
-			d.logData = d.logData[len(d.logData)-logCapacity:]
-		}
-		logData = append([]byte(nil), d.logData...)
-	}
+	logData := d.logStep(now, t)
 	d.mu.Unlock()
 
 	temps := []lwm2m.Record{{Path: PathTemperature, Value: lwm2m.Float(t)}}
@@ -423,7 +408,9 @@ func (d *Device) Step(now time.Time) {
 		lwm2m.Record{Path: PathBattery, Value: lwm2m.Int(battery)},
 		lwm2m.Record{Path: lwm2m.NewPath(objDevice, 0, 10), Value: lwm2m.Int(mem)})
 	if logData != nil {
-		_ = d.eventLog.Set(lwm2m.NewPath(objEventLog, 0, 4014), lwm2m.Opaque(logData))
+		_ = d.eventLog.SetValues(
+			lwm2m.Record{Path: PathLogData, Value: lwm2m.Opaque(logData)},
+			lwm2m.Record{Path: eventLogPath.Append(4013), Value: lwm2m.Int(logStatus(true, true))})
 	}
 }
 

@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,30 +64,35 @@ func TestDeviceRandomWalk(t *testing.T) {
 	}
 }
 
-// TestDeviceEventLog: LogStart records lines into LogData, LogStop ends it,
+// TestDeviceEventLog: LogStart starts logging (LogStatus bit 0 clear, as
+// 20.xml says), each Step's lines replace LogData, LogStop stops it,
 // Factory Reset clears it.
 func TestDeviceEventLog(t *testing.T) {
 	d := newTestDevice(t)
 	tree := d.Client().Tree()
+	if st := value(t, d, "/20/0/4013").Int(); st&1 != 1 {
+		t.Fatalf("log status %d before LogStart, want stopped", st)
+	}
 	if err := tree.Execute(lwm2m.MustParsePath("/20/0/4011"), ""); err != nil {
 		t.Fatal(err)
 	}
-	if value(t, d, "/20/0/4013").Int() != 1 {
-		t.Fatal("log status not running")
+	if st := value(t, d, "/20/0/4013").Int(); st&1 != 0 {
+		t.Fatalf("log status %d, want running", st)
 	}
 	for i := 0; i < 100; i++ {
-		d.Step(time.Unix(int64(i), 0))
+		d.Step(time.Unix(int64(1700000000+i), 0))
 	}
 	data := value(t, d, "/20/0/4014").Bytes()
-	if len(data) == 0 || len(data) > logCapacity {
-		t.Fatalf("log data %d bytes", len(data))
+	lines := lwm2m.DecodeLogData(data, 0, lwm2m.NewPath(20, 0), time.Time{}, 0)
+	if len(lines) != 1 || !strings.Contains(lines[0].Line, "step 100 temp=") || d.LogLines() != 100 {
+		t.Fatalf("LogData %q (%d lines logged)", data, d.LogLines())
 	}
 	if err := tree.Execute(lwm2m.MustParsePath("/20/0/4012"), ""); err != nil {
 		t.Fatal(err)
 	}
-	d.Step(time.Unix(1000, 0))
-	if got := value(t, d, "/20/0/4014").Bytes(); len(got) != len(data) {
-		t.Fatal("log grew after LogStop")
+	d.Step(time.Unix(1700001000, 0))
+	if got := value(t, d, "/20/0/4014").Bytes(); string(got) != string(data) || d.LogLines() != 100 || d.Logging() {
+		t.Fatal("logged after LogStop")
 	}
 	if err := tree.Write(lwm2m.MustParsePath("/3/0/15"), []lwm2m.Record{{Path: lwm2m.MustParsePath("/3/0/15"), Value: lwm2m.String("Asia/Tokyo")}}, true); err != nil {
 		t.Fatal(err)
@@ -96,6 +102,43 @@ func TestDeviceEventLog(t *testing.T) {
 	}
 	if len(value(t, d, "/20/0/4014").Bytes()) != 0 || value(t, d, "/3/0/15").Str() != "Etc/UTC" {
 		t.Fatal("factory reset left state behind")
+	}
+}
+
+// The log shapes: bursts, oversize records, CBOR and binary formats.
+func TestDeviceEventLogShapes(t *testing.T) {
+	step := func(cfg LogConfig) (*Device, []byte) {
+		dc := DefaultDeviceConfig()
+		dc.Endpoint, dc.Server, dc.Logs = "shape", "coap://127.0.0.1:1", cfg
+		d, err := NewDevice(dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Step(time.Unix(1700000000, 0))
+		return d, value(t, d, "/20/0/4014").Bytes()
+	}
+	_, data := step(LogConfig{Start: true, Chatter: true, BurstEvery: 1, BurstLines: 50})
+	if n := len(lwm2m.DecodeLogData(data, 0, lwm2m.Path{}, time.Time{}, 0)); n != 51 {
+		t.Fatalf("burst: %d lines", n)
+	}
+	_, data = step(LogConfig{Start: true, OversizeEvery: 1, OversizeBytes: 100 << 10})
+	if len(data) < 100<<10 {
+		t.Fatalf("oversize: %d bytes", len(data))
+	}
+	d, data := step(LogConfig{Start: true, Chatter: true, Format: 3})
+	if value(t, d, "/20/0/4015").Int() != 3 {
+		t.Fatal("LogDataFormat not 3")
+	}
+	got := lwm2m.DecodeLogData(data, 3, lwm2m.NewPath(20, 0), time.Time{}, 0)
+	if len(got) != 1 || !got[0].Time.Equal(time.Unix(1700000000, 0)) || got[0].Severity == lwm2m.SeverityUnknown {
+		t.Fatalf("CBOR: %+v", got)
+	}
+	_, data = step(LogConfig{Start: true, Chatter: true, Format: 100})
+	if got := lwm2m.DecodeLogData(data, 100, lwm2m.NewPath(20, 0), time.Time{}, 0); len(got) != 1 || !strings.HasPrefix(got[0].Line, lwm2m.HexPrefix) {
+		t.Fatalf("binary: %+v", got)
+	}
+	if _, data := step(LogConfig{}); len(data) != 0 {
+		t.Fatal("logged without Start")
 	}
 }
 

@@ -47,6 +47,11 @@ type Config struct {
 	// SendEvery makes each device Send its temperature and battery (/dp)
 	// this often; zero never.
 	SendEvery time.Duration
+	// Logs shapes every device's Event Log (object 20).
+	Logs LogConfig
+	// LogSendEvery makes each device Send its LogData (/dp) this often
+	// while it has new lines; zero never.
+	LogSendEvery time.Duration
 	// SourceAddrs are the loopback addresses devices bind to, round robin,
 	// so that a large fleet does not run out of ports on one address.
 	// Empty binds 127.0.0.1.
@@ -78,6 +83,7 @@ func DefaultConfig() Config {
 		TempMin:        dc.TempMin,
 		TempMax:        dc.TempMax,
 		CoAP:           dc.CoAP,
+		Logs:           dc.Logs,
 	}
 }
 
@@ -176,6 +182,7 @@ func New(cfg Config, opts ...Option) (*Fleet, error) {
 		dc.Seed = cfg.Seed*1_000_003 + uint64(i)
 		dc.TempMin, dc.TempMax = cfg.TempMin, cfg.TempMax
 		dc.CoAP = cfg.CoAP
+		dc.Logs = cfg.Logs
 		dopts := []DeviceOption{WithDeviceRegistry(reg), WithDeviceEvents(f.onEvent), WithDeviceLogger(f.devLog)}
 		if cfg.Dial != nil {
 			dopts = append(dopts, WithDeviceDial(cfg.Dial))
@@ -289,6 +296,10 @@ func (f *Fleet) Run(ctx context.Context) error {
 	if f.cfg.SendEvery > 0 {
 		sendSlots = max(int(f.cfg.SendEvery/tick), 1)
 	}
+	logSlots := 0
+	if f.cfg.LogSendEvery > 0 {
+		logSlots = max(int(f.cfg.LogSendEvery/tick), 1)
+	}
 	var n int
 	f.log.Info("fleet starting", "devices", len(f.devices), "queue_mode", f.queueCount(), "spread", f.cfg.StartSpread)
 loop:
@@ -309,6 +320,13 @@ loop:
 			for i := n % sendSlots; i < len(f.devices); i += sendSlots {
 				if f.isRunning(i) {
 					go f.send(runCtx, f.devices[i])
+				}
+			}
+		}
+		if logSlots > 0 {
+			for i := n % logSlots; i < len(f.devices); i += logSlots {
+				if f.isRunning(i) && f.devices[i].takeLogForSend() {
+					go f.sendLogs(runCtx, f.devices[i])
 				}
 			}
 		}
@@ -341,6 +359,14 @@ func (f *Fleet) send(ctx context.Context, d *Device) {
 	err := d.client.Send(sctx, PathTemperature, PathBattery)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		f.log.Debug("send failed", "endpoint", d.Endpoint(), "err", err)
+	}
+}
+
+func (f *Fleet) sendLogs(ctx context.Context, d *Device) {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.SendLogs(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		f.log.Debug("log send failed", "endpoint", d.Endpoint(), "err", err)
 	}
 }
 

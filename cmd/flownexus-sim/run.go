@@ -59,6 +59,14 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.fleet.StartSpread, "start-spread", o.fleet.StartSpread, "spread the devices' starts over this span")
 	fs.DurationVar(&o.fleet.Rate, "rate", o.fleet.Rate, "how often each device's values change (0: never)")
 	fs.DurationVar(&o.fleet.SendEvery, "send-every", 0, "each device sends temperature and battery to /dp this often (0: never)")
+	fs.BoolVar(&o.fleet.Logs.Start, "log-start", false, "devices log (Event Log, object 20) from boot, without waiting for LogStart")
+	fs.BoolVar(&o.fleet.Logs.Chatter, "log-chatter", true, "while logging, a Zephyr-style line at every value change")
+	fs.IntVar(&o.fleet.Logs.BurstEvery, "log-burst-every", 0, "every N value changes, a burst of --log-burst-lines lines (0: never)")
+	fs.IntVar(&o.fleet.Logs.BurstLines, "log-burst-lines", 100, "lines in a burst")
+	fs.IntVar(&o.fleet.Logs.OversizeEvery, "log-oversize-every", 0, "every N value changes, one record of --log-oversize-bytes (0: never)")
+	fs.IntVar(&o.fleet.Logs.OversizeBytes, "log-oversize-bytes", 100<<10, "size of an oversize record")
+	fs.IntVar(&o.fleet.Logs.Format, "log-format", 0, "LogDataFormat (4015): 0 text, 3 CBOR, 100 vendor binary")
+	fs.DurationVar(&o.fleet.LogSendEvery, "log-send-every", 0, "each device sends new log lines to /dp this often (0: never; the server observes LogData instead)")
 	fs.Float64Var(&o.fleet.TempMin, "temp-min", o.fleet.TempMin, "lowest simulated temperature, °C")
 	fs.Float64Var(&o.fleet.TempMax, "temp-max", o.fleet.TempMax, "highest simulated temperature, °C")
 	fs.StringVar(&o.pskPrefix, "psk-identity-prefix", "", "DTLS PSK identity = prefix + endpoint name")
@@ -91,6 +99,14 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: --lwm2m-version %q (want 1.0, 1.1 or 1.2)", errUsage, *version)
 	}
 	o.fleet.Seed = *seed
+	switch o.fleet.Logs.Format {
+	case 0, 3, 100:
+	default:
+		return o, fmt.Errorf("%w: --log-format %d (want 0, 3 or 100)", errUsage, o.fleet.Logs.Format)
+	}
+	if o.fleet.Logs.BurstEvery < 0 || o.fleet.Logs.BurstLines < 0 || o.fleet.Logs.OversizeEvery < 0 || o.fleet.Logs.OversizeBytes < 0 || o.fleet.LogSendEvery < 0 {
+		return o, fmt.Errorf("%w: log options must not be negative", errUsage)
+	}
 	cc := o.fleet.CoAP
 	cc.ACKTimeout = *coapTimeout
 	o.fleet.CoAP = cc

@@ -26,6 +26,8 @@ func TestParseArgsRefusals(t *testing.T) {
 		{"--server", "http://127.0.0.1"},
 		{"--server", "::"},
 		{"--log-level", "loud"},
+		{"--log-format", "7"},
+		{"--log-burst-every", "-1"},
 		{"extra"},
 	} {
 		var out bytes.Buffer
