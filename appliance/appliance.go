@@ -53,6 +53,7 @@ type Appliance struct {
 	web     *webui.Server
 	life    *lifecycle
 	logs    *logCollector
+	logCfg  *store.LogConfig // tests shrink the device-log lane
 	alive   map[string]*atomic.Bool // component → still running
 }
 
@@ -143,7 +144,11 @@ func (a *Appliance) Run(ctx context.Context) error {
 		}
 	}
 
-	db, err := store.Open(ctx, a.storeConfig(), store.WithLogger(a.base), store.WithRegistry(reg))
+	sopts := []store.Option{store.WithLogger(a.base), store.WithRegistry(reg)}
+	if a.logCfg != nil {
+		sopts = append(sopts, store.WithLogConfig(*a.logCfg))
+	}
+	db, err := store.Open(ctx, a.storeConfig(), sopts...)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}

@@ -113,14 +113,27 @@ func (c *logCollector) take(ep string, recs []lwm2m.Record, pushed bool) ([]lwm2
 		}
 		lines = append(lines, c.decode(ep, r)...)
 	}
-	for len(lines) > 0 {
-		// One batch stays within the store's per-device share.
-		n := min(len(lines), maxLogLines)
-		if err := c.db.IngestLogs(store.LogBatch{Endpoint: ep, Received: received, Lines: lines[:n]}); err != nil {
-			c.refused.Add(1)
-			return rest, err
+	if len(lines) > maxLogLines {
+		// One payload is one batch, accepted or refused whole (so a
+		// device told 5.03 resends nothing twice), within the store's
+		// per-device share.
+		c.cut.Add(1)
+		n := len(lines) - (maxLogLines - 1)
+		lines = append(lines[:maxLogLines-1], store.LogEntry{Severity: lwm2m.SeverityWarning,
+			Line: fmt.Sprintf("[flownexus] %d more lines of this payload were cut (limit %d lines)", n, maxLogLines)})
+	}
+	if len(lines) == 0 {
+		return rest, nil
+	}
+	if err := c.db.IngestLogs(store.LogBatch{Endpoint: ep, Received: received, Lines: lines}); err != nil {
+		c.refused.Add(1)
+		// Not stored: the next value is taken whole, not as what grew.
+		for _, r := range recs {
+			if lwm2m.IsLogData(r.Path) {
+				c.restart(ep, r.Path.InstanceID())
+			}
 		}
-		lines = lines[n:]
+		return rest, err
 	}
 	return rest, nil
 }
@@ -345,3 +358,7 @@ func (a *Appliance) writeLogMetrics(m func(name, typ, help string, v any)) {
 		m("flownexus_log_hex_lines_total", "counter", "Log lines kept as hex because their bytes were not text or did not decode.", c.HexLines)
 	}
 }
+
+// withLogConfig sizes the store's device-log lane (tests of a flood use a
+// small one).
+func withLogConfig(c store.LogConfig) Option { return func(a *Appliance) { a.logCfg = &c } }

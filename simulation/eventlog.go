@@ -61,8 +61,11 @@ func (d *Device) setLogging(on bool) error {
 	}
 	has := len(d.logData) > 0
 	d.mu.Unlock()
-	return d.eventLog.SetValues(
-		lwm2m.Record{Path: eventLogPath.Append(4013), Value: lwm2m.Int(logStatus(on, has))})
+	recs := []lwm2m.Record{{Path: eventLogPath.Append(4013), Value: lwm2m.Int(logStatus(on, has))}}
+	if on {
+		recs = append(recs, lwm2m.Record{Path: PathLogData, Value: lwm2m.Opaque(nil)})
+	}
+	return d.eventLog.SetValues(recs...)
 }
 
 // Logging reports whether the device's log collection runs.

@@ -103,6 +103,11 @@ func (d *DB) Ingest(b Batch) error {
 	// Bound the queue in readings too, so that what it accepts can be
 	// committed within the flush interval.
 	q := d.queuedRecords.Load()
+	if q == 0 {
+		// The writer's idleness counts from when readings wait, not
+		// from its last commit before a quiet spell.
+		d.progress.Store(time.Now().UnixNano())
+	}
 	if q > 0 && q+int64(len(b.Records)) > int64(d.cfg.QueueRecords) {
 		d.stats.refused.Add(1)
 		return fmt.Errorf("store: ingest from %q: %w (%d readings waiting)", b.Endpoint, ErrQueueFull, q)

@@ -38,10 +38,10 @@ type LogConfig struct {
 	RetentionInterval time.Duration
 }
 
-// DefaultLogConfig: 20,000 lines queued (a quarter per device), 1,000 per
-// transaction, 30 days, 64 MiB.
+// DefaultLogConfig: 20,000 lines queued (a quarter per device), 250 per
+// transaction (a few milliseconds of the write lock), 30 days, 64 MiB.
 func DefaultLogConfig() LogConfig {
-	return LogConfig{QueueLines: 20000, EndpointShare: 5000, MaxBatchLines: 1000,
+	return LogConfig{QueueLines: 20000, EndpointShare: 5000, MaxBatchLines: 250,
 		Retention: 30 * 24 * time.Hour, MaxBytes: 64 << 20, RetentionInterval: time.Minute}
 }
 
@@ -244,6 +244,16 @@ func (d *DB) FlushLogs(ctx context.Context) error {
 func (l *logLane) take() []*logBatch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.pending) > 0 && len(l.pending[0].Lines) > l.cfg.MaxBatchLines {
+		// A batch larger than a transaction goes in parts, so that no
+		// log transaction holds the write connection long.
+		b := l.pending[0]
+		part := &logBatch{LogBatch: LogBatch{Endpoint: b.Endpoint, Received: b.Received, Lines: b.Lines[:l.cfg.MaxBatchLines]}}
+		b.Lines = b.Lines[l.cfg.MaxBatchLines:]
+		l.lines -= len(part.Lines)
+		l.perEP[b.Endpoint] -= len(part.Lines)
+		return []*logBatch{part}
+	}
 	n, i := 0, 0
 	for i < len(l.pending) {
 		b := l.pending[i]
@@ -312,7 +322,11 @@ func (d *DB) RunLogs(ctx context.Context) error {
 }
 
 // writeLogs commits one transaction's worth; it reports whether more waits.
+// Telemetry goes first: while readings wait for the ingestion writer, the
+// lane stands back (up to one flush interval) so that the writer gets the
+// write connection at once.
 func (d *DB) writeLogs(ctx context.Context) bool {
+	d.yieldToTelemetry()
 	bs := d.logs.take()
 	if len(bs) == 0 {
 		return false
@@ -322,6 +336,16 @@ func (d *DB) writeLogs(ctx context.Context) bool {
 	more := len(d.logs.pending) > 0
 	d.logs.mu.Unlock()
 	return more
+}
+
+func (d *DB) yieldToTelemetry() {
+	if !d.writerUp.Load() {
+		return
+	}
+	deadline := time.Now().Add(d.cfg.FlushInterval)
+	for d.queuedRecords.Load() > 0 && d.writerUp.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (d *DB) drainLogs(ctx context.Context) {
