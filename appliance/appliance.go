@@ -53,7 +53,7 @@ type Appliance struct {
 	web     *webui.Server
 	life    *lifecycle
 	logs    *logCollector
-	logCfg  *store.LogConfig // tests shrink the device-log lane
+	logCfg  *store.LogConfig        // tests shrink the device-log lane
 	alive   map[string]*atomic.Bool // component → still running
 }
 

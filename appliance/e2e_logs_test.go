@@ -167,7 +167,9 @@ func TestE2ELogsBySendAndBadInput(t *testing.T) {
 	}
 
 	// Invalid UTF-8 (a vendor binary format): kept as hex.
-	bin, _ := ta.startDevice("log-bin", func(c *simulation.DeviceConfig) { c.Logs = simulation.LogConfig{Start: true, Chatter: true, Format: 100} })
+	bin, _ := ta.startDevice("log-bin", func(c *simulation.DeviceConfig) {
+		c.Logs = simulation.LogConfig{Start: true, Chatter: true, Format: 100}
+	})
 	bin.Step(time.Now())
 	if err := bin.SendLogs(ctx); err != nil {
 		t.Fatal(err)

@@ -149,4 +149,3 @@ func (s *Server) apiDeviceEvents(c *echo.Context) error {
 }
 
 func (s *Server) apiRecentEvents(c *echo.Context) error { return s.events(c, "") }
-

@@ -32,9 +32,9 @@ type Deps struct {
 	// apart from Events so that a log flood never delays the others; nil:
 	// the log pages have no live tail.
 	LogEvents Events
-	System      System
-	Settings    SettingsStore
-	Firmware    Firmware
+	System    System
+	Settings  SettingsStore
+	Firmware  Firmware
 	// Registrations ends a deleted device's registration; nil when no
 	// LwM2M server runs (tests of the web layer alone).
 	Registrations Registrations
