@@ -364,3 +364,39 @@ func BenchmarkIngestLogs(b *testing.B) {
 	b.ReportMetric(n/b.Elapsed().Seconds(), "lines/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/line")
 }
+
+// A database whose logs were written before migration 0005 keeps them:
+// reception time from t, no severity, the size count matching the table.
+func TestUpgradeKeepsDeviceLogs(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	raw, err := openRaw(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, raw, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO endpoint(name, online, lifetime, created) VALUES ('old-dev', 1, 300, 1000)`,
+		`INSERT INTO device_log(endpoint_id, t, line) VALUES (1, 1700000000000, 'boot'), (1, 1700000001000, 'net up')`,
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	d := openWith(t, cfg)
+	ls, err := d.QueryLogs(ctx, LogQuery{Endpoint: "old-dev", Severity: -1, Class: -1})
+	if err != nil || len(ls) != 2 || ls[0].Line != "net up" || ls[0].Severity != lwm2m.SeverityUnknown || ls[0].Class != 0 {
+		t.Fatalf("after upgrade: %+v %v", ls, err)
+	}
+	var recv int64
+	d.r.QueryRowContext(ctx, `SELECT received FROM device_log WHERE line = 'boot'`).Scan(&recv)
+	if recv != 1700000000000 {
+		t.Fatalf("received %d", recv)
+	}
+	if u, _ := d.LogUsage(ctx); u.Lines != 2 || u.Bytes != int64(len("boot")+len("net up")+2*logRowOverhead) {
+		t.Fatalf("usage after upgrade %+v", u)
+	}
+}
