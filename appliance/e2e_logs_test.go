@@ -195,19 +195,24 @@ func TestE2ELogsBySendAndBadInput(t *testing.T) {
 	if v := ta.metric("flownexus_log_records_too_large_total"); v != 1 {
 		t.Fatalf("too-large counter %v", v)
 	}
-	// The same 1 MiB read: cut to the limit, the cut said in a line.
-	if op := ta.operation("log-big", map[string]any{"type": "read", "path": "20/0/4014"}, 60); op.Status != "confirmed" {
-		t.Fatalf("read 1 MiB: %+v", op)
+	// An oversize value read (in CoAP blocks): cut to the limit, the cut
+	// said in a line.
+	cut, _ := ta.startDevice("log-cut", func(c *simulation.DeviceConfig) {
+		c.Logs = simulation.LogConfig{Start: true, OversizeEvery: 1, OversizeBytes: 100 << 10}
+	})
+	cut.Step(time.Now())
+	if op := ta.operation("log-cut", map[string]any{"type": "read", "path": "20/0/4014"}, 120); op.Status != "confirmed" {
+		t.Fatalf("read 100 KiB: %+v", op)
 	}
 	eventually(t, "cut record stored", func() bool {
-		ls := ta.logs("log-big", "q=cut+to+its+first")
+		ls := ta.logs("log-cut", "q=cut+to+its+first")
 		return len(ls) == 1 && ls[0].Severity == "warning"
 	})
 	if v := ta.metric("flownexus_log_records_cut_total"); v != 1 {
 		t.Fatalf("cut counter %v", v)
 	}
 	var total int
-	for _, l := range ta.logs("log-big", "") {
+	for _, l := range ta.logs("log-cut", "") {
 		total += len(l.Line)
 	}
 	if total > 64<<10+200 {
@@ -219,7 +224,11 @@ func TestE2ELogsBySendAndBadInput(t *testing.T) {
 // is all committed meanwhile, and every flood line is either stored or
 // refused with 5.03 and counted. (Counts, not timings.)
 func TestE2ELogFlood(t *testing.T) {
-	ta := startAppliance(t, testConfig(t), withLogConfig(store.LogConfig{QueueLines: 2500, EndpointShare: 2000}))
+	cfg := testConfig(t)
+	// The production flush interval: telemetry must commit within it (a
+	// reading waiting longer gets 5.03) while the flood goes on.
+	cfg.Store.FlushInterval = time.Second
+	ta := startAppliance(t, cfg, withLogConfig(store.LogConfig{QueueLines: 2500, EndpointShare: 2000}))
 	ctx := context.Background()
 	flood, _ := ta.startDevice("log-flood", func(c *simulation.DeviceConfig) {
 		c.Logs = simulation.LogConfig{Start: true, BurstEvery: 1, BurstLines: 834}

@@ -323,8 +323,7 @@ func (d *DB) RunLogs(ctx context.Context) error {
 
 // writeLogs commits one transaction's worth; it reports whether more waits.
 // Telemetry goes first: while readings wait for the ingestion writer, the
-// lane stands back (up to one flush interval) so that the writer gets the
-// write connection at once.
+// lane stands back so that the writer gets the write connection at once.
 func (d *DB) writeLogs(ctx context.Context) bool {
 	d.yieldToTelemetry()
 	bs := d.logs.take()
@@ -338,12 +337,16 @@ func (d *DB) writeLogs(ctx context.Context) bool {
 	return more
 }
 
+// yieldToTelemetry waits, while readings wait for the ingestion writer,
+// until it has committed once (or a quarter of the flush interval passed),
+// so that a log flood neither holds telemetry back nor is starved by it.
 func (d *DB) yieldToTelemetry() {
-	if !d.writerUp.Load() {
+	if !d.writerUp.Load() || d.queuedRecords.Load() == 0 {
 		return
 	}
-	deadline := time.Now().Add(d.cfg.FlushInterval)
-	for d.queuedRecords.Load() > 0 && d.writerUp.Load() && time.Now().Before(deadline) {
+	p0 := d.progress.Load()
+	deadline := time.Now().Add(d.cfg.FlushInterval / 4)
+	for d.queuedRecords.Load() > 0 && d.progress.Load() == p0 && d.writerUp.Load() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 }
