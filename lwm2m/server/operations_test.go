@@ -351,6 +351,25 @@ func TestSend(t *testing.T) {
 	if resp := d.req(coap.POST, "/dp", nil, []byte(payload), cf); resp.Code != coap.ServiceUnavailable {
 		t.Fatalf("overloaded: %s", resp.Code)
 	}
+	// A handler that cannot take the payload in any case says why.
+	for _, c := range []struct {
+		err  error
+		want coap.Code
+	}{
+		{fmt.Errorf("LogData of 2000000 bytes: %w", ErrTooLarge), coap.RequestEntityTooLarge},
+		{fmt.Errorf("nonsense: %w", ErrBadRequest), coap.BadRequest},
+	} {
+		rec.mu.Lock()
+		rec.overload = c.err
+		rec.mu.Unlock()
+		resp := d.req(coap.POST, "/dp", nil, []byte(payload), cf)
+		if resp.Code != c.want || !strings.Contains(string(resp.Payload), c.err.Error()) {
+			t.Fatalf("%v: %s %q", c.err, resp.Code, resp.Payload)
+		}
+	}
+	rec.mu.Lock()
+	rec.overload = errors.New("full")
+	rec.mu.Unlock()
 	// A peer that is not registered.
 	other := newDevice(t, d.server.Addr.String())
 	if resp := other.req(coap.POST, "/dp", nil, []byte(payload), cf); resp.Code != coap.NotFound {
