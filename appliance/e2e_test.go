@@ -14,6 +14,7 @@ import (
 	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/dtls"
 	"github.com/flownexus/flownexus/simulation"
+	"github.com/flownexus/flownexus/store"
 )
 
 // TestEndToEndDeviceLifecycle drives the appliance as a user would: a
@@ -321,8 +322,10 @@ func TestEndToEndSettingsApplyAtOnce(t *testing.T) {
 }
 
 // TestEndToEndRestartBringsDevicesBack: after the appliance restarts, a
-// plain-CoAP device that was online registers again within moments (the
-// appliance triggers its Update) instead of after its lifetime.
+// plain-CoAP device keeps its registration (restored, not registered
+// again); one whose registration was not saved (a database from before
+// registrations were saved) registers again within moments, because the
+// appliance triggers its Update, instead of after its lifetime.
 func TestEndToEndRestartBringsDevicesBack(t *testing.T) {
 	cfg := testConfig(t)
 	ta := startAppliance(t, cfg)
@@ -335,13 +338,34 @@ func TestEndToEndRestartBringsDevicesBack(t *testing.T) {
 
 	ta.shutdown()
 	cfg.Listen.CoAP = first // the device keeps talking to the same port
-	a2 := startBare(t, cfg)
+	a2, stop2 := startStoppable(t, cfg)
+	if reg, ok := a2.srv.Registration("phoenix-1"); !ok || reg.ID != before.ID {
+		t.Fatalf("registration after a restart: %+v, want %s restored", reg, before.ID)
+	}
+	if e, err := a2.db.Endpoint(context.Background(), "phoenix-1"); err != nil || !e.Online {
+		t.Fatalf("restored device not online: %+v %v", e, err)
+	}
+	if st := a2.srv.Stats(); st.Registrations != 0 {
+		t.Fatalf("%d Registers after the restart", st.Registrations)
+	}
+	stop2()
+
+	// As if the registration had never been saved.
+	db, err := store.Open(context.Background(), a2.storeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteRegistration(context.Background(), "phoenix-1", before.ID); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	a3 := startBare(t, cfg)
 	eventually(t, "registered again after the restart", func() bool {
-		reg, ok := a2.srv.Registration("phoenix-1")
+		reg, ok := a3.srv.Registration("phoenix-1")
 		return ok && reg.ID != before.ID
 	})
 	eventually(t, "online in the store", func() bool {
-		e, err := a2.db.Endpoint(context.Background(), "phoenix-1")
+		e, err := a3.db.Endpoint(context.Background(), "phoenix-1")
 		return err == nil && e.Online
 	})
 }

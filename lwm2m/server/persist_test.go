@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/coap"
+	"github.com/flownexus/flownexus/lwm2m/dtls"
 )
 
 // memPersister keeps what a Persister is told, as the store would.
@@ -269,5 +271,91 @@ func TestRestoreRefusesBadEntries(t *testing.T) {
 	}
 	if st := s.Stats(); st.Registered != 1 || st.Observations != 1 {
 		t.Fatalf("restored: %+v", st)
+	}
+}
+
+// TestRestoredDTLSRegistrationAfterNewHandshake: after a crash the DTLS
+// sessions are gone; a device that handshakes again with the same
+// identity finds its restored registration (Update 2.04, same location)
+// and its notifications on the old observation are delivered.
+func TestRestoredDTLSRegistrationAfterNewHandshake(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	dcfg := dtls.DefaultConfig()
+	dcfg.PSK = func(id string) ([]byte, error) {
+		if id == "dev-a" {
+			return key, nil
+		}
+		return nil, fmt.Errorf("%q: %w", id, dtls.ErrUnknownIdentity)
+	}
+	p := newMemPersister()
+	run := func(addr string, rec *recorder, restore bool) (*Server, string, func()) {
+		ds, err := dtls.Listen(addr, dcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New(testConfig(), WithHandler(rec), WithPersister(p))
+		if restore {
+			regs, obs := p.state()
+			if n, err := s.Restore(regs, obs); n != 1 || err != nil {
+				t.Fatalf("restore: %d %v", n, err)
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		d1, d2 := make(chan error, 1), make(chan error, 1)
+		go func() { d1 <- ds.Run(ctx) }()
+		go func() { d2 <- s.Serve(ctx, ds) }()
+		return s, ds.LocalAddr().String(), func() { cancel(); <-d1; <-d2; s.Close() }
+	}
+	dial := func(addr string) *device {
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		c, err := dtls.Dial(dctx, addr, dtls.ClientConfig{PSKIdentity: "dev-a", PSK: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &device{t: t, server: c.Peer(), values: map[string]string{"/3303/0/5700": "20.5"}, done: make(chan error, 1)}
+		d.ep = coap.NewEndpoint(c, coap.HandlerFunc(d.serve), fastCoAP())
+		ectx, ecancel := context.WithCancel(context.Background())
+		d.cancel = ecancel
+		go func() { d.done <- d.ep.Run(ectx) }()
+		t.Cleanup(d.stop)
+		return d
+	}
+
+	rec1 := newRecorder()
+	s1, addr, stop1 := run("127.0.0.1:0", rec1, false)
+	d1 := dial(addr)
+	d1.register("dev-a")
+	reg := rec1.next(t, "registered").reg
+	obs, _, err := s1.Observe(ctxT(t), "dev-a", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1() // no session file: the sessions are lost, as in a crash
+	d1.stop()
+
+	rec2 := newRecorder()
+	_, _, stop2 := run(addr, rec2, true)
+	defer stop2()
+	d2 := dial(addr)
+	d2.loc = d1.loc
+	d1.mu.Lock()
+	d2.obsTok = d1.obsTok
+	d1.mu.Unlock()
+	d2.obsPeer = d2.server
+	if resp := d2.req(coap.POST, d2.loc, nil, nil); resp.Code != coap.Changed {
+		t.Fatalf("update over a new session: %s %s", resp.Code, resp.Payload)
+	}
+	if ev := rec2.next(t, "updated"); ev.reg.ID != reg.ID || ev.reg.Peer.Session == reg.Peer.Session {
+		t.Fatalf("update: %+v (registered with session %d)", ev.reg, reg.Peer.Session)
+	}
+	if err := d2.notify(coap.Confirmable, 9, "23.5", lwm2m.FormatText); err != nil {
+		t.Fatalf("notification over a new session: %v", err)
+	}
+	if ev := rec2.next(t, "notified"); ev.obs.ID != obs.ID || ev.recs[0].Value.Text() != "23.5" {
+		t.Fatalf("notification delivered as %+v %+v", ev.obs, ev.recs)
+	}
+	if r, _ := p.state(); len(r) != 1 || r[0].Peer.Session == reg.Peer.Session {
+		t.Fatalf("new session not saved: %+v", r)
 	}
 }
