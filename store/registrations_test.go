@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -243,5 +244,35 @@ func TestUpgradeFromSchema3Registrations(t *testing.T) {
 	}
 	if online, _ := d.SyncOnline(ctx); online != 1 {
 		t.Fatalf("online with a saved registration: %d", online)
+	}
+}
+
+// BenchmarkTouchRegistrations: one op is one Update's time written in a
+// batch of 1,000 (the appliance's steady state, coalesced every 10 s).
+func BenchmarkTouchRegistrations(b *testing.B) {
+	ctx := context.Background()
+	d := openTest(b)
+	const fleet = 1000
+	now := time.Now()
+	for i := range fleet {
+		name := "dev-" + strconv.Itoa(i)
+		if _, err := d.UpsertEndpoint(ctx, Endpoint{Name: name, Online: true, Lifetime: 300}); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.SaveRegistration(ctx, savedReg(name, "r"+strconv.Itoa(i), now)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	batch := make([]RegistrationTouch, fleet)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += fleet {
+		at := now.Add(time.Duration(i+1) * time.Millisecond)
+		for j := range batch {
+			batch[j] = RegistrationTouch{Endpoint: "dev-" + strconv.Itoa(j), ID: "r" + strconv.Itoa(j), LastUpdate: at}
+		}
+		if err := d.TouchRegistrations(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -57,11 +57,18 @@ func (nopPersister) DeleteRegistration(*Registration) {}
 func (nopPersister) SaveObservation(*Observation)     {}
 func (nopPersister) DeleteObservation(*Observation)   {}
 
-// sameState reports whether an Update left everything a Persister keeps
-// unchanged but the times.
-func sameState(a, b *Registration) bool {
-	return a.Lifetime == b.Lifetime && a.Binding == b.Binding && a.QueueMode == b.QueueMode &&
-		a.SMSNumber == b.SMSNumber && a.Links == b.Links && a.Peer == b.Peer && a.Listener == b.Listener
+// savedState is what a Persister keeps of a registration besides its
+// times; an Update that leaves it unchanged is only a touch.
+type savedState struct {
+	lifetime                      time.Duration
+	binding, sms, links, listener string
+	queue                         bool
+	peer                          coap.Peer
+}
+
+func stateOf(r *Registration) savedState {
+	return savedState{lifetime: r.Lifetime, binding: r.Binding, sms: r.SMSNumber, links: r.Links,
+		listener: r.Listener, queue: r.QueueMode, peer: r.Peer}
 }
 
 // Restore gives back registrations and observations that an earlier run

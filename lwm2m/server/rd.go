@@ -180,7 +180,7 @@ func (s *Server) update(ctx context.Context, r *coap.Request, id string) *coap.R
 		s.mu.Unlock()
 		return coap.ErrorResponse(coap.NotFound, "registration ended")
 	}
-	before := reg.snapshot()
+	before := stateOf(&reg.snap)
 	sn := &reg.snap
 	if p.hasLt {
 		sn.Lifetime = p.lt
@@ -204,7 +204,7 @@ func (s *Server) update(ctx context.Context, r *coap.Request, id string) *coap.R
 	snap := reg.snapshot()
 	s.mu.Unlock()
 	s.st.updates.Add(1)
-	if sameState(before, snap) {
+	if stateOf(snap) == before {
 		s.persist.TouchRegistration(snap)
 	} else {
 		s.persist.SaveRegistration(snap)
