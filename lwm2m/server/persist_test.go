@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -358,4 +360,40 @@ func TestRestoredDTLSRegistrationAfterNewHandshake(t *testing.T) {
 	if r, _ := p.state(); len(r) != 1 || r[0].Peer.Session == reg.Peer.Session {
 		t.Fatalf("new session not saved: %+v", r)
 	}
+}
+
+// FuzzRestore: whatever a damaged database hands back, Restore neither
+// panics nor keeps an entry it cannot use, and what it keeps is served.
+func FuzzRestore(f *testing.F) {
+	f.Add("r1", "dev", int64(300), `</>;rt="oma.lwm2m",</3/0>`, "127.0.0.1:5683", "0102030405060708", "/3303/0/5700", false, uint16(lwm2m.FormatNone))
+	f.Add("r2", "dev", int64(1), `</a>;rt="oma.lwm2m",</a/3/0>`, "[::1]:1", "ab", "/3303/0 /3/0/9", true, uint16(lwm2m.FormatSenMLCBOR))
+	f.Add("", "", int64(0), "<", "x", "zz", "", false, uint16(0))
+	f.Add("r3", "d", int64(-5), "</3/0>", "", "0102030405060708090a", "/65536", true, uint16(lwm2m.FormatText))
+	f.Fuzz(func(t *testing.T, id, ep string, lt int64, links, addr, tok, paths string, composite bool, format uint16) {
+		s := New(testConfig())
+		defer s.Close()
+		ap, _ := netip.ParseAddrPort(addr)
+		reg := &Registration{ID: id, Endpoint: ep, Lifetime: time.Duration(lt) * time.Second, Links: links,
+			Peer: coap.Peer{Addr: ap}, LastUpdate: time.Now()}
+		var ps []lwm2m.Path
+		for _, x := range strings.Fields(paths) {
+			if p, err := lwm2m.ParsePath(x); err == nil {
+				ps = append(ps, p)
+			}
+		}
+		o := &Observation{ID: tok, Endpoint: ep, RegistrationID: id, Paths: ps, Composite: composite, Format: lwm2m.Format(format)}
+		n, err := s.Restore([]*Registration{reg}, []*Observation{o})
+		if err != nil && !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("error %v is not ErrBadRequest", err)
+		}
+		st := s.Stats()
+		if st.Registered != n || n > 1 || st.Observations > n {
+			t.Fatalf("restored %d, held %+v", n, st)
+		}
+		if n == 1 {
+			if r, ok := s.Registration(ep); !ok || r.ID != id || r.RootPath == "" {
+				t.Fatalf("restored registration not served: %+v", r)
+			}
+		}
+	})
 }
