@@ -13,6 +13,7 @@ import (
 
 	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/dtls"
+	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/simulation"
 	"github.com/flownexus/flownexus/store"
 )
@@ -329,18 +330,27 @@ func TestEndToEndSettingsApplyAtOnce(t *testing.T) {
 func TestEndToEndRestartBringsDevicesBack(t *testing.T) {
 	cfg := testConfig(t)
 	ta := startAppliance(t, cfg)
-	first := ta.a.Addrs().CoAP
-	ta.startDevice("phoenix-1", func(dc *simulation.DeviceConfig) {
+	coapAddr := ta.a.Addrs().CoAP
+	dev, _ := ta.startDevice("phoenix-1", func(dc *simulation.DeviceConfig) {
 		dc.Lifetime = time.Hour // its own next Update is far away
 	})
 	eventually(t, "online", func() bool { d, ok := ta.device("phoenix-1"); return ok && d.Online })
-	before, _ := ta.a.srv.Registration("phoenix-1")
+	first, _ := ta.a.srv.Registration("phoenix-1")
+	// An Update that changes nothing is saved in a batch, at the latest
+	// when the appliance stops.
+	dev.Client().TriggerUpdate()
+	var before *server.Registration
+	eventually(t, "the Update processed", func() bool {
+		before, _ = ta.a.srv.Registration("phoenix-1")
+		return before.LastUpdate.After(first.LastUpdate)
+	})
 
 	ta.shutdown()
-	cfg.Listen.CoAP = first // the device keeps talking to the same port
+	cfg.Listen.CoAP = coapAddr // the device keeps talking to the same port
 	a2, stop2 := startStoppable(t, cfg)
-	if reg, ok := a2.srv.Registration("phoenix-1"); !ok || reg.ID != before.ID {
-		t.Fatalf("registration after a restart: %+v, want %s restored", reg, before.ID)
+	if reg, ok := a2.srv.Registration("phoenix-1"); !ok || reg.ID != before.ID ||
+		!reg.LastUpdate.Equal(before.LastUpdate.Truncate(time.Millisecond)) {
+		t.Fatalf("registration after a restart: %+v, want %s restored, last update %v", reg, before.ID, before.LastUpdate)
 	}
 	if e, err := a2.db.Endpoint(context.Background(), "phoenix-1"); err != nil || !e.Online {
 		t.Fatalf("restored device not online: %+v %v", e, err)
