@@ -110,16 +110,21 @@ func (d *DB) Ingest(b Batch) error {
 	// And by the writer's progress: when it has committed nothing for
 	// half the flush interval while readings wait (a long compaction or
 	// retention transaction, a slow disk), new readings would likely miss
-	// the interval; refusing lets the device retry instead.
+	// the interval; refusing lets the device retry instead. Both clocks
+	// count: after an idle spell the last commit is long past, but
+	// readings that began to wait just now do not make a stuck writer.
 	if q > 0 && d.writerUp.Load() {
-		if idle := time.Duration(time.Now().UnixNano() - d.progress.Load()); idle > d.cfg.FlushInterval/2 {
+		since := max(d.progress.Load(), d.waitSince.Load())
+		if idle := time.Duration(time.Now().UnixNano() - since); idle > d.cfg.FlushInterval/2 {
 			d.stats.refused.Add(1)
 			return fmt.Errorf("store: ingest from %q: %w (writer busy for %v)", b.Endpoint, ErrQueueFull, idle.Round(time.Millisecond))
 		}
 	}
 	select {
 	case d.queue <- &batch{Batch: b, accepted: d.now(), queued: time.Now()}:
-		d.queuedRecords.Add(int64(len(b.Records)))
+		if n := int64(len(b.Records)); d.queuedRecords.Add(n) == n {
+			d.waitSince.Store(time.Now().UnixNano())
+		}
 		d.stats.accepted.Add(1)
 		d.stats.acceptedRecords.Add(uint64(len(b.Records)))
 		return nil
