@@ -6,7 +6,7 @@ RUNDIR  ?= .run
 GO      ?= go
 FUZZTIME ?= 20s
 
-.PHONY: all build run test test-short test-install vet fmt-check bench fuzz deb clean
+.PHONY: all build run test test-short test-install vet fmt-check tidy-check bench fuzz deb clean
 
 all: build
 
@@ -26,7 +26,12 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: fmt-check vet
+# go.mod lists what the code imports directly and nothing else: tidy must
+# have nothing to change (it prints the diff and fails when it would).
+tidy-check:
+	$(GO) mod tidy -diff
+
+test: fmt-check tidy-check vet
 	$(GO) test -race -timeout 20m ./...
 
 # The package tests (build both .debs, inspect them, run arm64 under qemu,

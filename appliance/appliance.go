@@ -157,14 +157,11 @@ func (a *Appliance) Run(ctx context.Context) error {
 	if err := db.SyncResourceTypes(ctx, reg); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	// Registrations live in memory: whatever the database says was online
-	// before this start must register again before it is shown online
-	// (reconnect.go asks the ones that listen to do so now).
+	// Devices online before this start; those whose registration was not
+	// saved are asked to register again (reconnect.go), once restore
+	// below tells which.
 	wasOnline, err := reconnectCandidates(ctx, db)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	if _, err := db.ExpireEndpoints(ctx, time.Now().Add(100*365*24*time.Hour), 0); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 
@@ -189,7 +186,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 	scfg := server.DefaultConfig()
 	scfg.DefaultLifetime = cfg.LwM2M.DefaultLifetime
 	scfg.AwakeWindow = cfg.LwM2M.QueueAwakeWindow
-	srv := server.New(scfg, server.WithHandler(life), server.WithRegistry(reg), server.WithLogger(a.base))
+	regs := newRegStore(db, a.base)
+	srv := server.New(scfg, server.WithHandler(life), server.WithRegistry(reg), server.WithLogger(a.base),
+		server.WithPersister(regs))
 	// Settings saved in the web UI take effect at once, and those saved
 	// before this start override the conffile's values.
 	sets.apply = func(v webui.Settings) {
@@ -203,6 +202,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	a.srv = srv
 	life.srv = srv
+	// Registrations saved by the last run are given back before any
+	// listener runs, so their devices notice no restart (registrations.go).
+	restored, err := restoreRegistrations(ctx, db, srv, scfg.ExpiryGrace, a.log)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	life.restored(restored)
+	retrigger := notRestored(wasOnline, restored)
 	disp := newDispatcher(db, srv, a.base, cfg.LwM2M.OperationAttempts, a.opTimeout, life.reachable,
 		func(op store.Operation) {
 			broker.Publish(webui.LiveEvent{Kind: "operation", Endpoint: op.Endpoint, Time: op.Updated, OperationID: op.ID, Status: op.Status})
@@ -333,6 +340,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	run("store", db.Run)
 	run("device-logs", db.RunLogs)
+	run("registrations", regs.Run)
 	run("coap", func(ctx context.Context) error { return srv.Serve(ctx, udp) })
 	if dtlsSrv != nil {
 		run("dtls", dtlsSrv.Run)
@@ -380,7 +388,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		"coap", addrs.CoAP, "coaps", addrs.CoAPS, "bootstrap", addrs.Bootstrap, "bootstrap_dtls", addrs.BootstrapDTLS,
 		"data_dir", cfg.DataDir)
 	close(a.ready)
-	life.wg.Go(func() { reconnect(life.ctx, srv, wasOnline, a.log) })
+	life.wg.Go(func() { reconnect(life.ctx, srv, retrigger, a.log) })
 	return a.wait(g)
 }
 

@@ -140,7 +140,7 @@ func startBare(t *testing.T, cfg Config) *Appliance {
 		cancel()
 		select {
 		case <-done:
-		case <-time.After(20 * time.Second):
+		case <-time.After(time.Minute): // a bound against hangs
 			t.Error("appliance did not stop")
 		}
 	})
@@ -148,7 +148,7 @@ func startBare(t *testing.T, cfg Config) *Appliance {
 	case <-a.Ready():
 	case err := <-done:
 		t.Fatalf("appliance stopped: %v", err)
-	case <-time.After(30 * time.Second):
+	case <-time.After(time.Minute): // a bound against hangs
 		t.Fatal("appliance not ready")
 	}
 	return a
@@ -168,7 +168,7 @@ func runDevice(t *testing.T, dc simulation.DeviceConfig, opts ...simulation.Devi
 	case <-d.Client().Registered():
 	case <-done:
 		t.Fatalf("%s stopped before registering", dc.Endpoint)
-	case <-time.After(20 * time.Second):
+	case <-time.After(time.Minute): // a bound against hangs
 		t.Fatalf("%s did not register", dc.Endpoint)
 	}
 	return d

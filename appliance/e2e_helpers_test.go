@@ -137,7 +137,7 @@ func (ta *testAppliance) do(method, path string, body any, want int, out any) {
 // test could wait on for all of them.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a bound against hangs on a loaded machine
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -238,7 +238,7 @@ func TestInteropZephyrEventLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := len(ta.logs("zephyr-evlog", "")); n != 4 {
-		t.Fatalf("%d lines after LogStop, want 4", n)
+		t.Fatalf("%d lines after LogStop, want 4: %+v", n, ta.logs("zephyr-evlog", ""))
 	}
 	if !strings.Contains(fmt.Sprint(ta.logs("zephyr-evlog", "q=i2c")), "i2c read -5") {
 		t.Fatal("text search")

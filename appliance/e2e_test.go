@@ -13,7 +13,9 @@ import (
 
 	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/dtls"
+	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/simulation"
+	"github.com/flownexus/flownexus/store"
 )
 
 // TestEndToEndDeviceLifecycle drives the appliance as a user would: a
@@ -321,27 +323,59 @@ func TestEndToEndSettingsApplyAtOnce(t *testing.T) {
 }
 
 // TestEndToEndRestartBringsDevicesBack: after the appliance restarts, a
-// plain-CoAP device that was online registers again within moments (the
-// appliance triggers its Update) instead of after its lifetime.
+// plain-CoAP device keeps its registration (restored, not registered
+// again); one whose registration was not saved (a database from before
+// registrations were saved) registers again within moments, because the
+// appliance triggers its Update, instead of after its lifetime.
 func TestEndToEndRestartBringsDevicesBack(t *testing.T) {
 	cfg := testConfig(t)
 	ta := startAppliance(t, cfg)
-	first := ta.a.Addrs().CoAP
-	ta.startDevice("phoenix-1", func(dc *simulation.DeviceConfig) {
+	coapAddr := ta.a.Addrs().CoAP
+	dev, _ := ta.startDevice("phoenix-1", func(dc *simulation.DeviceConfig) {
 		dc.Lifetime = time.Hour // its own next Update is far away
 	})
 	eventually(t, "online", func() bool { d, ok := ta.device("phoenix-1"); return ok && d.Online })
-	before, _ := ta.a.srv.Registration("phoenix-1")
+	first, _ := ta.a.srv.Registration("phoenix-1")
+	// An Update that changes nothing is saved in a batch, at the latest
+	// when the appliance stops.
+	dev.Client().TriggerUpdate()
+	var before *server.Registration
+	eventually(t, "the Update processed", func() bool {
+		before, _ = ta.a.srv.Registration("phoenix-1")
+		return before.LastUpdate.After(first.LastUpdate)
+	})
 
 	ta.shutdown()
-	cfg.Listen.CoAP = first // the device keeps talking to the same port
-	a2 := startBare(t, cfg)
+	cfg.Listen.CoAP = coapAddr // the device keeps talking to the same port
+	a2, stop2 := startStoppable(t, cfg)
+	if reg, ok := a2.srv.Registration("phoenix-1"); !ok || reg.ID != before.ID ||
+		!reg.LastUpdate.Equal(before.LastUpdate.Truncate(time.Millisecond)) {
+		t.Fatalf("registration after a restart: %+v, want %s restored, last update %v", reg, before.ID, before.LastUpdate)
+	}
+	if e, err := a2.db.Endpoint(context.Background(), "phoenix-1"); err != nil || !e.Online {
+		t.Fatalf("restored device not online: %+v %v", e, err)
+	}
+	if st := a2.srv.Stats(); st.Registrations != 0 {
+		t.Fatalf("%d Registers after the restart", st.Registrations)
+	}
+	stop2()
+
+	// As if the registration had never been saved.
+	db, err := store.Open(context.Background(), a2.storeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteRegistration(context.Background(), "phoenix-1", before.ID); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	a3 := startBare(t, cfg)
 	eventually(t, "registered again after the restart", func() bool {
-		reg, ok := a2.srv.Registration("phoenix-1")
+		reg, ok := a3.srv.Registration("phoenix-1")
 		return ok && reg.ID != before.ID
 	})
 	eventually(t, "online in the store", func() bool {
-		e, err := a2.db.Endpoint(context.Background(), "phoenix-1")
+		e, err := a3.db.Endpoint(context.Background(), "phoenix-1")
 		return err == nil && e.Online
 	})
 }

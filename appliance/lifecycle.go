@@ -76,6 +76,19 @@ func (l *lifecycle) reachable(ep string) bool {
 	return time.Since(u.at) < l.policy().AwakeWindow
 }
 
+// restored takes the registrations given back after a restart: a
+// queue-mode device is asleep until its next uplink, as the server takes
+// it to be.
+func (l *lifecycle) restored(regs []*server.Registration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range regs {
+		if r.QueueMode {
+			l.uplink[r.Endpoint] = uplinkState{queue: true}
+		}
+	}
+}
+
 func (l *lifecycle) sawUplink(r *server.Registration) {
 	l.mu.Lock()
 	l.uplink[r.Endpoint] = uplinkState{at: time.Now(), queue: r.QueueMode}

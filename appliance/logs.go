@@ -46,8 +46,9 @@ type logCollector struct {
 	log *slog.Logger
 	now func() time.Time
 
-	mu    sync.Mutex
-	state map[logKey]*logState
+	mu     sync.Mutex
+	state  map[logKey]*logState
+	seeded map[string]bool // endpoints whose class and format were read from the store
 
 	cut, tooLarge, refused, hexLines atomic.Uint64
 }
@@ -65,7 +66,7 @@ type logState struct {
 }
 
 func newLogCollector(db *store.DB, log *slog.Logger) *logCollector {
-	return &logCollector{db: db, log: log, now: nowUTC, state: map[logKey]*logState{}}
+	return &logCollector{db: db, log: log, now: nowUTC, state: map[logKey]*logState{}, seeded: map[string]bool{}}
 }
 
 // logStats are the collector's counters for /metrics.
@@ -102,6 +103,7 @@ func (c *logCollector) take(ep string, recs []lwm2m.Record, pushed bool) ([]lwm2
 			}
 		}
 	}
+	c.seed(ep)
 	c.note(ep, recs)
 	received := c.now()
 	rest := make([]lwm2m.Record, 0, len(recs))
@@ -136,6 +138,30 @@ func (c *logCollector) take(ep string, recs []lwm2m.Record, pushed bool) ([]lwm2
 		return rest, err
 	}
 	return rest, nil
+}
+
+// seed recalls, once per endpoint and run, the LogClass and LogDataFormat
+// last stored as telemetry: after a restart that restored the device's
+// registration and observations, its lines keep their class.
+func (c *logCollector) seed(ep string) {
+	c.mu.Lock()
+	done := c.seeded[ep]
+	c.seeded[ep] = true
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	latest, err := c.db.Latest(ctx, ep)
+	if err != nil {
+		return
+	}
+	var recs []lwm2m.Record
+	for _, r := range latest {
+		recs = append(recs, lwm2m.Record{Path: r.Path, Value: r.Value})
+	}
+	c.note(ep, recs)
 }
 
 // note remembers the class and format a payload carries.
@@ -187,6 +213,7 @@ func (c *logCollector) forget(ep string) {
 			delete(c.state, k)
 		}
 	}
+	delete(c.seeded, ep)
 }
 
 // decode turns one LogData record into lines: only what is new since the
@@ -203,6 +230,9 @@ func (c *logCollector) decode(ep string, r lwm2m.Record) []store.LogEntry {
 		class, format = s.class, s.format
 		if r.Path.ResourceID() != lwm2m.LogDataID {
 			return // LogDataIncremental holds only new data
+		}
+		if len(data) == 0 {
+			return // an emptied collection (or a response that raced the first lines) says nothing
 		}
 		sum := sha256.Sum256(data)
 		grown := s.prevLen > 0 && len(data) >= s.prevLen && sha256.Sum256(data[:s.prevLen]) == s.prevSum
@@ -223,8 +253,11 @@ func (c *logCollector) decode(ep string, r lwm2m.Record) []store.LogEntry {
 	es := lwm2m.DecodeLogData(data, format, r.Path.Truncate(2), r.Time, maxLogLines-len(note))
 	out := make([]store.LogEntry, 0, len(es)+len(note))
 	for _, e := range es {
-		if strings.HasPrefix(e.Line, lwm2m.HexPrefix) {
+		switch {
+		case strings.HasPrefix(e.Line, lwm2m.HexPrefix):
 			c.hexLines.Add(1)
+		case strings.HasPrefix(e.Line, lwm2m.CutPrefix):
+			c.cut.Add(1)
 		}
 		out = append(out, store.LogEntry{Time: plausible(e.Time), Class: class, Severity: e.Severity, Line: e.Line})
 	}
@@ -291,19 +324,17 @@ func (l *lifecycle) armLogInstance(ctx context.Context, ep string, inst uint16, 
 		p := base.Append(lwm2m.LogClassID)
 		if err := l.srv.Write(ctx, ep, p, lwm2m.FormatText, []lwm2m.Record{{Path: p, Value: lwm2m.Int(int64(arm.class))}}, true); err != nil {
 			l.log.Info("log class not written", "endpoint", ep, "path", p, "err", err)
-		} else {
-			l.logs.note(ep, []lwm2m.Record{{Path: p, Value: lwm2m.Int(int64(arm.class))}})
 		}
 	}
+	// Class and format are kept like other readings (keep notes them for
+	// the collector), so that a restart can recall them.
 	if recs, err := l.srv.Read(ctx, ep, base.Append(lwm2m.LogDataFormatID), lwm2m.FormatNone); err == nil {
-		l.logs.note(ep, recs)
+		l.keep(ctx, ep, recs, "")
 	} else if !errors.Is(err, server.ErrNotFound) {
 		l.log.Info("log data format not read", "endpoint", ep, "err", err)
 	}
-	if arm.class == 0 {
-		if recs, err := l.srv.Read(ctx, ep, base.Append(lwm2m.LogClassID), lwm2m.FormatNone); err == nil {
-			l.logs.note(ep, recs)
-		}
+	if recs, err := l.srv.Read(ctx, ep, base.Append(lwm2m.LogClassID), lwm2m.FormatNone); err == nil {
+		l.keep(ctx, ep, recs, "")
 	}
 	if err := l.srv.Execute(ctx, ep, base.Append(lwm2m.LogStartID), ""); err != nil {
 		l.log.Info("LogStart failed", "endpoint", ep, "instance", inst, "err", err)

@@ -11,20 +11,30 @@ import (
 	"github.com/flownexus/flownexus/store"
 )
 
-// Registrations live in the LwM2M server's memory, so a restart (an
-// upgrade, a crash) loses them. Waiting for each device's next Update
-// leaves it offline, and its notifications unheard, for up to its whole
-// lifetime. Instead the appliance asks every plain-CoAP device that was
-// online and listening (not in queue mode) to Update now (Registration
-// Update Trigger, Core Appendix E.2); the Update finds no registration and
-// the device registers again at once. Queue-mode and DTLS devices come
-// back at their next uplink.
+// Registrations are saved and restored across restarts (registrations.go),
+// so a restart is invisible to devices and none needs to register again.
+// Some online devices may still have no saved registration: the first
+// start after an upgrade from a version that did not save them, or a
+// registration whose save failed or was cut by a crash. Left alone, such a
+// device stays offline, its notifications unheard, for up to its whole
+// lifetime. The appliance asks those that are plain CoAP, online and
+// listening (not in queue mode) to Update now (Registration Update
+// Trigger, Core Appendix E.2); the Update finds no registration and the
+// device registers again at once. Queue-mode and DTLS devices come back
+// at their next uplink.
 
-// reconnectCandidates lists the devices to trigger: online before this
-// start, plain CoAP, not in queue mode, with a known address.
-func reconnectCandidates(ctx context.Context, db *store.DB) ([]netip.AddrPort, error) {
+// reconnectCandidate is a device that was online before this start.
+type reconnectCandidate struct {
+	endpoint string
+	addr     netip.AddrPort
+}
+
+// reconnectCandidates lists the devices to trigger unless their
+// registration is restored: online before this start, plain CoAP, not in
+// queue mode, with a known address.
+func reconnectCandidates(ctx context.Context, db *store.DB) ([]reconnectCandidate, error) {
 	online := true
-	var out []netip.AddrPort
+	var out []reconnectCandidate
 	for offset := 0; ; offset += 1000 {
 		eps, _, err := db.ListEndpoints(ctx, store.EndpointQuery{Online: &online, SecurityMode: store.ModeNoSec, Limit: 1000, Offset: offset})
 		if err != nil {
@@ -35,13 +45,28 @@ func reconnectCandidates(ctx context.Context, db *store.DB) ([]netip.AddrPort, e
 				continue
 			}
 			if ap, err := netip.ParseAddrPort(e.Address); err == nil {
-				out = append(out, ap)
+				out = append(out, reconnectCandidate{endpoint: e.Name, addr: ap})
 			}
 		}
 		if len(eps) < 1000 {
 			return out, nil
 		}
 	}
+}
+
+// notRestored keeps the candidates whose registration was not restored.
+func notRestored(cands []reconnectCandidate, restored []*server.Registration) []netip.AddrPort {
+	have := make(map[string]bool, len(restored))
+	for _, r := range restored {
+		have[r.Endpoint] = true
+	}
+	var out []netip.AddrPort
+	for _, c := range cands {
+		if !have[c.endpoint] {
+			out = append(out, c.addr)
+		}
+	}
+	return out
 }
 
 // reconnect triggers the candidates, a few at a time so a large fleet does

@@ -165,8 +165,12 @@ const (
 	hexLineBytes = 32
 )
 
-// HexPrefix starts the lines that show undecodable bytes as hex.
-const HexPrefix = "[hex] "
+// HexPrefix starts the lines that show undecodable bytes as hex;
+// CutPrefix the line saying that lines beyond the limit were left out.
+const (
+	HexPrefix = "[hex] "
+	CutPrefix = "[cut] "
+)
 
 // DecodeLogData turns one LogData value into lines according to
 // LogDataFormat (resource 4015). Format 0 (or unknown) is a sequence of
@@ -198,7 +202,7 @@ func DecodeLogData(data []byte, format int64, inst Path, t time.Time, maxLines i
 	if maxLines > 0 && len(out) > maxLines {
 		cut := len(out) - (maxLines - 1)
 		out = append(out[:maxLines-1], LogEntry{Time: t, Severity: SeverityWarning,
-			Line: fmt.Sprintf("[flownexus] %d more lines of this record were cut (limit %d lines)", cut, maxLines)})
+			Line: fmt.Sprintf("%s%d more lines of this record were cut (limit %d lines)", CutPrefix, cut, maxLines)})
 	}
 	return out
 }

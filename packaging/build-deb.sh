@@ -33,7 +33,10 @@ go=${GO:-go}
 
 rm -rf "$build"
 mkdir -p "$build"
-gzip -9n <packaging/flownexus.1 >"$build/flownexus.1.gz"
+# The manual pages come from the binaries' own help (their hidden `man`
+# command), built for this host, so they say what the programs say.
+"$go" run ./cmd/flownexus man | gzip -9n >"$build/flownexus.1.gz"
+"$go" run ./cmd/flownexus-sim man | gzip -9n >"$build/flownexus-sim.1.gz"
 gzip -9n <packaging/changelog >"$build/changelog.gz"
 cp "$pubkey" "$build/update.pub"
 
@@ -58,6 +61,9 @@ for arch in ${ARCHES:-amd64 arm64}; do
 	CGO_ENABLED=1 GOOS=linux GOARCH=$arch CC=$cc \
 		"$go" build -trimpath -ldflags "-s -w -X $pkg/appliance.Version=$version" \
 		-o "$build/$arch/flownexus" ./cmd/flownexus
+	CGO_ENABLED=1 GOOS=linux GOARCH=$arch CC=$cc \
+		"$go" build -trimpath -ldflags "-s -w" \
+		-o "$build/$arch/flownexus-sim" ./cmd/flownexus-sim
 	ARCH=$arch VERSION=$version BUILD=$build \
 		"$go" tool nfpm package --config nfpm.yaml --packager deb --target "$dist/"
 done

@@ -159,6 +159,8 @@ func TestDebContents(t *testing.T) {
 				{"-rw-r--r--", "root/root", "./usr/share/doc/flownexus/copyright"},
 				{"-rw-r--r--", "root/root", "./usr/share/doc/flownexus/changelog.gz"},
 				{"-rw-r--r--", "root/root", "./usr/share/man/man1/flownexus.1.gz"},
+				{"-rwxr-xr-x", "root/root", "./usr/bin/flownexus-sim"},
+				{"-rw-r--r--", "root/root", "./usr/share/man/man1/flownexus-sim.1.gz"},
 			} {
 				found := false
 				for _, line := range strings.Split(contents, "\n") {
@@ -204,12 +206,13 @@ func TestDebContents(t *testing.T) {
 			// The man page and changelog are gzip'd as Debian policy wants.
 			root := t.TempDir()
 			output(t, "dpkg-deb", "-x", deb, root)
-			for _, gz := range []string{"usr/share/man/man1/flownexus.1.gz", "usr/share/doc/flownexus/changelog.gz"} {
+			for _, gz := range []string{"usr/share/man/man1/flownexus.1.gz", "usr/share/man/man1/flownexus-sim.1.gz", "usr/share/doc/flownexus/changelog.gz"} {
 				b, err := os.ReadFile(filepath.Join(root, gz))
 				if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
 					t.Errorf("%s is not gzip", gz)
 				}
 			}
+			checkManPages(t, root)
 			requireTools(t, "file")
 			fileOut := output(t, "file", "-b", filepath.Join(root, "usr/bin/flownexus"))
 			wantArch := map[string]string{"amd64": "x86-64", "arm64": "ARM aarch64"}[arch]
@@ -217,6 +220,30 @@ func TestDebContents(t *testing.T) {
 				t.Errorf("binary is %q, want a dynamically linked (cgo) %s ELF", fileOut, wantArch)
 			}
 		})
+	}
+}
+
+// checkManPages: every program in /usr/bin has its page (Debian policy
+// 12.1, lintian's no-manual-page), and man(1) renders each one.
+func checkManPages(t *testing.T, root string) {
+	t.Helper()
+	requireTools(t, "man")
+	bins, err := os.ReadDir(filepath.Join(root, "usr/bin"))
+	if err != nil || len(bins) == 0 {
+		t.Fatalf("no programs in usr/bin: %v", err)
+	}
+	for _, b := range bins {
+		page := filepath.Join(root, "usr/share/man/man1", b.Name()+".1.gz")
+		cmd := exec.Command("man", "-l", page)
+		cmd.Env = []string{"MANPAGER=cat", "PAGER=cat", "MANWIDTH=100", "LANG=C.UTF-8", "PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		text := string(out)
+		if err != nil || !strings.Contains(text, "NAME") || !strings.Contains(text, b.Name()+" - ") || !strings.Contains(text, "SYNOPSIS") {
+			t.Errorf("man -l %s: %v\n%s", page, err, lastLines(out, 20))
+		}
+		if strings.Contains(text, "warning:") {
+			t.Errorf("man -l %s warns:\n%s", page, lastLines(out, 20))
+		}
 	}
 }
 
@@ -241,9 +268,14 @@ func TestArm64BinaryUnderQemu(t *testing.T) {
 
 // TestSystemdAnalyzeVerify checks the unit files as shipped. verify also
 // checks that ExecStart= names an executable, and /usr/bin/flownexus is not
-// installed here, so the copies it checks run /bin/true instead.
+// installed here, so the copies it checks run /bin/true instead. Its
+// documentation check runs man(1) for every man: link of the units, against
+// the pages the amd64 package ships.
 func TestSystemdAnalyzeVerify(t *testing.T) {
-	requireTools(t, "systemd-analyze")
+	dist := debs(t)
+	requireTools(t, "systemd-analyze", "man")
+	pkg := t.TempDir()
+	output(t, "dpkg-deb", "-x", debPath(t, dist, "amd64"), pkg)
 	units := t.TempDir()
 	bin := "/bin/true"
 	var names []string
@@ -258,8 +290,9 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		}
 		names = append(names, filepath.Join(units, u))
 	}
-	cmd := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, names...)...)
-	cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+units+":", "SYSTEMD_LOG_LEVEL=notice")
+	cmd := exec.Command("systemd-analyze", append([]string{"verify", "--man=yes"}, names...)...)
+	cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+units+":", "SYSTEMD_LOG_LEVEL=notice",
+		"MANPATH="+filepath.Join(pkg, "usr/share/man"), "MANPAGER=cat", "PAGER=cat")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
@@ -370,6 +403,11 @@ func cachedRootfs(t *testing.T) string {
 		t.Fatalf("debootstrap: %v\n%s", err, lastLines(out, 20))
 	}
 	t.Logf("debootstrap took %s", time.Since(start).Round(time.Second))
+	// MkdirTemp made the tree's root 0700; a Debian / is 0755, and the
+	// service user must be able to enter it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tmp := tarball + ".tmp"
 	if out, err := exec.Command("tar", "-C", dir, "-cf", tmp, ".").CombinedOutput(); err != nil {
 		t.Fatalf("tar: %v\n%s", err, out)
@@ -400,6 +438,15 @@ func newChroot(t *testing.T) *chroot {
 	dir := t.TempDir()
 	if out, err := exec.Command("tar", "-C", dir, "-xf", tarball).CombinedOutput(); err != nil {
 		t.Fatalf("untar rootfs: %v\n%s", err, out)
+	}
+	// t.TempDir is 0700 and a tarball cached by an older test run carries
+	// a 0700 root too: either would keep the unprivileged service user out
+	// of its own /. Set what a Debian root has, whatever the cache held.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chroot", "--userspec=65534:65534", dir, "/bin/true").CombinedOutput(); err != nil {
+		t.Fatalf("an unprivileged user cannot use the chroot: %v\n%s", err, out)
 	}
 	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 		os.WriteFile(filepath.Join(dir, "etc/resolv.conf"), b, 0o644)

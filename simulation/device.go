@@ -30,6 +30,9 @@ type DeviceConfig struct {
 	// QueueMode and AwakeWindow make the device sleep between uplinks.
 	QueueMode   bool
 	AwakeWindow time.Duration
+	// ConfirmableNotify sends notifications as CON, so the server's
+	// acknowledgement (or refusal) of each one is seen.
+	ConfirmableNotify bool
 	// Seed makes the device's values repeatable.
 	Seed uint64
 	// TempMin and TempMax bound the temperature random walk (°C).
@@ -146,6 +149,7 @@ func NewDevice(cfg DeviceConfig, opts ...DeviceOption) (*Device, error) {
 	}
 	cc.Lifetime = cfg.Lifetime
 	cc.QueueMode = cfg.QueueMode
+	cc.ConfirmableNotify = cfg.ConfirmableNotify
 	if cfg.AwakeWindow > 0 {
 		cc.AwakeWindow = cfg.AwakeWindow
 	}

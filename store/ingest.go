@@ -103,11 +103,6 @@ func (d *DB) Ingest(b Batch) error {
 	// Bound the queue in readings too, so that what it accepts can be
 	// committed within the flush interval.
 	q := d.queuedRecords.Load()
-	if q == 0 {
-		// The writer's idleness counts from when readings wait, not
-		// from its last commit before a quiet spell.
-		d.progress.Store(time.Now().UnixNano())
-	}
 	if q > 0 && q+int64(len(b.Records)) > int64(d.cfg.QueueRecords) {
 		d.stats.refused.Add(1)
 		return fmt.Errorf("store: ingest from %q: %w (%d readings waiting)", b.Endpoint, ErrQueueFull, q)
@@ -115,16 +110,21 @@ func (d *DB) Ingest(b Batch) error {
 	// And by the writer's progress: when it has committed nothing for
 	// half the flush interval while readings wait (a long compaction or
 	// retention transaction, a slow disk), new readings would likely miss
-	// the interval; refusing lets the device retry instead.
+	// the interval; refusing lets the device retry instead. Both clocks
+	// count: after an idle spell the last commit is long past, but
+	// readings that began to wait just now do not make a stuck writer.
 	if q > 0 && d.writerUp.Load() {
-		if idle := time.Duration(time.Now().UnixNano() - d.progress.Load()); idle > d.cfg.FlushInterval/2 {
+		since := max(d.progress.Load(), d.waitSince.Load())
+		if idle := time.Duration(time.Now().UnixNano() - since); idle > d.cfg.FlushInterval/2 {
 			d.stats.refused.Add(1)
 			return fmt.Errorf("store: ingest from %q: %w (writer busy for %v)", b.Endpoint, ErrQueueFull, idle.Round(time.Millisecond))
 		}
 	}
 	select {
 	case d.queue <- &batch{Batch: b, accepted: d.now(), queued: time.Now()}:
-		d.queuedRecords.Add(int64(len(b.Records)))
+		if n := int64(len(b.Records)); d.queuedRecords.Add(n) == n {
+			d.waitSince.Store(time.Now().UnixNano())
+		}
 		d.stats.accepted.Add(1)
 		d.stats.acceptedRecords.Add(uint64(len(b.Records)))
 		return nil

@@ -402,7 +402,39 @@ func TestIngestRefusesWhileWriterStalls(t *testing.T) {
 	if err := d.Ingest(b); err != nil {
 		t.Fatalf("writer just committed: %v", err)
 	}
+	// The writer has been stuck, and the readings waiting, for a flush
+	// interval.
 	d.progress.Store(time.Now().Add(-cfg.FlushInterval).UnixNano())
+	d.waitSince.Store(time.Now().Add(-cfg.FlushInterval).UnixNano())
+	if err := d.Ingest(b); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("stalled writer: %v, want ErrQueueFull", err)
+	}
+	d.writerUp.Store(false)
+	d.drainQueue(context.Background())
+	if st := d.Stats(); st.Refused != 1 || st.CommittedRecords != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// TestIngestAcceptsAfterIdleWriter: after an idle spell the writer's last
+// commit is long past; readings that arrive together (a single and a
+// composite notification of one change) are not refused for it, as long
+// as they have not waited long themselves.
+func TestIngestAcceptsAfterIdleWriter(t *testing.T) {
+	cfg := testConfig(t)
+	d := openWith(t, cfg)
+	b := Batch{Endpoint: "dev", Records: []lwm2m.Record{rec("/3303/0/5700", lwm2m.Float(1), time.Time{})}}
+	d.writerUp.Store(true)
+	d.progress.Store(time.Now().Add(-time.Minute).UnixNano()) // idle for a minute
+	if err := d.Ingest(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ingest(b); err != nil {
+		t.Fatalf("second reading right after an idle spell: %v", err)
+	}
+	// Readings that did wait half the flush interval without a commit
+	// still make the next one refused.
+	d.waitSince.Store(time.Now().Add(-cfg.FlushInterval).UnixNano())
 	if err := d.Ingest(b); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("stalled writer: %v, want ErrQueueFull", err)
 	}

@@ -133,6 +133,7 @@ type DB struct {
 	rawRows       atomic.Int64 // uncompacted "resource" rows
 	queuedRecords atomic.Int64 // readings waiting in the queue
 	progress      atomic.Int64 // wall clock (ns) of the writer's last commit
+	waitSince     atomic.Int64 // wall clock (ns) when readings began to wait in an empty queue
 	writerUp      atomic.Bool  // Run is running
 	overrides     map[[2]uint16]time.Duration
 

@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdUpdateHelper(ctx, args[1:], e)
 	case "version", "--version", "-v":
 		err = cmdVersion(e)
+	case "man":
+		err = cmdMan(ctx, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

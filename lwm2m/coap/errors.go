@@ -22,6 +22,9 @@ var (
 	// ErrNotObserved: the peer answered an observe request without an
 	// Observe option, so no observation was established (RFC 7641 §3.1).
 	ErrNotObserved = errors.New("coap: observation not established")
+	// ErrObservationExists: Resume was given a token this endpoint already
+	// observes with.
+	ErrObservationExists = errors.New("coap: observation token in use")
 )
 
 // blockErr wraps ErrBlockTransfer with context.

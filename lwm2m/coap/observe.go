@@ -2,6 +2,7 @@ package coap
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -67,6 +68,32 @@ func (e *Endpoint) Observe(ctx context.Context, to Peer, req *Message, fn func(*
 	return o, resp, nil
 }
 
+// Resume re-establishes an observation that an earlier run of the process
+// registered on a peer with req (Token set, Observe=0 added here) and that
+// the peer still holds (RFC 7641 §3.1: the observer's state is only the
+// token and the request). Nothing is sent: notifications carrying the
+// token are delivered to fn as if Observe had made the observation. No
+// earlier notification is known, so the first one is taken whatever its
+// sequence number (§3.4). Call it before Run or while running.
+func (e *Endpoint) Resume(to Peer, req *Message, fn func(*Notification) error) (*Observation, error) {
+	if len(req.Token) == 0 || len(req.Token) > MaxTokenLength {
+		return nil, fmt.Errorf("coap: resume: token of %d bytes", len(req.Token))
+	}
+	m := cloneShallow(req)
+	m.SetObserve(0)
+	o := &Observation{e: e, token: m.Token, req: m, fn: fn, peer: to, active: true}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if e.obs[string(m.Token)] != nil || e.tokens[string(m.Token)] != nil {
+		return nil, ErrObservationExists
+	}
+	e.obs[string(m.Token)] = o
+	return o, nil
+}
+
 // Token is the observation's token.
 func (o *Observation) Token() []byte { return o.token }
 
@@ -108,13 +135,18 @@ func (o *Observation) Cancel(ctx context.Context) (*Message, error) {
 }
 
 // accepts reports whether a notification from p may belong to o: from the
-// same peer, or — for plain CoAP only — from a new address after NAT
-// rebinding, since the 8-byte random token already identifies it.
+// same peer; for plain CoAP from a new address after NAT rebinding, since
+// the 8-byte random token already identifies it; for DTLS from a new
+// session of the same authenticated identity (the device handshook again,
+// for example after the server restarted and lost the session).
 func (o *Observation) accepts(p Peer) bool {
 	if o.peer.Key() == p.Key() {
 		return true
 	}
-	return !o.peer.Secure() && !p.Secure()
+	if o.peer.Secure() || p.Secure() {
+		return o.peer.Secure() && p.Secure() && o.peer.Identity != "" && o.peer.Identity == p.Identity
+	}
+	return true
 }
 
 // newer reports whether notification v2 received at t2 is newer than v1

@@ -93,7 +93,7 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(20 * time.Second):
+	case <-time.After(time.Minute): // a bound against hangs
 		t.Fatalf("timed out waiting for %s", what)
 	}
 	var zero T

@@ -18,6 +18,11 @@
 // wake (until ctx ends) and fail with ErrNotRegistered, ErrTimeout or a
 // *ResponseError wrapping ErrNotFound, ErrMethodNotAllowed ….
 //
+// Registrations and observations can outlive the process: a Persister
+// (WithPersister) is told of every change, and Restore gives them back at
+// the next start, bound again to their transports, so a restart is
+// invisible to devices (no Register, same tokens, same location).
+//
 // It owns protocol behaviour only. Policy — who may register, what to
 // observe after a registration, where telemetry goes — belongs to the
 // appliance, which implements Handler. The server must not touch the store,

@@ -96,6 +96,7 @@ func (s *Server) observe(ctx context.Context, endpoint string, m *coap.Message, 
 	}
 	reg.obs[o.ID] = o
 	s.mu.Unlock()
+	s.persist.SaveObservation(o)
 	recs, _, err := s.decode(endpoint, resp, o.Format, base)
 	if err != nil {
 		return o, nil, err
@@ -110,23 +111,36 @@ func (s *Server) notified(reg *registration, o *Observation, base lwm2m.Path, n 
 		s.mu.Unlock()
 		return nil
 	}
-	if n.Peer.Key() != reg.snap.Peer.Key() && !n.Peer.Secure() {
-		// NAT rebinding seen through a notification.
+	var moved *Registration
+	if n.Peer.Key() != reg.snap.Peer.Key() && (!n.Peer.Secure() || n.Peer.Identity == reg.snap.Peer.Identity) {
+		// NAT rebinding seen through a notification, or a DTLS device
+		// that handshook again (the CoAP layer checked the identity).
 		s.rebindLocked(reg, n.Peer, reg.ep)
+		moved = reg.snapshot()
 	}
 	if !n.Message.Code.IsSuccess() {
 		// The device ended the observation (RFC 7641 §3.2: a notification
 		// with an error code, 4.04 when the resource went away).
-		if reg.obs[o.ID] == o {
+		ended := reg.obs[o.ID] == o
+		if ended {
 			delete(reg.obs, o.ID)
 		}
 		s.mu.Unlock()
+		if moved != nil {
+			s.persist.SaveRegistration(moved)
+		}
+		if ended {
+			s.persist.DeleteObservation(o)
+		}
 		s.st.notificationDrops.Add(1)
 		s.log.Info("device ended observation", "endpoint", o.Endpoint, "observation", o.ID, "code", n.Message.Code.String())
 		return nil
 	}
 	snap := reg.snapshot()
 	s.mu.Unlock()
+	if moved != nil {
+		s.persist.SaveRegistration(moved)
+	}
 	s.wakeUp(reg)
 	recs, _, err := s.decode(snap.Endpoint, n.Message, o.Format, base)
 	if err != nil {
@@ -163,26 +177,32 @@ func (s *Server) Observations(endpoint string) []*Observation {
 // forgotten and the device's next notification is answered with RST.
 func (s *Server) CancelObservation(ctx context.Context, o *Observation, proactive bool) error {
 	s.mu.Lock()
+	held := false
 	if reg := s.byEP[o.Endpoint]; reg != nil && reg.obs[o.ID] == o {
 		delete(reg.obs, o.ID)
+		held = true
 	}
+	c := o.c
 	s.mu.Unlock()
-	if o.c == nil {
+	if held {
+		s.persist.DeleteObservation(o)
+	}
+	if c == nil {
 		return nil
 	}
 	if !proactive {
-		o.c.Forget()
+		c.Forget()
 		return nil
 	}
 	ctx, cancel := s.withDeadline(ctx)
 	defer cancel()
 	t, err := s.awaitTarget(ctx, o.Endpoint)
 	if err != nil {
-		o.c.Forget()
+		c.Forget()
 		return err
 	}
 	s.st.requests.Add(1)
-	resp, err := o.c.Cancel(ctx)
+	resp, err := c.Cancel(ctx)
 	if err != nil {
 		s.st.requestErrors.Add(1)
 		return transportErr(o.Endpoint, err)

@@ -55,6 +55,7 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 		Binding:        "U",
 		SMSNumber:      p.sms,
 		Peer:           r.Peer,
+		Listener:       listenerOf(r.Endpoint),
 		RootPath:       rp.RootPath,
 		Objects:        rp.Objects,
 		ContentFormats: rp.ContentFormats,
@@ -97,14 +98,19 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 	s.byEP[reg.snap.Endpoint] = reg
 	s.byPeer[r.Peer.Key()] = reg
 	reg.timer = time.AfterFunc(snap.Lifetime+s.cfg.ExpiryGrace, func() { s.expire(reg) })
+	saved := reg.snapshot()
 	s.mu.Unlock()
 	s.st.registrations.Add(1)
 	if old != nil {
 		// A new Register replaces the registration and its observations
 		// (Core §6.2.1): the device has forgotten them.
 		for _, o := range oldObs {
-			o.c.Forget()
+			o.forget()
 		}
+		s.persist.DeleteRegistration(oldSnap)
+	}
+	s.persist.SaveRegistration(saved)
+	if old != nil {
 		s.st.replaced.Add(1)
 		s.h.Deregistered(ctx, oldSnap, ReasonReplaced)
 	}
@@ -143,7 +149,9 @@ func (s *Server) rebindLocked(reg *registration, p coap.Peer, ep *coap.Endpoint)
 		s.byPeer[p.Key()] = reg
 	}
 	reg.snap.Peer = p
-	reg.ep = ep
+	if ep != nil && ep != reg.ep {
+		s.attachLocked(reg, ep)
+	}
 }
 
 // update is Update, POST /rd/<id> (Core §6.2.2).
@@ -172,6 +180,7 @@ func (s *Server) update(ctx context.Context, r *coap.Request, id string) *coap.R
 		s.mu.Unlock()
 		return coap.ErrorResponse(coap.NotFound, "registration ended")
 	}
+	before := stateOf(&reg.snap)
 	sn := &reg.snap
 	if p.hasLt {
 		sn.Lifetime = p.lt
@@ -195,6 +204,11 @@ func (s *Server) update(ctx context.Context, r *coap.Request, id string) *coap.R
 	snap := reg.snapshot()
 	s.mu.Unlock()
 	s.st.updates.Add(1)
+	if stateOf(snap) == before {
+		s.persist.TouchRegistration(snap)
+	} else {
+		s.persist.SaveRegistration(snap)
+	}
 	s.h.Updated(ctx, snap)
 	resp = coap.NewResponse(coap.Changed)
 	resp.Then = func() { s.wakeUp(reg) }
@@ -216,9 +230,10 @@ func (s *Server) deregister(ctx context.Context, r *coap.Request, id string) *co
 	obs := s.removeLocked(reg)
 	s.mu.Unlock()
 	for _, o := range obs {
-		o.c.Forget()
+		o.forget()
 	}
 	s.st.deregistrations.Add(1)
+	s.persist.DeleteRegistration(snap)
 	s.h.Deregistered(ctx, snap, ReasonExplicit)
 	return coap.NewResponse(coap.Deleted)
 }
@@ -239,8 +254,9 @@ func (s *Server) Evict(ctx context.Context, endpoint string) bool {
 	obs := s.removeLocked(reg)
 	s.mu.Unlock()
 	for _, o := range obs {
-		o.c.Forget()
+		o.forget()
 	}
+	s.persist.DeleteRegistration(snap)
 	s.h.Deregistered(ctx, snap, ReasonEvicted)
 	return true
 }
@@ -290,9 +306,10 @@ func (s *Server) expire(reg *registration) {
 	obs := s.removeLocked(reg)
 	s.mu.Unlock()
 	for _, o := range obs {
-		o.c.Forget()
+		o.forget()
 	}
 	s.st.expirations.Add(1)
+	s.persist.DeleteRegistration(snap)
 	s.log.Debug("registration expired", "endpoint", snap.Endpoint, "id", snap.ID)
 	s.h.Deregistered(context.Background(), snap, ReasonExpired)
 }

@@ -32,6 +32,9 @@ type Registration struct {
 	// Peer is where the device's last uplink came from (Identity set for
 	// DTLS).
 	Peer coap.Peer
+	// Listener is the local address of the transport the device talks
+	// to (which of the server's listeners, plain CoAP or DTLS).
+	Listener string
 	// RootPath is the alternate path from </…>;rt="oma.lwm2m", "/" by
 	// default (Core §6.2.1.1, Transport §6.4).
 	RootPath string

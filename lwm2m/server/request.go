@@ -36,8 +36,10 @@ func (s *Server) awaitTarget(ctx context.Context, endpoint string) (target, erro
 			return target{}, fmt.Errorf("server: %s: %w", endpoint, ErrNotRegistered)
 		}
 		// A request woken by an uplink goes at once, however short the
-		// window: the device has just shown it is listening.
-		if woken || !reg.snap.QueueMode || time.Now().Before(reg.awake) {
+		// window: the device has just shown it is listening. A restored
+		// registration not yet bound to a transport waits for its
+		// device's next uplink too.
+		if reg.ep != nil && (woken || !reg.snap.QueueMode || time.Now().Before(reg.awake)) {
 			t := target{reg: reg, ep: reg.ep, peer: reg.snap.Peer, root: reg.snap.RootPath}
 			s.mu.Unlock()
 			return t, nil

@@ -21,6 +21,7 @@ import (
 type Server struct {
 	cfg     Config
 	h       Handler
+	persist Persister
 	reg     *lwm2m.Registry
 	log     *slog.Logger
 	baseLog *slog.Logger
@@ -89,14 +90,15 @@ func New(cfg Config, opts ...Option) *Server {
 		cfg.MaxLinksSize = d.MaxLinksSize
 	}
 	s := &Server{
-		cfg:    cfg,
-		h:      NopHandler{},
-		reg:    lwm2m.NewRegistry(),
-		log:    slog.New(slog.DiscardHandler),
-		byID:   make(map[string]*registration),
-		byEP:   make(map[string]*registration),
-		byPeer: make(map[coap.PeerKey]*registration),
-		eps:    make(map[*coap.Endpoint]struct{}),
+		cfg:     cfg,
+		h:       NopHandler{},
+		persist: nopPersister{},
+		reg:     lwm2m.NewRegistry(),
+		log:     slog.New(slog.DiscardHandler),
+		byID:    make(map[string]*registration),
+		byEP:    make(map[string]*registration),
+		byPeer:  make(map[coap.PeerKey]*registration),
+		eps:     make(map[*coap.Endpoint]struct{}),
 	}
 	for _, o := range opts {
 		o(s)
@@ -126,6 +128,7 @@ func (s *Server) Serve(ctx context.Context, t coap.Transport) error {
 	ep := coap.NewEndpoint(t, coap.HandlerFunc(s.serveCoAP), s.cfg.CoAP, opts...)
 	s.mu.Lock()
 	s.eps[ep] = struct{}{}
+	s.attachServeLocked(ep)
 	s.mu.Unlock()
 	s.log.Info("listening", "addr", t.LocalAddr().String())
 	err := ep.Run(ctx)
@@ -140,8 +143,8 @@ func (s *Server) Serve(ctx context.Context, t coap.Transport) error {
 
 // Close ends the server's bookkeeping: requests waiting for queue-mode
 // devices fail with ErrClosed and registrations stop expiring, without
-// Deregistered events (a restarted appliance finds the devices through
-// their next Update or Register). Stop the transports by cancelling the
+// Deregistered events or Persister deletions (a restarted server gets
+// them back through Restore). Stop the transports by cancelling the
 // contexts given to Serve.
 func (s *Server) Close() error {
 	s.mu.Lock()

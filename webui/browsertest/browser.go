@@ -47,7 +47,7 @@ func Start(t testing.TB) context.Context {
 // (with a screenshot) instead of hanging it.
 func Step(t testing.TB, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := chromedp.Do(sctx, actions...); err != nil {
 		Shot(t, ctx, "FAILED-"+strings.ReplaceAll(what, " ", "-"))
@@ -58,7 +58,7 @@ func Step(t testing.TB, ctx context.Context, what string, actions ...chromedp.Ac
 // Poll waits until a JavaScript condition holds in the page.
 func Poll(t testing.TB, ctx context.Context, what, cond string) {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if _, err := chromedp.Run(sctx, chromedp.Poll[bool](cond)); err != nil {
 		Shot(t, ctx, "FAILED-"+strings.ReplaceAll(what, " ", "-"))
@@ -69,7 +69,7 @@ func Poll(t testing.TB, ctx context.Context, what, cond string) {
 // Eval evaluates JavaScript to a string, awaiting it if it is a promise.
 func Eval(t testing.TB, ctx context.Context, js string) string {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	s, err := chromedp.Run(sctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -82,7 +82,7 @@ func Eval(t testing.TB, ctx context.Context, js string) string {
 // of the package under test, for a person to look at.
 func Shot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	b, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)) // quality 100 gives a PNG
 	if err != nil {
