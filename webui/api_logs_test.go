@@ -142,3 +142,51 @@ func TestLogPagesEscapeLines(t *testing.T) {
 		t.Fatal("viewer: LogStop button shown")
 	}
 }
+
+// The Settings page's log fields and a device page's log policy form.
+func TestLogForms(t *testing.T) {
+	e, a, o, v := adminEnv(t)
+	e.addDevice("dev", true)
+	ac, oc, vc := a.cookieClient(), o.cookieClient(), v.cookieClient()
+	form := url.Values{"retentionDays": {"14"}, "queueWindowSeconds": {"90"}, "logAutoStart": {"on"},
+		"logClass": {"4"}, "logRetentionDays": {"10"}, "logMaxMiB": {"32"}}
+	if res := ac.post("/settings", form); !strings.Contains(location(res), "saved") {
+		t.Fatalf("settings: %s", location(res))
+	}
+	m := v.want(200, "GET", "/api/v1/settings", nil)
+	if m["logAutoStart"] != true || m["logClass"] != 4.0 || m["logRetentionDays"] != 10.0 || m["logMaxMiB"] != 32.0 {
+		t.Fatalf("log settings saved: %v", m)
+	}
+	form.Set("logMaxMiB", "lots")
+	if res := ac.post("/settings", form); !strings.Contains(location(res), "log size limit must be a whole number") {
+		t.Fatalf("bad log size: %s", location(res))
+	}
+	form.Set("logMaxMiB", "32")
+	form.Set("logClass", "999")
+	if res := ac.post("/settings", form); !strings.Contains(location(res), "logClass") {
+		t.Fatalf("bad log class: %s", location(res))
+	}
+	// The settings page shows the saved values.
+	_, body := ac.do("GET", "/settings", nil)
+	if !strings.Contains(string(body), `name="logMaxMiB" min="0" value="32"`) {
+		t.Fatal("settings page lacks the log size")
+	}
+
+	if res := oc.post("/devices/dev/log-policy", url.Values{"autoStart": {"off"}, "class": {"0"}}); !strings.Contains(location(res), "Log collection saved") {
+		t.Fatalf("log policy: %s", location(res))
+	}
+	if p, _ := e.db.DeviceLogPolicy(context.Background(), "dev"); p.AutoStart != "off" {
+		t.Fatalf("policy %+v", p)
+	}
+	if res := oc.post("/devices/dev/log-policy", url.Values{"autoStart": {"sometimes"}}); !strings.Contains(location(res), "autoStart") {
+		t.Fatalf("bad policy: %s", location(res))
+	}
+	if res := vc.post("/devices/dev/log-policy", url.Values{"autoStart": {"on"}}); res.StatusCode != 403 {
+		t.Fatalf("viewer policy: %d", res.StatusCode)
+	}
+	// Back to following the global setting removes the override.
+	oc.post("/devices/dev/log-policy", url.Values{"autoStart": {""}, "class": {"0"}})
+	if _, body := oc.do("GET", "/devices/dev", nil); !strings.Contains(string(body), `<option value="" selected>as in Settings</option>`) {
+		t.Fatal("device page does not show the policy")
+	}
+}
