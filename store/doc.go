@@ -46,4 +46,12 @@
 // and the per-reading cost falls; a reading accepted by the queue is
 // committed well within FlushInterval. Subscribe reports committed
 // batches without letting a slow subscriber hold the writer up.
+//
+// # Device logs
+//
+// Log lines have a lane of their own (logs_lane.go): IngestLogs queues
+// them, bounded in lines and per device, and RunLogs commits them in
+// short transactions that step back while telemetry waits, so a log flood
+// only fills its own queue. Retention by age (reception time) and by size
+// (a running count kept in device_log_size) is the lane's too.
 package store

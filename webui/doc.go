@@ -19,6 +19,7 @@
 //
 //	broker := webui.NewBroker()
 //	go broker.FollowStore(ctx, db)            // registrations and values
+//	go logBroker.FollowLogs(ctx, db)          // device log lines (Deps.LogEvents)
 //	srv, err := webui.New(cfg, webui.Deps{
 //		Store: db, Data: webui.NewStoreData(db), Registry: reg,
 //		Operations: dispatcher, Provisioner: pki, Enrollment: enroller,
