@@ -1,0 +1,214 @@
+package appliance
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flownexus/flownexus/lwm2m/coap"
+	"github.com/flownexus/flownexus/lwm2m/dtls"
+)
+
+// simResult is the fleet simulator's phase: devices held and their cost.
+type simResult struct {
+	Devices          int     `json:"devices"`
+	Registered       int64   `json:"registered"`
+	RSSBefore        int64   `json:"rss_before_bytes"`
+	RSSHeld          int64   `json:"rss_held_bytes"`
+	GoroutinesBefore int64   `json:"goroutines_before"`
+	GoroutinesHeld   int64   `json:"goroutines_held"`
+	RSSPerDevice     float64 `json:"rss_bytes_per_device"`
+	GoroutinesPerDev float64 `json:"goroutines_per_device"`
+	Notifications    float64 `json:"notifications_in_window"`
+	WindowSeconds    float64 `json:"window_seconds"`
+	CPUMicros        float64 `json:"cpu_us_per_notification"`
+	RegisterSeconds  float64 `json:"seconds_to_register_all"`
+}
+
+// runSim starts flownexus-sim pinned to the load core with --devices N
+// plain-CoAP devices whose temperature changes every second, waits until
+// all are registered, then measures a steady window: RSS and goroutines
+// held per device, server CPU per notification.
+func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string) *simResult {
+	n := *benchSim
+	if n <= 0 {
+		return nil
+	}
+	res := &simResult{Devices: n}
+	m0 := app.metrics()
+	base := int64(m0["flownexus_registrations_current"])
+	res.RSSBefore, res.GoroutinesBefore = app.proc.rss(), int64(m0["go_goroutines"])
+	t0 := time.Now()
+	sim := startProc(t, out, "flownexus-sim", 1, nil, bin, "--server", "coap://"+app.coap, "--devices", strconv.Itoa(n),
+		"--endpoint-prefix", "sim-", "--lifetime", "600", "--start-spread", "5s", "--rate", "1s",
+		"--source-addrs", "127.0.0.20-127.0.0.27", "--duration", benchSimDur.String(), "--log-level", "warn")
+	if !waitFor(ctx, 60*time.Second, func() bool {
+		return int64(app.metrics()["flownexus_registrations_current"]) >= base+int64(n) || sim.exited()
+	}) || sim.exited() {
+		t.Errorf("flownexus-sim: not all %d devices registered; see %s", n, sim.log)
+		sim.stop()
+		return res
+	}
+	res.RegisterSeconds = time.Since(t0).Seconds()
+	// Settle one period, then the window until the simulator's end nears.
+	time.Sleep(2 * time.Second)
+	w0, c0 := app.metrics(), app.proc.cpu()
+	window := *benchSimDur - time.Since(t0) - 3*time.Second
+	if window < 2*time.Second {
+		window = 2 * time.Second
+	}
+	time.Sleep(window)
+	w1, c1 := app.metrics(), app.proc.cpu()
+	res.WindowSeconds = window.Seconds()
+	res.Registered = int64(w1["flownexus_registrations_current"]) - base
+	res.RSSHeld, res.GoroutinesHeld = app.proc.rss(), int64(w1["go_goroutines"])
+	res.RSSPerDevice = float64(res.RSSHeld-res.RSSBefore) / float64(n)
+	res.GoroutinesPerDev = float64(res.GoroutinesHeld-res.GoroutinesBefore) / float64(n)
+	res.Notifications = w1["flownexus_notifications_total"] - w0["flownexus_notifications_total"]
+	if res.Notifications > 0 {
+		res.CPUMicros = float64(c1-c0) / float64(time.Microsecond) / res.Notifications
+	}
+	<-sim.done
+	t.Logf("sim: %d devices held, %.0f B and %.2f goroutines per device, %.0f notifications in %.0fs at %.1f µs each",
+		res.Registered, res.RSSPerDevice, res.GoroutinesPerDev, res.Notifications, res.WindowSeconds, res.CPUMicros)
+	return res
+}
+
+// pskPhase: closed loops of a full PSK handshake (lwm2m/dtls client,
+// pion underneath) and a Register, then close; the server CPU per cycle.
+func pskPhase(t *testing.T, ctx context.Context, tg *benchTarget) phaseResult {
+	key := []byte(benchPSK)
+	conc := *benchPSKConc
+	eps := make([]string, conc)
+	for i := range eps {
+		eps[i] = fmt.Sprintf("psk-%03d", i)
+		if tg.http == "" {
+			continue
+		}
+		code, body, err := tg.api("POST", "/api/v1/devices", map[string]any{"endpoint": eps[i],
+			"security": map[string]string{"mode": "psk", "pskIdentity": eps[i], "pskKey": hex.EncodeToString(key)}})
+		if err != nil || code != http.StatusCreated {
+			t.Fatalf("provisioning %s: %d %v %s", eps[i], code, err, body)
+		}
+	}
+	var failures atomic.Int64
+	var firstErr atomic.Value
+	pr := measure(ctx, tg, "psk-handshake+register", conc, func() *loopResult {
+		r := &loopResult{perPeer: make([]int64, conc), lat: newLatencies()}
+		end := time.Now().Add(*benchPhase)
+		var wg sync.WaitGroup
+		for i, ep := range eps {
+			wg.Go(func() {
+				for time.Now().Before(end) && ctx.Err() == nil {
+					t0 := time.Now()
+					if err := pskRegister(ctx, tg.coaps, ep, key); err != nil {
+						failures.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+						r.lost.Add(1)
+						continue
+					}
+					r.completed.Add(1)
+					r.ok.Add(1)
+					r.perPeer[i]++
+					r.lat.add(time.Since(t0))
+				}
+			})
+		}
+		wg.Wait()
+		r.wall = time.Since(r.lat.t0)
+		return r
+	})
+	if n := failures.Load(); n > 0 {
+		pr.Note = fmt.Sprintf("%d failed, first: %v", n, firstErr.Load())
+	}
+	t.Logf("%-10s psk handshake+register %.1f µs/cycle, %.0f/s, %s", tg.name, pr.CPUMicros, pr.PerSec, pr.Note)
+	return pr
+}
+
+// pskRegister is one device's handshake and Register over DTLS.
+func pskRegister(ctx context.Context, addr, ep string, key []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := dtls.Dial(ctx, addr, dtls.ClientConfig{PSKIdentity: ep, PSK: key, HandshakeTimeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	p := &lgPeer{ep: ep, links: "</1/0>"}
+	m := p.registerMsg(3600)
+	m.MessageID, m.Token = 1, []byte{1, 2, 3, 4}
+	b, _ := m.Marshal()
+	if err := c.WriteTo(b, c.Peer()); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				done <- err
+				return
+			}
+			r, err := coap.Unmarshal(buf[:n])
+			if err == nil && r.MessageID == 1 && r.Type == coap.Acknowledgement {
+				if r.Code != coap.Created {
+					done <- fmt.Errorf("register over DTLS: %v %s", r.Code, r.Payload)
+				} else {
+					done <- nil
+				}
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("register over DTLS: %w", ctx.Err())
+	}
+}
+
+// webResult is the REST API's latency idle and while the fleet ingests.
+type webResult struct {
+	IdleP50  float64 `json:"idle_p50_ms"`
+	IdleP95  float64 `json:"idle_p95_ms"`
+	LoadP50  float64 `json:"ingesting_p50_ms"`
+	LoadP95  float64 `json:"ingesting_p95_ms"`
+	Requests int     `json:"ingesting_requests"`
+}
+
+// webLoad reads GET /api/v1/devices with the bearer token: n requests, or
+// until stop is closed (with 100 ms between requests, a user's pace).
+func webLoad(ctx context.Context, app *benchTarget, n int, stop <-chan struct{}) (p50, p95 float64, count int) {
+	var lat []time.Duration
+	for i := 0; n == 0 || i < n; i++ {
+		if ctx.Err() != nil {
+			break
+		}
+		t0 := time.Now()
+		code, _, err := app.api("GET", "/api/v1/devices", nil)
+		if err == nil && code == http.StatusOK {
+			lat = append(lat, time.Since(t0))
+		}
+		if stop != nil {
+			select {
+			case <-stop:
+				n = -1
+			case <-time.After(100 * time.Millisecond):
+			}
+			if n < 0 {
+				break
+			}
+		}
+	}
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
+	return ms(quantile(lat, 0.5)), ms(quantile(lat, 0.95)), len(lat)
+}
