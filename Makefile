@@ -6,7 +6,7 @@ RUNDIR  ?= .run
 GO      ?= go
 FUZZTIME ?= 20s
 
-.PHONY: all build run test test-short test-install vet fmt-check bench bench-micro fuzz deb clean
+.PHONY: all build run test test-short test-install vet fmt-check bench bench-micro bench-profile fuzz deb clean
 
 all: build
 
@@ -47,6 +47,15 @@ BENCHFLAGS ?=
 bench: build
 	FLOWNEXUS_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 60m ./appliance \
 	  -args -fnbench.bin=$(CURDIR)/bin -fnbench.out=$(CURDIR)/$(RUNDIR)/bench $(BENCHFLAGS)
+
+# A CPU profile of one request kind on the appliance run in-process
+# (PROFILE=update|send|notification|register), printed by go tool pprof.
+PROFILE ?= update
+bench-profile:
+	@mkdir -p $(RUNDIR)/bench
+	cd appliance && $(GO) test -count=1 -run '^$$' -bench 'BenchmarkApplianceInProcess/$(PROFILE)$$' -benchtime 4000x -timeout 10m \
+	  -cpuprofile $(CURDIR)/$(RUNDIR)/bench/$(PROFILE).cpu.out -o $(CURDIR)/$(RUNDIR)/bench/appliance.test .
+	$(GO) tool pprof -top -cum -nodecount=40 $(RUNDIR)/bench/appliance.test $(RUNDIR)/bench/$(PROFILE).cpu.out
 
 # The micro-benchmarks of the layers (Benchmark* in every package).
 bench-micro:

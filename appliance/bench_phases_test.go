@@ -169,10 +169,24 @@ type openResult struct {
 	LastP50      float64 `json:"last_window_p50_us"`
 	Dropped      float64 `json:"server_refused_notifications"` // the appliance's own counter
 	IngestRefuse float64 `json:"ingest_batches_refused"`
+	// The appliance's CPU while idle (timers, checkpoints) is taken out:
+	// at a fixed rate it would otherwise be charged to the notifications.
+	IdleCPUPerSec float64 `json:"idle_cpu_ms_per_s"`
+	NetCPUMicros  float64 `json:"net_cpu_us_per_notification"`
+}
+
+// idleCPU is the server's CPU time per second of wall time while no load
+// runs, over span.
+func idleCPU(tg *benchTarget, span time.Duration) float64 {
+	c0, t0 := tg.proc.cpu(), time.Now()
+	time.Sleep(span)
+	return float64(tg.proc.cpu()-c0) / float64(time.Since(t0))
 }
 
 func openLoop(ctx context.Context, tg *benchTarget, peers []*lgPeer, every, dur time.Duration) openResult {
 	res := openResult{Devices: len(peers), EverySeconds: every.Seconds()}
+	idle := idleCPU(tg, 3*time.Second)
+	res.IdleCPUPerSec = idle * 1000
 	m0 := tg.metrics()
 	c0 := tg.proc.cpu()
 	lat := newLatencies()
@@ -215,11 +229,13 @@ func openLoop(ctx context.Context, tg *benchTarget, peers []*lgPeer, every, dur 
 	res.Seconds = time.Since(lat.t0).Seconds()
 	tg.drain(ctx)
 	c1 := tg.proc.cpu()
+	elapsed := time.Since(lat.t0)
 	m1 := tg.metrics()
 	res.Sent, res.Acked, res.Refused = sent.Load(), acked.Load(), refused.Load()
 	if res.Acked > 0 {
 		res.PerSec = float64(res.Acked) / dur.Seconds()
 		res.CPUMicros = float64(c1-c0) / float64(time.Microsecond) / float64(res.Acked)
+		res.NetCPUMicros = (float64(c1-c0) - idle*float64(elapsed)) / float64(time.Microsecond) / float64(res.Acked)
 	}
 	p50, p99, _ := lat.quantiles(0, math.MaxInt64)
 	res.P50Micros, res.P99Micros = us(p50), us(p99)
