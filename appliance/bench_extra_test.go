@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 // simResult is the fleet simulator's phase: devices held and their cost.
 type simResult struct {
+	Transport        string  `json:"transport"`
 	Devices          int     `json:"devices"`
 	Registered       int64   `json:"registered"`
 	RSSBefore        int64   `json:"rss_before_bytes"`
@@ -36,19 +38,43 @@ type simResult struct {
 // plain-CoAP devices whose temperature changes every second, waits until
 // all are registered, then measures a steady window: RSS and goroutines
 // held per device, server CPU per notification.
-func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string) *simResult {
+func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string, secure bool) *simResult {
 	n := *benchSim
+	if secure {
+		n = *benchSimDTLS
+	}
 	if n <= 0 {
 		return nil
 	}
-	res := &simResult{Devices: n}
+	res := &simResult{Devices: n, Transport: "CoAP"}
+	args := []string{"--server", "coap://" + app.coap, "--devices", strconv.Itoa(n), "--endpoint-prefix", "sim-"}
+	if secure {
+		// Every device provisioned with its own PSK identity (the
+		// endpoint name) and the bench key, named exactly.
+		res.Transport = "CoAP/DTLS PSK"
+		key := hex.EncodeToString([]byte(benchPSK))
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("simdtls-%05d", i)
+			code, body, err := app.api("POST", "/api/v1/devices", map[string]any{"endpoint": names[i],
+				"security": map[string]string{"mode": "psk", "pskIdentity": names[i], "pskKey": key}})
+			if err != nil || code != http.StatusCreated {
+				t.Fatalf("provisioning %s: %d %v %s", names[i], code, err, body)
+			}
+		}
+		args = []string{"--server", "coaps://" + app.coaps, "--endpoint", strings.Join(names, ","),
+			"--psk-key", key, "--psk-identity-prefix", ""}
+	}
 	m0 := app.metrics()
 	base := int64(m0["flownexus_registrations_current"])
 	res.RSSBefore, res.GoroutinesBefore = app.proc.rss(), int64(m0["go_goroutines"])
 	t0 := time.Now()
-	sim := startProc(t, out, "flownexus-sim", 1, nil, bin, "--server", "coap://"+app.coap, "--devices", strconv.Itoa(n),
-		"--endpoint-prefix", "sim-", "--lifetime", "600", "--start-spread", "5s", "--rate", "1s",
-		"--source-addrs", "127.0.0.20-127.0.0.27", "--duration", benchSimDur.String(), "--log-level", "warn")
+	name := "flownexus-sim"
+	if secure {
+		name += "-dtls"
+	}
+	sim := startProc(t, out, name, 1, nil, bin, append(args, "--lifetime", "600", "--start-spread", "5s", "--rate", "1s",
+		"--source-addrs", "127.0.0.20-127.0.0.27", "--duration", benchSimDur.String(), "--log-level", "warn")...)
 	if !waitFor(ctx, 60*time.Second, func() bool {
 		return int64(app.metrics()["flownexus_registrations_current"]) >= base+int64(n) || sim.exited()
 	}) || sim.exited() {
@@ -76,8 +102,10 @@ func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string
 		res.CPUMicros = float64(c1-c0) / float64(time.Microsecond) / res.Notifications
 	}
 	<-sim.done
-	t.Logf("sim: %d devices held, %.0f B and %.2f goroutines per device, %.0f notifications in %.0fs at %.1f µs each",
-		res.Registered, res.RSSPerDevice, res.GoroutinesPerDev, res.Notifications, res.WindowSeconds, res.CPUMicros)
+	// The simulator de-registers its devices when it ends.
+	waitFor(ctx, 30*time.Second, func() bool { return int64(app.metrics()["flownexus_registrations_current"]) <= base })
+	t.Logf("sim (%s): %d devices held, %.0f B and %.2f goroutines per device, %.0f notifications in %.0fs at %.1f µs each",
+		res.Transport, res.Registered, res.RSSPerDevice, res.GoroutinesPerDev, res.Notifications, res.WindowSeconds, res.CPUMicros)
 	return res
 }
 

@@ -37,6 +37,7 @@ var (
 	benchFleetDur = flag.Duration("fnbench.fleet-time", 20*time.Second, "length of the open-loop notification phase")
 	benchSources  = flag.Int("fnbench.sources", 8, "loopback source addresses 127.0.0.2… the fleet is spread over")
 	benchSim      = flag.Int("fnbench.sim", 500, "devices of the flownexus-sim phase (devices held)")
+	benchSimDTLS  = flag.Int("fnbench.sim-dtls", 200, "devices of the flownexus-sim phase over DTLS with PSK (provisioned through the REST API)")
 	benchSimDur   = flag.Duration("fnbench.sim-time", 25*time.Second, "length of the flownexus-sim phase")
 	benchPSKConc  = flag.Int("fnbench.psk-peers", 4, "concurrent PSK handshake+Register loops")
 )
@@ -51,7 +52,7 @@ type benchReport struct {
 	Fleet    *openResult       `json:"fleet,omitempty"`
 	Observed int               `json:"fleet_observed"`
 	WebAPI   *webResult        `json:"web_api,omitempty"`
-	Sim      *simResult        `json:"sim,omitempty"`
+	Sim      []*simResult      `json:"sim,omitempty"`
 	Samples  []sample          `json:"samples"`
 	Peak     sample            `json:"peak"`
 	Notes    []string          `json:"notes,omitempty"`
@@ -86,8 +87,12 @@ func TestBench(t *testing.T) {
 	peers = append(peers, startRole(t, ctx, out, "echo", false))
 	sources := loopbackSources(*benchSources)
 
-	smp.setPhase("sim")
-	rep.Sim = runSim(t, ctx, app, filepath.Join(bin, "flownexus-sim"), out)
+	for _, secure := range []bool{false, true} {
+		smp.setPhase(map[bool]string{false: "sim", true: "sim-dtls"}[secure])
+		if r := runSim(t, ctx, app, filepath.Join(bin, "flownexus-sim"), out, secure); r != nil {
+			rep.Sim = append(rep.Sim, r)
+		}
+	}
 	for _, tg := range peers {
 		smp.setPhase("cost:" + tg.name)
 		rep.Phases = append(rep.Phases, costPhases(t, ctx, tg, sources)...)

@@ -86,9 +86,11 @@ func renderMarkdown(r *benchReport) string {
 	if x := r.WebAPI; x != nil {
 		w("\n## Web API: GET /api/v1/devices (bearer token)\n\n| | p50 | p95 |\n| --- | --- | --- |\n| idle | %.2f ms | %.2f ms |\n| while the fleet ingests (%d requests) | %.2f ms | %.2f ms |\n", x.IdleP50, x.IdleP95, x.Requests, x.LoadP50, x.LoadP95)
 	}
-	if s := r.Sim; s != nil {
-		w("\n## Devices held (flownexus-sim, plain CoAP)\n\n| devices | registered | RSS before → held | per device | goroutines before → held | per device | notifications in window | server CPU per notification | seconds to register all |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-		w("| %d | %d | %s → %s | %.1f KiB | %d → %d | %.2f | %.0f in %.0f s | %.1f µs | %.1f |\n", s.Devices, s.Registered, mib(s.RSSBefore), mib(s.RSSHeld), s.RSSPerDevice/1024, s.GoroutinesBefore, s.GoroutinesHeld, s.GoroutinesPerDev, s.Notifications, s.WindowSeconds, s.CPUMicros, s.RegisterSeconds)
+	if len(r.Sim) > 0 {
+		w("\n## Devices held (flownexus-sim, values changing every second)\n\n| transport | devices | registered | RSS before → held | per device | goroutines before → held | per device | notifications in window | server CPU per notification | seconds to register all |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	}
+	for _, s := range r.Sim {
+		w("| %s | %d | %d | %s → %s | %.1f KiB | %d → %d | %.2f | %.0f in %.0f s | %.1f µs | %.1f |\n", s.Transport, s.Devices, s.Registered, mib(s.RSSBefore), mib(s.RSSHeld), s.RSSPerDevice/1024, s.GoroutinesBefore, s.GoroutinesHeld, s.GoroutinesPerDev, s.Notifications, s.WindowSeconds, s.CPUMicros, s.RegisterSeconds)
 	}
 	w("\n## The appliance over the run (sampled every second; every %dth sample shown)\n\n", sampleStride(len(r.Samples)))
 	w("| t | phase | RSS | goroutines | registered | DB | WAL | CPU s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
