@@ -2,7 +2,9 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -109,14 +111,52 @@ func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string
 	return res
 }
 
-// pskPhase: closed loops of a full PSK handshake (lwm2m/dtls client,
-// pion underneath) and a Register, then close; the server CPU per cycle.
-func pskPhase(t *testing.T, ctx context.Context, tg *benchTarget) phaseResult {
+// provisionCerts creates n x509 devices on the appliance and returns their
+// certificates (issued by the appliance's CA), by endpoint name.
+func provisionCerts(t *testing.T, app *benchTarget, n int) map[string]tls.Certificate {
+	out := map[string]tls.Certificate{}
+	for i := range n {
+		ep := fmt.Sprintf("x509-%03d", i)
+		code, body, err := app.api("POST", "/api/v1/devices", map[string]any{"endpoint": ep,
+			"security": map[string]string{"mode": "x509"}})
+		if err != nil || code != http.StatusCreated {
+			t.Fatalf("provisioning %s: %d %v %s", ep, code, err, body)
+		}
+		var r struct {
+			Security struct{ Certificate, PrivateKey string }
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.X509KeyPair([]byte(r.Security.Certificate), []byte(r.Security.PrivateKey))
+		if err != nil {
+			t.Fatalf("certificate of %s: %v", ep, err)
+		}
+		out[ep] = c
+	}
+	return out
+}
+
+// dtlsPhase: closed loops of a full DTLS handshake (lwm2m/dtls client,
+// pion underneath), PSK or with the device certificates in certs, and a
+// Register, then close; the server CPU per cycle.
+func dtlsPhase(t *testing.T, ctx context.Context, tg *benchTarget, certs map[string]tls.Certificate) phaseResult {
 	key := []byte(benchPSK)
 	conc := *benchPSKConc
 	eps := make([]string, conc)
+	addr, phase := tg.coaps, "psk-handshake+register"
+	if certs != nil {
+		addr, phase = tg.coapsCert, "cert-handshake+register"
+		if addr == "" {
+			return phaseResult{Target: tg.name, Phase: phase}
+		}
+	}
 	for i := range eps {
 		eps[i] = fmt.Sprintf("psk-%03d", i)
+		if certs != nil {
+			eps[i] = fmt.Sprintf("x509-%03d", i)
+			continue
+		}
 		if tg.http == "" {
 			continue
 		}
@@ -128,7 +168,7 @@ func pskPhase(t *testing.T, ctx context.Context, tg *benchTarget) phaseResult {
 	}
 	var failures atomic.Int64
 	var firstErr atomic.Value
-	pr := measure(ctx, tg, "psk-handshake+register", conc, func() *loopResult {
+	pr := measure(ctx, tg, phase, conc, func() *loopResult {
 		r := &loopResult{perPeer: make([]int64, conc), lat: newLatencies()}
 		end := time.Now().Add(*benchPhase)
 		var wg sync.WaitGroup
@@ -136,7 +176,14 @@ func pskPhase(t *testing.T, ctx context.Context, tg *benchTarget) phaseResult {
 			wg.Go(func() {
 				for time.Now().Before(end) && ctx.Err() == nil {
 					t0 := time.Now()
-					if err := pskRegister(ctx, tg.coaps, ep, key); err != nil {
+					cfg := dtls.ClientConfig{PSKIdentity: ep, PSK: key, HandshakeTimeout: 5 * time.Second}
+					if certs != nil {
+						c := certs[ep]
+						// The server's certificate is not checked: that is
+						// the device's cost, not the server's.
+						cfg = dtls.ClientConfig{Certificate: &c, InsecureSkipVerify: true, HandshakeTimeout: 5 * time.Second}
+					}
+					if err := dtlsRegister(ctx, addr, ep, cfg); err != nil {
 						failures.Add(1)
 						firstErr.CompareAndSwap(nil, err.Error())
 						r.lost.Add(1)
@@ -156,15 +203,15 @@ func pskPhase(t *testing.T, ctx context.Context, tg *benchTarget) phaseResult {
 	if n := failures.Load(); n > 0 {
 		pr.Note = fmt.Sprintf("%d failed, first: %v", n, firstErr.Load())
 	}
-	t.Logf("%-10s psk handshake+register %.1f µs/cycle, %.0f/s, %s", tg.name, pr.CPUMicros, pr.PerSec, pr.Note)
+	t.Logf("%-10s %s %.1f µs/cycle, %.0f/s, %s", tg.name, phase, pr.CPUMicros, pr.PerSec, pr.Note)
 	return pr
 }
 
-// pskRegister is one device's handshake and Register over DTLS.
-func pskRegister(ctx context.Context, addr, ep string, key []byte) error {
+// dtlsRegister is one device's handshake and Register over DTLS.
+func dtlsRegister(ctx context.Context, addr, ep string, cfg dtls.ClientConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := dtls.Dial(ctx, addr, dtls.ClientConfig{PSKIdentity: ep, PSK: key, HandshakeTimeout: 5 * time.Second})
+	c, err := dtls.Dial(ctx, addr, cfg)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ var (
 	benchSim      = flag.Int("fnbench.sim", 500, "devices of the flownexus-sim phase (devices held)")
 	benchSimDTLS  = flag.Int("fnbench.sim-dtls", 200, "devices of the flownexus-sim phase over DTLS with PSK (provisioned through the REST API)")
 	benchSimDur   = flag.Duration("fnbench.sim-time", 25*time.Second, "length of the flownexus-sim phase")
-	benchPSKConc  = flag.Int("fnbench.psk-peers", 4, "concurrent PSK handshake+Register loops")
+	benchPSKConc  = flag.Int("fnbench.psk-peers", 4, "concurrent DTLS handshake+Register loops (PSK and certificate)")
 )
 
 // benchReport is bench.json.
@@ -103,9 +103,12 @@ func TestBench(t *testing.T) {
 		smp.setPhase("fairness:" + tg.name)
 		rep.Phases = append(rep.Phases, fairPhase(t, ctx, tg, sources))
 	}
+	certs := provisionCerts(t, app, *benchPSKConc)
 	for _, tg := range peers[:2] {
 		smp.setPhase("psk:" + tg.name)
-		rep.Phases = append(rep.Phases, pskPhase(t, ctx, tg))
+		rep.Phases = append(rep.Phases, dtlsPhase(t, ctx, tg, nil))
+		smp.setPhase("cert:" + tg.name)
+		rep.Phases = append(rep.Phases, dtlsPhase(t, ctx, tg, certs))
 	}
 	for _, tg := range peers {
 		smp.setPhase("register:" + tg.name)

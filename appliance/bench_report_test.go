@@ -38,7 +38,7 @@ func renderMarkdown(r *benchReport) string {
 	}
 	w("\n\n## Server CPU per request (closed loop; µs, and requests/s completed)\n\n")
 	w("| phase | %s | appliance ÷ floor |\n| --- |%s --- |\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
-	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "fairness-update"} {
+	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register", "fairness-update"} {
 		row := ""
 		for _, c := range benchColumns {
 			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {
@@ -55,7 +55,7 @@ func renderMarkdown(r *benchReport) string {
 	}
 	w("\n## Latency of the closed loops (p50 / p99, µs) and lost requests\n\n")
 	w("| phase | %s |\n| --- |%s\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
-	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register"} {
+	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register"} {
 		row := ""
 		for _, c := range benchColumns {
 			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {

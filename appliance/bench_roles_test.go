@@ -2,6 +2,13 @@ package appliance
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"net"
 	"os"
 	"os/signal"
@@ -10,6 +17,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	pion "github.com/pion/dtls/v3"
 	gcdtls "github.com/plgd-dev/go-coap/v3/dtls"
@@ -29,7 +37,10 @@ const (
 	roleEnv  = "FLOWNEXUS_BENCH_ROLE"
 	roleAddr = "FLOWNEXUS_BENCH_ADDR"
 	roleDTLS = "FLOWNEXUS_BENCH_DTLS_ADDR"
-	rolePSK  = "FLOWNEXUS_BENCH_PSK"
+	// roleDTLSCert is go-coap's certificate listener: a self-signed
+	// ECDSA P-256 server certificate, a client certificate required.
+	roleDTLSCert = "FLOWNEXUS_BENCH_DTLS_CERT_ADDR"
+	rolePSK      = "FLOWNEXUS_BENCH_PSK"
 )
 
 // TestBenchRole is a peer process of the benchmark, not a test: without
@@ -46,7 +57,7 @@ func TestBenchRole(t *testing.T) {
 	case "echo":
 		err = runEcho(ctx, os.Getenv(roleAddr))
 	case "gocoap":
-		err = runGoCoap(ctx, os.Getenv(roleAddr), os.Getenv(roleDTLS), []byte(os.Getenv(rolePSK)))
+		err = runGoCoap(ctx, os.Getenv(roleAddr), os.Getenv(roleDTLS), os.Getenv(roleDTLSCert), []byte(os.Getenv(rolePSK)))
 	default:
 		t.Fatalf("unknown role %q", role)
 	}
@@ -81,7 +92,7 @@ func runEcho(ctx context.Context, addr string) error {
 // registration interface (POST /rd → 2.01 Location-Path rd/<n>, POST
 // /rd/<n> → 2.04, DELETE → 2.02, POST /dp → 2.04) and stores nothing: the
 // protocol cost of a Go CoAP stack, over UDP and over pion/dtls with PSK.
-func runGoCoap(ctx context.Context, addr, dtlsAddr string, psk []byte) error {
+func runGoCoap(ctx context.Context, addr, dtlsAddr, certAddr string, psk []byte) error {
 	var next atomic.Uint64
 	r := gcmux.NewRouter()
 	r.DefaultHandleFunc(func(w gcmux.ResponseWriter, m *gcmux.Message) {
@@ -130,6 +141,23 @@ func runGoCoap(ctx context.Context, addr, dtlsAddr string, psk []byte) error {
 		go func() { errc <- ds.Serve(dl) }()
 		defer ds.Stop()
 	}
+	if certAddr != "" {
+		cert, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		// The client certificate's signature (CertificateVerify) is
+		// checked; its chain is not, unlike the appliance's.
+		cfg := &pion.Config{Certificates: []tls.Certificate{cert}, ClientAuth: pion.RequireAnyClientCert,
+			CipherSuites: []pion.CipherSuiteID{pion.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, pion.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}
+		cl, err := gcnet.NewDTLSListener("udp", certAddr, cfg)
+		if err != nil {
+			return err
+		}
+		cs := gcdtls.NewServer(gcoptions.WithMux(r))
+		go func() { errc <- cs.Serve(cl) }()
+		defer cs.Stop()
+	}
 	select {
 	case <-ctx.Done():
 		s.Stop()
@@ -137,4 +165,20 @@ func runGoCoap(ctx context.Context, addr, dtlsAddr string, psk []byte) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// selfSigned makes the go-coap peer's ECDSA P-256 server certificate.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench-gocoap"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

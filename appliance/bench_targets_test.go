@@ -26,6 +26,9 @@ type benchTarget struct {
 	proc  *benchProc
 	coap  string // host:port
 	coaps string // host:port, "" without DTLS
+	// coapsCert is the CoAPS address for certificate handshakes: the
+	// appliance's one listener does both; go-coap gets a second.
+	coapsCert string
 	// appliance only
 	http    string
 	token   string
@@ -42,6 +45,7 @@ func startBenchAppliance(t *testing.T, ctx context.Context, out, bin string) *be
 		coap:  fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")),
 		coaps: fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")),
 		http:  fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))}
+	tg.coapsCert = tg.coaps
 	cfg := fmt.Sprintf(`data_dir = %q
 [listen]
 http = %q
@@ -97,7 +101,8 @@ func startRole(t *testing.T, ctx context.Context, out, role string, dtls bool) *
 	env := []string{roleEnv + "=" + role, roleAddr + "=" + tg.coap, rolePSK + "=" + benchPSK}
 	if dtls {
 		tg.coaps = fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
-		env = append(env, roleDTLS+"="+tg.coaps)
+		tg.coapsCert = fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
+		env = append(env, roleDTLS+"="+tg.coaps, roleDTLSCert+"="+tg.coapsCert)
 	}
 	exe, err := os.Executable()
 	if err != nil {
