@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,37 @@ type simResult struct {
 	WindowSeconds    float64 `json:"window_seconds"`
 	CPUMicros        float64 `json:"cpu_us_per_notification"`
 	RegisterSeconds  float64 `json:"seconds_to_register_all"`
+	// The simulator's own measure of its CON notifications' ACK latency
+	// over the whole run (flownexus-sim --confirmable).
+	Acks         int64   `json:"acks"`
+	AckP50Micros float64 `json:"ack_p50_us"`
+	AckP99Micros float64 `json:"ack_p99_us"`
+}
+
+// simAcks reads the simulator's final progress line (final=true … acks=N
+// ack_p50=… ack_p99=…) from its log.
+func simAcks(log string) (n int64, p50, p99 time.Duration) {
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return 0, 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, "final=true") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "acks":
+				n, _ = strconv.ParseInt(v, 10, 64)
+			case "ack_p50":
+				p50, _ = time.ParseDuration(v)
+			case "ack_p99":
+				p99, _ = time.ParseDuration(v)
+			}
+		}
+	}
+	return n, p50, p99
 }
 
 // runSim starts flownexus-sim pinned to the load core with --devices N
@@ -76,7 +108,7 @@ func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string
 		name += "-dtls"
 	}
 	sim := startProc(t, out, name, 1, nil, bin, append(args, "--lifetime", "600", "--start-spread", "5s", "--rate", "1s",
-		"--source-addrs", "127.0.0.20-127.0.0.27", "--duration", benchSimDur.String(), "--log-level", "warn")...)
+		"--source-addrs", "127.0.0.20-127.0.0.27", "--duration", benchSimDur.String(), "--confirmable", "--log-level", "info", "--stats-every", "5s")...)
 	if !waitFor(ctx, 60*time.Second, func() bool {
 		return int64(app.metrics()["flownexus_registrations_current"]) >= base+int64(n) || sim.exited()
 	}) || sim.exited() {
@@ -104,10 +136,13 @@ func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string
 		res.CPUMicros = float64(c1-c0) / float64(time.Microsecond) / res.Notifications
 	}
 	<-sim.done
+	var p50, p99 time.Duration
+	res.Acks, p50, p99 = simAcks(sim.log)
+	res.AckP50Micros, res.AckP99Micros = us(p50), us(p99)
 	// The simulator de-registers its devices when it ends.
 	waitFor(ctx, 30*time.Second, func() bool { return int64(app.metrics()["flownexus_registrations_current"]) <= base })
-	t.Logf("sim (%s): %d devices held, %.0f B and %.2f goroutines per device, %.0f notifications in %.0fs at %.1f µs each",
-		res.Transport, res.Registered, res.RSSPerDevice, res.GoroutinesPerDev, res.Notifications, res.WindowSeconds, res.CPUMicros)
+	t.Logf("sim (%s): %d devices held, %.0f B and %.2f goroutines per device, %.0f notifications in %.0fs at %.1f µs each; %d CON ACKed, p50 %.0f µs p99 %.0f µs",
+		res.Transport, res.Registered, res.RSSPerDevice, res.GoroutinesPerDev, res.Notifications, res.WindowSeconds, res.CPUMicros, res.Acks, res.AckP50Micros, res.AckP99Micros)
 	return res
 }
 

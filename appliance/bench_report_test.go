@@ -87,10 +87,10 @@ func renderMarkdown(r *benchReport) string {
 		w("\n## Web API: GET /api/v1/devices (bearer token)\n\n| | p50 | p95 |\n| --- | --- | --- |\n| idle | %.2f ms | %.2f ms |\n| while the fleet ingests (%d requests) | %.2f ms | %.2f ms |\n", x.IdleP50, x.IdleP95, x.Requests, x.LoadP50, x.LoadP95)
 	}
 	if len(r.Sim) > 0 {
-		w("\n## Devices held (flownexus-sim, values changing every second)\n\n| transport | devices | registered | RSS before → held | per device | goroutines before → held | per device | notifications in window | server CPU per notification | seconds to register all |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		w("\n## Devices held (flownexus-sim, values changing every second)\n\n| transport | devices | registered | RSS before → held | per device | goroutines before → held | per device | notifications in window | server CPU per notification | CON ACK p50 / p99 (simulator) | seconds to register all |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	}
 	for _, s := range r.Sim {
-		w("| %s | %d | %d | %s → %s | %.1f KiB | %d → %d | %.2f | %.0f in %.0f s | %.1f µs | %.1f |\n", s.Transport, s.Devices, s.Registered, mib(s.RSSBefore), mib(s.RSSHeld), s.RSSPerDevice/1024, s.GoroutinesBefore, s.GoroutinesHeld, s.GoroutinesPerDev, s.Notifications, s.WindowSeconds, s.CPUMicros, s.RegisterSeconds)
+		w("| %s | %d | %d | %s → %s | %.1f KiB | %d → %d | %.2f | %.0f in %.0f s | %.1f µs | %.0f / %.0f µs (%d) | %.1f |\n", s.Transport, s.Devices, s.Registered, mib(s.RSSBefore), mib(s.RSSHeld), s.RSSPerDevice/1024, s.GoroutinesBefore, s.GoroutinesHeld, s.GoroutinesPerDev, s.Notifications, s.WindowSeconds, s.CPUMicros, s.AckP50Micros, s.AckP99Micros, s.Acks, s.RegisterSeconds)
 	}
 	w("\n## The appliance over the run (sampled every second; every %dth sample shown)\n\n", sampleStride(len(r.Samples)))
 	w("| t | phase | RSS | goroutines | registered | DB | WAL | CPU s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
