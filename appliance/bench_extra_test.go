@@ -103,13 +103,16 @@ func runSim(t *testing.T, ctx context.Context, app *benchTarget, bin, out string
 	base := int64(m0["flownexus_registrations_current"])
 	res.RSSBefore, res.GoroutinesBefore = app.proc.rss(), int64(m0["go_goroutines"])
 	t0 := time.Now()
+	// Large fleets start over n/2000 s (at least 5 s) and get that long
+	// plus a minute to register.
+	spread := max(5*time.Second, time.Duration(n)*time.Second/2000)
 	name := "flownexus-sim"
 	if secure {
 		name += "-dtls"
 	}
-	sim := startProc(t, out, name, 1, nil, bin, append(args, "--lifetime", "600", "--start-spread", "5s", "--rate", "1s",
+	sim := startProc(t, out, name, 1, nil, bin, append(args, "--lifetime", "600", "--start-spread", spread.String(), "--rate", "1s",
 		"--source-addrs", "127.0.0.20-127.0.0.27", "--duration", benchSimDur.String(), "--confirmable", "--log-level", "info", "--stats-every", "5s")...)
-	if !waitFor(ctx, 60*time.Second, func() bool {
+	if !waitFor(ctx, spread+60*time.Second, func() bool {
 		return int64(app.metrics()["flownexus_registrations_current"]) >= base+int64(n) || sim.exited()
 	}) || sim.exited() {
 		t.Errorf("flownexus-sim: not all %d devices registered; see %s", n, sim.log)
