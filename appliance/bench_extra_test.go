@@ -325,3 +325,59 @@ func webLoad(ctx context.Context, app *benchTarget, n int, stop <-chan struct{})
 	ms := func(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 	return ms(quantile(lat, 0.5)), ms(quantile(lat, 0.95)), len(lat)
 }
+
+// floodResult is the Register flood from devices that never answer: what
+// the appliance holds during it and 10 s after.
+type floodResult struct {
+	Peers            int     `json:"peers"`
+	Seconds          float64 `json:"seconds"`
+	Registers        int64   `json:"registers_answered"`
+	GoroutinesBefore int64   `json:"goroutines_before"`
+	GoroutinesPeak   int64   `json:"goroutines_peak"`
+	GoroutinesAfter  int64   `json:"goroutines_10s_after"`
+	RSSBefore        int64   `json:"rss_before_bytes"`
+	RSSPeak          int64   `json:"rss_peak_bytes"`
+	RSSAfter         int64   `json:"rss_10s_after_bytes"`
+	CPUMicros        float64 `json:"cpu_us_per_register"`
+}
+
+// floodPhase: the cost peers' Register flood again, but the devices
+// announce 3/0 and 3303/0 and never answer the Read and Observe that each
+// registration queues (the issue's 47,045 goroutines).
+func floodPhase(t *testing.T, ctx context.Context, app *benchTarget, sources []string) *floodResult {
+	ps, err := newPeers(*benchPeers, app.coap, sources, "flood-", linksObserve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		p.silent = true
+	}
+	m0 := app.metrics()
+	res := &floodResult{Peers: len(ps), GoroutinesBefore: int64(m0["go_goroutines"]), RSSBefore: app.proc.rss()}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			res.GoroutinesPeak = max(res.GoroutinesPeak, int64(app.metrics()["go_goroutines"]))
+			res.RSSPeak = max(res.RSSPeak, app.proc.rss())
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	})
+	pr := measure(ctx, app, "register-silent", len(ps), func() *loopResult {
+		return closedLoop(ctx, ps, *benchPhase, func(p *lgPeer) (*coap.Message, bool) { return p.registerMsg(3600), false })
+	})
+	closePeers(ps)
+	time.Sleep(10 * time.Second)
+	close(stop)
+	wg.Wait()
+	m1 := app.metrics()
+	res.Seconds, res.Registers, res.CPUMicros = pr.Seconds, pr.OK, pr.CPUMicros
+	res.GoroutinesAfter, res.RSSAfter = int64(m1["go_goroutines"]), app.proc.rss()
+	t.Logf("silent Register flood: %d registers in %.0f s, goroutines %d → peak %d → %d 10 s after, RSS %s → %s → %s",
+		res.Registers, res.Seconds, res.GoroutinesBefore, res.GoroutinesPeak, res.GoroutinesAfter, mib(res.RSSBefore), mib(res.RSSPeak), mib(res.RSSAfter))
+	return res
+}

@@ -53,6 +53,7 @@ type benchReport struct {
 	Observed int               `json:"fleet_observed"`
 	WebAPI   *webResult        `json:"web_api,omitempty"`
 	Sim      []*simResult      `json:"sim,omitempty"`
+	Flood    *floodResult      `json:"register_flood_silent,omitempty"`
 	Samples  []sample          `json:"samples"`
 	Peak     sample            `json:"peak"`
 	Notes    []string          `json:"notes,omitempty"`
@@ -114,6 +115,8 @@ func TestBench(t *testing.T) {
 		smp.setPhase("register:" + tg.name)
 		rep.Phases = append(rep.Phases, registerPhase(t, ctx, tg, sources))
 	}
+	smp.setPhase("flood:silent")
+	rep.Flood = floodPhase(t, ctx, app, sources)
 	smp.setPhase("end")
 	rep.Samples, rep.Peak = smp.stop()
 	writeReport(t, out, rep)

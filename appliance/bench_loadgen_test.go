@@ -47,6 +47,9 @@ type lgPeer struct {
 	byToken  map[string]*call
 	obsToken []byte
 	observed chan struct{}
+	// silent peers never answer the server's requests: devices that went
+	// away, whose queued Reads and Observes the server has to give up.
+	silent bool
 }
 
 // newPeers opens n sockets spread over the loopback source addresses.
@@ -101,7 +104,7 @@ func (p *lgPeer) read() {
 			c.cb(m.Clone(), now.Sub(c.sent))
 			continue
 		}
-		if m.Type == coap.Confirmable && m.Code.IsRequest() {
+		if m.Type == coap.Confirmable && m.Code.IsRequest() && !p.silent {
 			p.answer(m)
 		}
 	}

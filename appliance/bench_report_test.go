@@ -92,6 +92,11 @@ func renderMarkdown(r *benchReport) string {
 	for _, s := range r.Sim {
 		w("| %s | %d | %d | %s → %s | %.1f KiB | %d → %d | %.2f | %.0f in %.0f s | %.1f µs | %.0f / %.0f µs (%d) | %.1f |\n", s.Transport, s.Devices, s.Registered, mib(s.RSSBefore), mib(s.RSSHeld), s.RSSPerDevice/1024, s.GoroutinesBefore, s.GoroutinesHeld, s.GoroutinesPerDev, s.Notifications, s.WindowSeconds, s.CPUMicros, s.AckP50Micros, s.AckP99Micros, s.Acks, s.RegisterSeconds)
 	}
+	if f := r.Flood; f != nil {
+		w("\n## Register flood from devices that never answer (%d peers, %.0f s)\n\n", f.Peers, f.Seconds)
+		w("| Registers answered | server CPU per Register | goroutines before → peak → 10 s after | RSS before → peak → 10 s after |\n| --- | --- | --- | --- |\n")
+		w("| %d | %.1f µs | %d → %d → %d | %s → %s → %s |\n", f.Registers, f.CPUMicros, f.GoroutinesBefore, f.GoroutinesPeak, f.GoroutinesAfter, mib(f.RSSBefore), mib(f.RSSPeak), mib(f.RSSAfter))
+	}
 	w("\n## The appliance over the run (sampled every second; every %dth sample shown)\n\n", sampleStride(len(r.Samples)))
 	w("| t | phase | RSS | goroutines | registered | DB | WAL | CPU s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	stride := sampleStride(len(r.Samples))
