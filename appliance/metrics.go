@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 )
 
@@ -54,5 +55,8 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 		m("flownexus_dtls_datagrams_dropped_total", "counter", "Datagrams dropped because a session queue was full.", d.Dropped)
 	}
 	m("flownexus_uptime_seconds", "gauge", "Seconds since start.", int64(time.Since(a.started).Seconds()))
+	// Goroutines bound the cost of held work (issue 15: a Register flood
+	// must not pile them up); the benchmark samples this gauge.
+	m("go_goroutines", "gauge", "Goroutines that currently exist.", runtime.NumGoroutine())
 	return bw.Flush()
 }
