@@ -193,4 +193,3 @@ func TestWALBounded(t *testing.T) {
 		t.Fatal("readers never ran")
 	}
 }
-
