@@ -302,8 +302,8 @@ func (l *lifecycle) Deregistered(ctx context.Context, r *server.Registration, re
 	l.log.Info("deregistered", "endpoint", r.Endpoint, "reason", reason)
 }
 
-// Notified queues a notification's values; a full queue answers 5.03 so the
-// device retries (issue: never drop silently).
+// Notified queues a notification's values. The server calls
+// NotifiedDeferred instead; Notified serves callers of the plain Handler.
 func (l *lifecycle) Notified(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record) error {
 	l.sawUplink(r)
 	event := ""
@@ -323,6 +323,47 @@ func (l *lifecycle) Sent(ctx context.Context, r *server.Registration, recs []lwm
 		l.disp.Uplink(r.Endpoint)
 	}
 	return l.ingest(ctx, r.Endpoint, recs, eventSend)
+}
+
+var _ server.DeferredHandler = (*lifecycle)(nil)
+
+// NotifiedDeferred stores a notification's values and has the server
+// acknowledge it only once they are committed (issue 13: acknowledged
+// means stored). A full queue refuses it: the device is not acknowledged
+// and retransmits. The number of notifications waiting for their commit
+// is bounded by the store's queue.
+func (l *lifecycle) NotifiedDeferred(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record, stored func(error)) error {
+	l.sawUplink(r)
+	event := ""
+	if o.Composite {
+		event = store.EventComposite
+	}
+	if r.QueueMode {
+		l.disp.Uplink(r.Endpoint)
+	}
+	return l.ingestThen(ctx, r.Endpoint, recs, event, stored)
+}
+
+// SentDeferred stores the values of a Send (/dp); the server answers 2.04
+// once they are committed.
+func (l *lifecycle) SentDeferred(ctx context.Context, r *server.Registration, recs []lwm2m.Record, stored func(error)) error {
+	l.sawUplink(r)
+	if r.QueueMode {
+		l.disp.Uplink(r.Endpoint)
+	}
+	return l.ingestThen(ctx, r.Endpoint, recs, eventSend, stored)
+}
+
+func (l *lifecycle) ingestThen(ctx context.Context, ep string, recs []lwm2m.Record, event string, stored func(error)) error {
+	if len(recs) == 0 {
+		stored(nil)
+		return nil
+	}
+	if err := l.db.IngestThen(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}, stored); err != nil {
+		return err
+	}
+	l.noteFirmware(ctx, ep, recs)
+	return nil
 }
 
 func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, event string) error {

@@ -103,6 +103,25 @@ type Handler interface {
 	Sent(ctx context.Context, r *Registration, recs []lwm2m.Record) error
 }
 
+// DeferredHandler is implemented by a Handler that stores values
+// asynchronously and must not have them acknowledged before they are
+// stored (acknowledged means stored). The server then calls these
+// instead of Notified and Sent, and answers the device only when stored
+// is called — without holding the device's CoAP worker meanwhile, so
+// other devices are served while a commit runs.
+type DeferredHandler interface {
+	// NotifiedDeferred takes a notification's values. A nil return
+	// promises exactly one call of stored, from any goroutine: nil
+	// acknowledges the notification; an error leaves it unacknowledged so
+	// the device retransmits it (a notification is a response, RFC 7641
+	// §1.2: there is no error answer to it, an ACK says "received" and an
+	// RST ends the observation). An error return refuses it at once.
+	NotifiedDeferred(ctx context.Context, r *Registration, o *Observation, recs []lwm2m.Record, stored func(error)) error
+	// SentDeferred takes a Send (/dp) payload likewise: stored(nil)
+	// answers 2.04, an error (returned or passed to stored) 5.03.
+	SentDeferred(ctx context.Context, r *Registration, recs []lwm2m.Record, stored func(error)) error
+}
+
 // NopHandler accepts every registration and drops every value. Embed it to
 // implement only some methods.
 type NopHandler struct{}
