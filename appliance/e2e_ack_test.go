@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type ackDevice struct {
 	tok  []byte
 	peer coap.Peer
 	obs  chan struct{}
+	loc  []string // registration location (rd/<id>)
 }
 
 func newAckDevice(t *testing.T, addr string, cc coap.Config) *ackDevice {
@@ -77,6 +79,7 @@ func (d *ackDevice) register(t *testing.T, ep string) {
 	if err != nil || resp.Code != coap.Created {
 		t.Fatalf("register: %v %v", resp, err)
 	}
+	d.loc = resp.LocationPath()
 	select {
 	case <-d.obs:
 	case <-time.After(30 * time.Second):
@@ -173,4 +176,57 @@ func TestNotificationAckAfterCommit(t *testing.T) {
 	if st := db.Stats(); st.Refused != 0 || st.Failed != 0 {
 		t.Fatalf("store refused or dropped batches: %+v", st)
 	}
+}
+
+// update sends an Update (Core §6.2.2) without parameters.
+func (d *ackDevice) update(t *testing.T) {
+	t.Helper()
+	m := &coap.Message{Code: coap.POST}
+	m.SetPath("/" + strings.Join(d.loc, "/"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := d.ep.Do(ctx, d.srv, m)
+	if err != nil || resp.Code != coap.Changed {
+		t.Fatalf("update: %v %v", resp, err)
+	}
+}
+
+// TestUpdateNothingPendingRunsNoStatement (issue 15): an Update that
+// changes nothing, for a device with no queued operation, writes no
+// endpoint row and queries no operation; an operation queued later is
+// still found at the next Update.
+func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	db, disp := ta.a.db, ta.a.disp()
+	d := newAckDevice(t, ta.a.Addrs().CoAP, coap.DefaultConfig())
+	d.register(t, "upd-dev")
+	settled := func() bool {
+		st := db.Stats()
+		return st.Committed == st.Accepted && st.QueueLen == 0
+	}
+	eventually(t, "registration settled", settled)
+	eventually(t, "first drain after the registration", func() bool { return disp.drains.Load() > 0 })
+	drains := disp.drains.Load()
+	before := db.Stats()
+	for range 3 {
+		d.update(t)
+	}
+	eventually(t, "three drains after the Updates", func() bool { return disp.drains.Load() >= drains+3 })
+	eventually(t, "update events committed", func() bool { return settled() && db.Stats().Committed >= before.Committed+3 })
+	after := db.Stats()
+	if n := after.OperationQueries - before.OperationQueries; n != 0 {
+		t.Errorf("%d operations queries for 3 Updates with nothing pending, want 0", n)
+	}
+	if n := after.EndpointWrites - before.EndpointWrites; n != 0 {
+		t.Errorf("%d endpoint writes for 3 Updates that changed nothing, want 0", n)
+	}
+	// What is queued while the device is registered still goes out.
+	if _, err := db.CreateOperation(context.Background(), store.Operation{Endpoint: "upd-dev", Type: "read", Paths: []string{"/3303/0/5700"}}); err != nil {
+		t.Fatal(err)
+	}
+	d.update(t)
+	eventually(t, "the queued read confirmed", func() bool {
+		ops, err := db.Operations(context.Background(), store.OperationQuery{Endpoint: "upd-dev"})
+		return err == nil && len(ops) == 1 && ops[0].Status == store.StatusConfirmed
+	})
 }

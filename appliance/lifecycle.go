@@ -255,15 +255,18 @@ func compositePaths(r *server.Registration, objects []uint16) []lwm2m.Path {
 	return out
 }
 
-// Updated refreshes the endpoint and sends what waited for the device.
+// Updated refreshes the endpoint and sends what waited for the device. An
+// Update that changes nothing runs no statement here (issue 15): the store
+// remembers the registration fields, its registration event goes through
+// the ingestion queue, and the dispatcher asks the database only when
+// operations are queued for the device.
 func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 	// An admin may have deleted the device while it stayed registered; its
 	// Update must not bring it back (and with it an accepted name).
-	if _, err := l.db.Endpoint(ctx, r.Endpoint); errors.Is(err, store.ErrNotFound) {
+	if err := l.db.RefreshEndpoint(ctx, l.endpointRow(r)); errors.Is(err, store.ErrNotFound) {
 		l.log.Warn("update from a deleted endpoint ignored; it must register again", "endpoint", r.Endpoint)
 		return
-	}
-	if _, err := l.db.UpsertEndpoint(ctx, l.endpointRow(r)); err != nil {
+	} else if err != nil {
 		l.log.Warn("update not recorded", "endpoint", r.Endpoint, "err", err)
 	}
 	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegUpdated, r.LastUpdate, ""); err != nil {

@@ -55,6 +55,8 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: upsert endpoint: %w: empty name", ErrInvalid)
 	}
+	d.stats.endpointWrites.Add(1)
+	g := d.regs.gen.Load()
 	_, err := d.exec(ctx, `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
 		lwm2m_version, queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -71,6 +73,7 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if err != nil {
 		return Endpoint{}, wrap(err, "upsert endpoint %q", e.Name)
 	}
+	d.regs.remember(e, g)
 	return d.endpointFrom(ctx, d.w, e.Name)
 }
 
@@ -108,6 +111,7 @@ func (d *DB) EndpointByID(ctx context.Context, id int64) (Endpoint, error) {
 }
 
 func (d *DB) updateEndpoint(ctx context.Context, name, what, q string, args ...any) error {
+	d.regs.invalidate()
 	n, err := d.exec(ctx, q, args...)
 	if err != nil {
 		return wrap(err, "endpoint %q: %s", name, what)
@@ -138,6 +142,7 @@ func (d *DB) SetEndpointOffline(ctx context.Context, name string, t time.Time, d
 // grace has run out since it was last seen, and returns their names.
 func (d *DB) ExpireEndpoints(ctx context.Context, now time.Time, grace time.Duration) ([]string, error) {
 	var names []string
+	d.regs.invalidate()
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE endpoint SET online = 0
 			WHERE online = 1 AND lifetime > 0 AND last_seen + lifetime * 1000 + ? < ? RETURNING name`,
@@ -177,6 +182,7 @@ func (d *DB) SetEndpointSecurityMode(ctx context.Context, name, mode string) err
 // (credentials, telemetry series, events, operations, logs).
 func (d *DB) DeleteEndpoint(ctx context.Context, name string) error {
 	var ids []int64
+	d.regs.invalidate()
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		var id int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, name).Scan(&id); err != nil {

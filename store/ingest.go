@@ -60,6 +60,8 @@ type Stats struct {
 	TailRecords      int    // uncompacted readings held in memory
 	WALBytes         int64  // size of the write-ahead log file now
 	WALTruncates     uint64 // times readers kept the WAL from restarting until the hard limit
+	EndpointWrites   uint64 // registration writes (UpsertEndpoint, RefreshEndpoint that changed something)
+	OperationQueries uint64 // queries listing operations
 }
 
 type stats struct {
@@ -70,6 +72,7 @@ type stats struct {
 	maxCompact                                             atomic.Int64
 	compactErrors                                          atomic.Uint64
 	walTruncates                                           atomic.Uint64
+	endpointWrites, opQueries                              atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -89,6 +92,7 @@ func (d *DB) Stats() Stats {
 		Compactions: s.compactions.Load(), CompactedRecords: s.compacted.Load(), MaxCompactStep: time.Duration(s.maxCompact.Load()), CompactErrors: s.compactErrors.Load(),
 		RetentionDeleted: s.retentionDeleted.Load(), TailRecords: tail,
 		WALBytes: d.walBytes(), WALTruncates: s.walTruncates.Load(),
+		EndpointWrites: s.endpointWrites.Load(), OperationQueries: s.opQueries.Load(),
 	}
 }
 

@@ -164,6 +164,8 @@ type DB struct {
 	stats stats
 	subs  subscribers
 	tel   telemetryCache
+	regs  regCache
+	pend  pendingOps
 
 	closeOnce sync.Once
 }
@@ -324,7 +326,7 @@ func (d *DB) afterOpen(ctx context.Context) error {
 	if err := d.loadTelemetry(ctx); err != nil {
 		return err
 	}
-	return nil
+	return d.loadPending(ctx)
 }
 
 // Close stops accepting readings, commits what the queue holds when Run
@@ -350,6 +352,9 @@ func (d *DB) Close() error {
 		}
 		d.acks.Wait()
 		d.subs.closeAll()
+		if d.regs.refresh != nil {
+			d.regs.refresh.Close()
+		}
 		if e := d.ck.Close(); e != nil && err == nil {
 			err = e
 		}
