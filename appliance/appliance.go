@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -387,6 +388,7 @@ func (a *Appliance) storeConfig() store.Config {
 		sc.FlushInterval = a.cfg.Store.FlushInterval
 	}
 	sc.MaxSizeBytes = a.cfg.Store.MaxSizeMiB << 20
+	sc.Synchronous = store.SyncMode(strings.ToUpper(a.cfg.Store.Synchronous))
 	return sc
 }
 

@@ -137,14 +137,17 @@ func (d *DB) enqueue(b Batch, then func(error)) error {
 		d.stats.refused.Add(1)
 		return fmt.Errorf("store: ingest from %q: %w (%d readings waiting)", b.Endpoint, ErrQueueFull, q)
 	}
-	// And by the writer's progress: when it has committed nothing for
-	// half the flush interval while readings wait (a long compaction or
-	// retention transaction, a slow disk), new readings would likely miss
-	// the interval; refusing lets the device retry instead.
-	if q > 0 && d.writerUp.Load() {
-		if idle := time.Duration(time.Now().UnixNano() - d.progress.Load()); idle > d.cfg.FlushInterval/2 {
+	// And by the writer's progress: when one piece of its work (a
+	// commit, a compaction step, a retention pass) has run for half the
+	// flush interval while readings wait (a slow disk, a long
+	// transaction), new readings would likely miss the interval; refusing
+	// lets the device retry instead. A writer waiting for work is not
+	// busy, however long since its last commit: a burst of
+	// retransmissions after a quiet spell must not be refused.
+	if since := d.busySince.Load(); q > 0 && since != 0 {
+		if busy := time.Duration(time.Now().UnixNano() - since); busy > d.cfg.FlushInterval/2 {
 			d.stats.refused.Add(1)
-			return fmt.Errorf("store: ingest from %q: %w (writer busy for %v)", b.Endpoint, ErrQueueFull, idle.Round(time.Millisecond))
+			return fmt.Errorf("store: ingest from %q: %w (writer busy for %v)", b.Endpoint, ErrQueueFull, busy.Round(time.Millisecond))
 		}
 	}
 	select {
@@ -237,10 +240,8 @@ func (d *DB) Run(ctx context.Context) error {
 	d.running = true
 	d.runDone = make(chan struct{})
 	d.runMu.Unlock()
-	d.progress.Store(time.Now().UnixNano())
-	d.writerUp.Store(true)
 	defer func() {
-		d.writerUp.Store(false)
+		d.busySince.Store(0)
 		d.runMu.Lock()
 		d.running = false
 		close(d.runDone)
@@ -269,8 +270,10 @@ func (d *DB) Run(ctx context.Context) error {
 		case <-d.closing:
 			return d.drainQueue(bg)
 		case b := <-d.queue:
+			d.working()
 			d.writeFrom(bg, b)
 			if d.rawRows.Load() >= int64(d.cfg.CompactRows) {
+				d.working()
 				d.compactStep(bg, false)
 			}
 			d.walGuard(bg)
@@ -278,7 +281,9 @@ func (d *DB) Run(ctx context.Context) error {
 			// Compact in bounded steps, committing waiting readings
 			// between them so ingestion latency stays low.
 			for {
+				d.working()
 				more := d.compactStep(bg, true)
+				d.working()
 				d.writeWaiting(bg)
 				if !more || ctx.Err() != nil {
 					break
@@ -286,10 +291,15 @@ func (d *DB) Run(ctx context.Context) error {
 			}
 			d.walGuard(bg)
 		case <-retention.C:
+			d.working()
 			d.retentionPass(bg)
 		}
+		d.busySince.Store(0)
 	}
 }
+
+// working marks the start of a piece of the writer's work (see enqueue).
+func (d *DB) working() { d.busySince.Store(time.Now().UnixNano()) }
 
 // writeWaiting commits what the queue holds now, if anything — at most
 // about QueueRecords readings, so the compaction or retention work it
@@ -345,7 +355,6 @@ func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
 commit:
 	d.queuedRecords.Add(-int64(n))
 	err := d.commit(ctx, bs, n)
-	d.progress.Store(time.Now().UnixNano())
 	if err != nil {
 		// One bad batch (say, for an endpoint deleted meanwhile) must not
 		// take the others down: retry one by one, a few times each.

@@ -155,8 +155,7 @@ type DB struct {
 	runDone       chan struct{}
 	rawRows       atomic.Int64   // uncompacted "resource" rows
 	queuedRecords atomic.Int64   // readings waiting in the queue
-	progress      atomic.Int64   // wall clock (ns) of the writer's last commit
-	writerUp      atomic.Bool    // Run is running
+	busySince     atomic.Int64   // wall clock (ns) the writer's current work began; 0 when waiting
 	walNext       int64          // WAL size at which walGuard acts (writer only)
 	acks          sync.WaitGroup // commit callbacks still running
 	overrides     map[[2]uint16]time.Duration
