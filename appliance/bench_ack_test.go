@@ -34,7 +34,7 @@ const ackNotifiers = 1000
 type benchLife struct{ *lifecycle }
 
 func (benchLife) Registered(context.Context, *server.Registration) error { return nil }
-func (benchLife) Updated(context.Context, *server.Registration)         {}
+func (benchLife) Updated(context.Context, *server.Registration)          {}
 func (benchLife) Deregistered(context.Context, *server.Registration, server.DeregisterReason) {
 }
 
