@@ -27,6 +27,7 @@ type ackDevice struct {
 	peer coap.Peer
 	obs  chan struct{}
 	loc  []string // registration location (rd/<id>)
+	stop func()   // closes the endpoint: pending exchanges end with ErrClosed
 }
 
 func newAckDevice(t *testing.T, addr string, cc coap.Config) *ackDevice {
@@ -40,7 +41,8 @@ func newAckDevice(t *testing.T, addr string, cc coap.Config) *ackDevice {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.ep.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d.stop = func() { cancel(); <-done }
+	t.Cleanup(d.stop)
 	return d
 }
 
