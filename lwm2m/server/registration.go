@@ -97,7 +97,9 @@ type Handler interface {
 	// before marking the device offline.
 	Deregistered(ctx context.Context, r *Registration, reason DeregisterReason)
 	// Notified delivers a notification's values. An error (a full queue)
-	// answers a confirmable notification with 5.03.
+	// leaves a confirmable notification unacknowledged, so the device
+	// retransmits it. A Handler that also implements DeferredHandler gets
+	// NotifiedDeferred and SentDeferred instead.
 	Notified(ctx context.Context, r *Registration, o *Observation, recs []lwm2m.Record) error
 	// Sent delivers a Send (/dp) payload (Core §6.4.2); an error → 5.03.
 	Sent(ctx context.Context, r *Registration, recs []lwm2m.Record) error
