@@ -193,3 +193,62 @@ func TestWALBounded(t *testing.T) {
 		t.Fatal("readers never ran")
 	}
 }
+
+// TestWALTruncatedWhenReadersBlockRestart: a reader that keeps an old
+// snapshot stops the WAL from restarting; once the file reaches
+// walHardLimit the writer waits for that reader (here, it finishes as
+// soon as the writer waits) and truncates the file.
+func TestWALTruncatedWhenReadersBlockRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	cfg := testConfig(t)
+	cfg.Synchronous = SyncNormal
+	d := openWith(t, cfg)
+	runWriter(t, d)
+	ctx := context.Background()
+	reader, err := d.r.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if err := reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM event`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	// The reader ends once the WAL is over the hard limit: the writer is
+	// then in (or about to start) its TRUNCATE checkpoint, waiting.
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		for d.walBytes() <= walHardLimit {
+			time.Sleep(time.Millisecond)
+		}
+		reader.Rollback()
+	}()
+	done := make(chan error, 1)
+	var maxWAL int64
+	for i := 0; d.Stats().WALTruncates == 0; i++ {
+		if i > 20000 {
+			t.Fatalf("no truncation after %d commits; WAL %d bytes", i, d.walBytes())
+		}
+		recs := make([]lwm2m.Record, 20)
+		for j := range recs {
+			recs[j] = lwm2m.Record{Path: lwm2m.NewPath(3303, uint16(j), 5700), Value: lwm2m.Float(float64(i))}
+		}
+		if err := d.IngestThen(Batch{Endpoint: fmt.Sprintf("dev-%d", i%50), Records: recs, Event: EventComposite}, func(err error) { done <- err }); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		maxWAL = max(maxWAL, d.walBytes())
+	}
+	<-released
+	if maxWAL > walHardLimit+1<<20 {
+		t.Fatalf("WAL reached %d bytes", maxWAL)
+	}
+	flush(t, d)
+	if n := d.walBytes(); n > walSizeLimit {
+		t.Fatalf("after the truncation the WAL is %d bytes", n)
+	}
+}
