@@ -208,12 +208,14 @@ func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 	}
 	eventually(t, "registration settled", settled)
 	eventually(t, "first drain after the registration", func() bool { return disp.drains.Load() > 0 })
-	drains := disp.drains.Load()
 	before := db.Stats()
 	for range 3 {
+		// One at a time: kicks that arrive while a drain runs fold into
+		// one more drain.
+		drains := disp.drains.Load()
 		d.update(t)
+		eventually(t, "a drain after the Update", func() bool { return disp.drains.Load() > drains })
 	}
-	eventually(t, "three drains after the Updates", func() bool { return disp.drains.Load() >= drains+3 })
 	eventually(t, "update events committed", func() bool { return settled() && db.Stats().Committed >= before.Committed+3 })
 	after := db.Stats()
 	if n := after.OperationQueries - before.OperationQueries; n != 0 {
