@@ -11,9 +11,11 @@ import (
 
 // regCache remembers the registration fields last written for each
 // endpoint, so that an Update changing nothing writes nothing (issue 15).
-// Every other write to an endpoint row bumps gen, which invalidates all
-// entries: a deleted, expired or re-moded endpoint is written again on its
-// next Update.
+// Every other write to those fields of an endpoint row (delete, expiry,
+// offline, touch, security mode, credentials) bumps gen, which
+// invalidates all entries: such an endpoint is written again on its next
+// Update. Writes of fields an Update leaves alone (firmware version,
+// pending) do not.
 type regCache struct {
 	gen  atomic.Uint64
 	mu   sync.Mutex
@@ -38,6 +40,9 @@ type regRow struct {
 }
 
 // invalidate forgets every remembered row (another write changed one).
+// It runs after that write: a RefreshEndpoint that read gen before it
+// then remembers under a stale gen, and one that read it after wrote
+// after it, so the cache never claims a row the database no longer has.
 func (c *regCache) invalidate() { c.gen.Add(1) }
 
 // remember records the registration fields written for e.Name while gen

@@ -351,6 +351,7 @@ func (d *DB) Close() error {
 		}
 		d.acks.Wait()
 		d.subs.closeAll()
+		d.regs.once.Do(func() {}) // after a RefreshEndpoint's prepare
 		if d.regs.refresh != nil {
 			d.regs.refresh.Close()
 		}
