@@ -45,6 +45,8 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_ingest_max_ack_to_commit_seconds", "gauge", "Longest wait of a reading from acceptance to commit.", st.MaxAckToCommit.Seconds())
 	m("flownexus_live_subscriber_drops_total", "counter", "Live updates not delivered to slow subscribers.", st.SubscriberDrops)
 	m("flownexus_retention_deleted_total", "counter", "Rows and chunks removed by retention.", st.RetentionDeleted)
+	m("flownexus_store_wal_bytes", "gauge", "Size of the SQLite write-ahead log file.", st.WALBytes)
+	m("flownexus_store_wal_truncations_total", "counter", "Times readers kept the WAL from restarting until it was truncated.", st.WALTruncates)
 
 	if a.dtlsSrv != nil {
 		d := a.dtlsSrv.Stats()
