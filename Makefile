@@ -6,7 +6,7 @@ RUNDIR  ?= .run
 GO      ?= go
 FUZZTIME ?= 20s
 
-.PHONY: all build run test test-short test-install vet fmt-check tidy-check bench fuzz deb clean
+.PHONY: all build run test test-short test-install vet fmt-check tidy-check bench bench-micro bench-profile fuzz deb clean
 
 all: build
 
@@ -42,7 +42,28 @@ test-install:
 test-short:
 	$(GO) test -short ./...
 
-bench:
+# The whole-appliance benchmark (issue 15, docs/PERFORMANCE.md): builds the
+# binaries, runs `flownexus serve` pinned to core 0 beside a go-coap server,
+# libcoap's coap-server and a UDP echo, drives them from core 1 and writes
+# $(RUNDIR)/bench/bench.{json,md}. Small sizes by default; longer and larger
+# runs with e.g. BENCHFLAGS='-fnbench.phase=60s -fnbench.fleet=10000'.
+# Needs taskset (util-linux) and coap-server-notls (libcoap3-bin).
+BENCHFLAGS ?=
+bench: build
+	FLOWNEXUS_BENCH=1 $(GO) test -count=1 -run '^TestBench$$' -v -timeout 60m ./appliance \
+	  -args -fnbench.bin=$(CURDIR)/bin -fnbench.out=$(CURDIR)/$(RUNDIR)/bench $(BENCHFLAGS)
+
+# A CPU profile of one request kind on the appliance run in-process
+# (PROFILE=update|send|notification|register), printed by go tool pprof.
+PROFILE ?= update
+bench-profile:
+	@mkdir -p $(RUNDIR)/bench
+	cd appliance && $(GO) test -count=1 -run '^$$' -bench 'BenchmarkApplianceInProcess/$(PROFILE)$$' -benchtime 4000x -timeout 10m \
+	  -cpuprofile $(CURDIR)/$(RUNDIR)/bench/$(PROFILE).cpu.out -o $(CURDIR)/$(RUNDIR)/bench/appliance.test .
+	$(GO) tool pprof -top -cum -nodecount=40 $(RUNDIR)/bench/appliance.test $(RUNDIR)/bench/$(PROFILE).cpu.out
+
+# The micro-benchmarks of the layers (Benchmark* in every package).
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 # Run every fuzz target for FUZZTIME each.

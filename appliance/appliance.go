@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -408,6 +409,7 @@ func (a *Appliance) storeConfig() store.Config {
 		sc.FlushInterval = a.cfg.Store.FlushInterval
 	}
 	sc.MaxSizeBytes = a.cfg.Store.MaxSizeMiB << 20
+	sc.Synchronous = store.SyncMode(strings.ToUpper(a.cfg.Store.Synchronous))
 	return sc
 }
 

@@ -106,6 +106,10 @@ type StoreConfig struct {
 	// FlushInterval bounds how long ingested values wait before their
 	// batch is committed.
 	FlushInterval time.Duration `toml:"flush_interval"`
+	// Synchronous is "full" (fsync at every commit: what a device was
+	// acknowledged survives a power cut) or "normal" (faster; survives a
+	// crash or kill, but a power cut can lose the last commits).
+	Synchronous string `toml:"synchronous"`
 }
 
 // LogConfig configures the process log.
@@ -165,6 +169,7 @@ func DefaultConfig() Config {
 			Retention:     30 * 24 * time.Hour,
 			MaxSizeMiB:    4096,
 			FlushInterval: time.Second,
+			Synchronous:   "full",
 		},
 		Log: LogConfig{Level: "info", Format: "auto"},
 		Systemd: SystemdConfig{
@@ -296,6 +301,11 @@ func (c Config) Validate() error {
 	}
 	if c.Store.FlushInterval < time.Millisecond || c.Store.FlushInterval > time.Minute {
 		return bad("store.flush_interval", "%s is outside 1ms..1m", c.Store.FlushInterval)
+	}
+	switch c.Store.Synchronous {
+	case "", "full", "normal":
+	default:
+		return bad("store.synchronous", "%q is neither full nor normal", c.Store.Synchronous)
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return bad("log.level", "%v", err)

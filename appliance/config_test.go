@@ -181,6 +181,7 @@ func TestValidate(t *testing.T) {
 		{"retention", func(c *Config) { c.Store.Retention = 0 }, "store.retention"},
 		{"size", func(c *Config) { c.Store.MaxSizeMiB = -1 }, "store.max_size_mib"},
 		{"flush", func(c *Config) { c.Store.FlushInterval = time.Hour }, "store.flush_interval"},
+		{"synchronous", func(c *Config) { c.Store.Synchronous = "off" }, "store.synchronous"},
 		{"level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"format", func(c *Config) { c.Log.Format = "xml" }, "log.format"},
 		{"shutdown", func(c *Config) { c.Systemd.ShutdownTimeout = 0 }, "systemd.shutdown_timeout"},

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m"
@@ -38,7 +39,8 @@ type Dispatcher struct {
 	changed     func(store.Operation)
 	logs        *logCollector // LogData in read results goes to device logs
 
-	kick chan string
+	kick   chan string
+	drains atomic.Uint64 // drain passes done (tests wait on it)
 
 	mu      sync.Mutex
 	running map[string]bool // endpoints with a worker
@@ -290,8 +292,9 @@ func (d *Dispatcher) start(ctx context.Context, wg *sync.WaitGroup, ep string) {
 // reachable. An operation that must be retried stops the drain: the device
 // is gone or asleep, and the next Update brings it back.
 func (d *Dispatcher) drain(ctx context.Context, ep string) {
+	defer d.drains.Add(1)
 	for ctx.Err() == nil && d.reachable(ep) && !d.isSilent(ep) {
-		ops, err := d.db.Operations(ctx, store.OperationQuery{Endpoint: ep, Status: store.StatusQueued, Oldest: true, Limit: 20})
+		ops, err := d.db.QueuedOperations(ctx, ep, 20)
 		if err != nil || len(ops) == 0 {
 			if err != nil && ctx.Err() == nil {
 				d.log.Warn("list queued operations", "endpoint", ep, "err", err)

@@ -274,15 +274,18 @@ func compositePaths(r *server.Registration, objects []uint16) []lwm2m.Path {
 	return out
 }
 
-// Updated refreshes the endpoint and sends what waited for the device.
+// Updated refreshes the endpoint and sends what waited for the device. An
+// Update that changes nothing runs no statement here (issue 15): the store
+// remembers the registration fields, its registration event goes through
+// the ingestion queue, and the dispatcher asks the database only when
+// operations are queued for the device.
 func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 	// An admin may have deleted the device while it stayed registered; its
 	// Update must not bring it back (and with it an accepted name).
-	if _, err := l.db.Endpoint(ctx, r.Endpoint); errors.Is(err, store.ErrNotFound) {
+	if err := l.db.RefreshEndpoint(ctx, l.endpointRow(r)); errors.Is(err, store.ErrNotFound) {
 		l.log.Warn("update from a deleted endpoint ignored; it must register again", "endpoint", r.Endpoint)
 		return
-	}
-	if _, err := l.db.UpsertEndpoint(ctx, l.endpointRow(r)); err != nil {
+	} else if err != nil {
 		l.log.Warn("update not recorded", "endpoint", r.Endpoint, "err", err)
 	}
 	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegUpdated, r.LastUpdate, ""); err != nil {
@@ -321,8 +324,8 @@ func (l *lifecycle) Deregistered(ctx context.Context, r *server.Registration, re
 	l.log.Info("deregistered", "endpoint", r.Endpoint, "reason", reason)
 }
 
-// Notified queues a notification's values; a full queue answers 5.03 so the
-// device retries (issue: never drop silently).
+// Notified queues a notification's values. The server calls
+// NotifiedDeferred instead; Notified serves callers of the plain Handler.
 func (l *lifecycle) Notified(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record) error {
 	l.sawUplink(r)
 	event := ""
@@ -342,6 +345,62 @@ func (l *lifecycle) Sent(ctx context.Context, r *server.Registration, recs []lwm
 		l.disp.Uplink(r.Endpoint)
 	}
 	return l.ingest(ctx, r.Endpoint, recs, eventSend)
+}
+
+var _ server.DeferredHandler = (*lifecycle)(nil)
+
+// NotifiedDeferred stores a notification's values and has the server
+// acknowledge it only once they are committed (issue 13: acknowledged
+// means stored). A full queue refuses it: the device is not acknowledged
+// and retransmits. The number of notifications waiting for their commit
+// is bounded by the store's queue.
+func (l *lifecycle) NotifiedDeferred(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record, stored func(error)) error {
+	l.sawUplink(r)
+	event := ""
+	if o.Composite {
+		event = store.EventComposite
+	}
+	if r.QueueMode {
+		l.disp.Uplink(r.Endpoint)
+	}
+	return l.ingestThen(ctx, r.Endpoint, recs, event, stored)
+}
+
+// SentDeferred stores the values of a Send (/dp); the server answers 2.04
+// once they are committed.
+func (l *lifecycle) SentDeferred(ctx context.Context, r *server.Registration, recs []lwm2m.Record, stored func(error)) error {
+	l.sawUplink(r)
+	if r.QueueMode {
+		l.disp.Uplink(r.Endpoint)
+	}
+	return l.ingestThen(ctx, r.Endpoint, recs, eventSend, stored)
+}
+
+func (l *lifecycle) ingestThen(ctx context.Context, ep string, recs []lwm2m.Record, event string, stored func(error)) error {
+	if len(recs) == 0 {
+		stored(nil)
+		return nil
+	}
+	// Log lines (LogData) and readings go to their own queues; the device
+	// is acknowledged once both are committed.
+	j := newJoinStored(stored, 2)
+	recs, logged, err := l.logs.takeThen(ep, recs, event == eventSend, j.done)
+	if err != nil {
+		return err
+	}
+	if !logged {
+		j.done(nil)
+	}
+	if len(recs) == 0 {
+		j.done(nil)
+		return nil
+	}
+	if err := l.db.IngestThen(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}, j.done); err != nil {
+		j.cancel()
+		return err
+	}
+	l.noteFirmware(ctx, ep, recs)
+	return nil
 }
 
 func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, event string) error {

@@ -91,22 +91,29 @@ func hasLogData(recs []lwm2m.Record) bool {
 // (errLogTooLarge, 4.13) rather than cut, since the device is told and
 // can send less. A full log queue wraps store.ErrQueueFull (5.03).
 func (c *logCollector) take(ep string, recs []lwm2m.Record, pushed bool) ([]lwm2m.Record, error) {
+	rest, _, err := c.takeThen(ep, recs, pushed, nil)
+	return rest, err
+}
+
+// takeThen is take that, given then, calls it once the lines are
+// committed; queued says whether it will (false: no lines, or an error).
+func (c *logCollector) takeThen(ep string, recs []lwm2m.Record, pushed bool, then func(error)) (rest []lwm2m.Record, queued bool, err error) {
 	if c == nil || !hasLogData(recs) {
 		c.note(ep, recs)
-		return recs, nil
+		return recs, false, nil
 	}
 	if pushed {
 		for _, r := range recs {
 			if lwm2m.IsLogData(r.Path) && len(r.Value.Bytes()) > maxLogRecord {
 				c.tooLarge.Add(1)
-				return nil, fmt.Errorf("LogData %s of %d bytes: %w", r.Path, len(r.Value.Bytes()), errLogTooLarge)
+				return nil, false, fmt.Errorf("LogData %s of %d bytes: %w", r.Path, len(r.Value.Bytes()), errLogTooLarge)
 			}
 		}
 	}
 	c.seed(ep)
 	c.note(ep, recs)
 	received := c.now()
-	rest := make([]lwm2m.Record, 0, len(recs))
+	rest = make([]lwm2m.Record, 0, len(recs))
 	var lines []store.LogEntry
 	for _, r := range recs {
 		if !lwm2m.IsLogData(r.Path) {
@@ -125,9 +132,15 @@ func (c *logCollector) take(ep string, recs []lwm2m.Record, pushed bool) ([]lwm2
 			Line: fmt.Sprintf("[flownexus] %d more lines of this payload were cut (limit %d lines)", n, maxLogLines)})
 	}
 	if len(lines) == 0 {
-		return rest, nil
+		return rest, false, nil
 	}
-	if err := c.db.IngestLogs(store.LogBatch{Endpoint: ep, Received: received, Lines: lines}); err != nil {
+	b := store.LogBatch{Endpoint: ep, Received: received, Lines: lines}
+	if then != nil {
+		err = c.db.IngestLogsThen(b, then)
+	} else {
+		err = c.db.IngestLogs(b)
+	}
+	if err != nil {
 		c.refused.Add(1)
 		// Not stored: the next value is taken whole, not as what grew.
 		for _, r := range recs {
@@ -135,9 +148,9 @@ func (c *logCollector) take(ep string, recs []lwm2m.Record, pushed bool) ([]lwm2
 				c.restart(ep, r.Path.InstanceID())
 			}
 		}
-		return rest, err
+		return rest, false, err
 	}
-	return rest, nil
+	return rest, then != nil, nil
 }
 
 // seed recalls, once per endpoint and run, the LogClass and LogDataFormat
@@ -393,3 +406,33 @@ func (a *Appliance) writeLogMetrics(m func(name, typ, help string, v any)) {
 // withLogConfig sizes the store's device-log lane (tests of a flood use a
 // small one).
 func withLogConfig(c store.LogConfig) Option { return func(a *Appliance) { a.logCfg = &c } }
+
+// joinStored calls stored once n parts have reported, with the first
+// error; after cancel it never calls it (the caller answered already).
+type joinStored struct {
+	stored    func(error)
+	n         atomic.Int32
+	mu        sync.Mutex
+	err       error
+	cancelled atomic.Bool
+}
+
+func newJoinStored(stored func(error), n int) *joinStored {
+	j := &joinStored{stored: stored}
+	j.n.Store(int32(n))
+	return j
+}
+
+func (j *joinStored) done(err error) {
+	j.mu.Lock()
+	if err != nil && j.err == nil {
+		j.err = err
+	}
+	first := j.err
+	j.mu.Unlock()
+	if j.n.Add(-1) == 0 && !j.cancelled.Load() {
+		j.stored(first)
+	}
+}
+
+func (j *joinStored) cancel() { j.cancelled.Store(true) }

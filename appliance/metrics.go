@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 )
 
@@ -44,6 +45,8 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_ingest_max_ack_to_commit_seconds", "gauge", "Longest wait of a reading from acceptance to commit.", st.MaxAckToCommit.Seconds())
 	m("flownexus_live_subscriber_drops_total", "counter", "Live updates not delivered to slow subscribers.", st.SubscriberDrops)
 	m("flownexus_retention_deleted_total", "counter", "Rows and chunks removed by retention.", st.RetentionDeleted)
+	m("flownexus_store_wal_bytes", "gauge", "Size of the SQLite write-ahead log file.", st.WALBytes)
+	m("flownexus_store_wal_truncations_total", "counter", "Times readers kept the WAL from restarting until it was truncated.", st.WALTruncates)
 
 	a.writeLogMetrics(m)
 
@@ -56,5 +59,8 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 		m("flownexus_dtls_datagrams_dropped_total", "counter", "Datagrams dropped because a session queue was full.", d.Dropped)
 	}
 	m("flownexus_uptime_seconds", "gauge", "Seconds since start.", int64(time.Since(a.started).Seconds()))
+	// Goroutines bound the cost of held work (issue 15: a Register flood
+	// must not pile them up); the benchmark samples this gauge.
+	m("go_goroutines", "gauge", "Goroutines that currently exist.", runtime.NumGoroutine())
 	return bw.Flush()
 }

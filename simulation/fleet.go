@@ -65,6 +65,9 @@ type Config struct {
 	// Dial, when set, makes each device's transport when the device starts
 	// (lwm2m/dtls plugs in here).
 	Dial DialFunc
+	// ConfirmableNotify makes the devices notify with CON messages; the
+	// fleet then measures how long each waited for its ACK (Stats.Ack).
+	ConfirmableNotify bool
 }
 
 // DefaultConfig returns a fleet of 10 devices with a 300 s lifetime.
@@ -106,6 +109,8 @@ type Stats struct {
 	Devices, Started, Registered                 int
 	Registrations, Updates, Deregistrations      uint64
 	Failures, Notifications, Sends, SleepPeriods uint64
+	// Ack is the acknowledgement latency of confirmable notifications.
+	Ack AckStats
 }
 
 // Fleet is many simulated devices run from one process.
@@ -120,6 +125,7 @@ type Fleet struct {
 	started, registered                    atomic.Int64
 	regs, updates, deregs, fails, notifies atomic.Uint64
 	sends, sleeps                          atomic.Uint64
+	acks                                   ackHistogram
 	allRegistered                          chan struct{}
 	allOnce                                sync.Once
 }
@@ -183,6 +189,7 @@ func New(cfg Config, opts ...Option) (*Fleet, error) {
 		dc.TempMin, dc.TempMax = cfg.TempMin, cfg.TempMax
 		dc.CoAP = cfg.CoAP
 		dc.Logs = cfg.Logs
+		dc.ConfirmableNotify = cfg.ConfirmableNotify
 		dopts := []DeviceOption{WithDeviceRegistry(reg), WithDeviceEvents(f.onEvent), WithDeviceLogger(f.devLog)}
 		if cfg.Dial != nil {
 			dopts = append(dopts, WithDeviceDial(cfg.Dial))
@@ -221,6 +228,7 @@ func (f *Fleet) Stats() Stats {
 		Devices: len(f.devices), Started: int(f.started.Load()), Registered: int(f.registered.Load()),
 		Registrations: f.regs.Load(), Updates: f.updates.Load(), Deregistrations: f.deregs.Load(),
 		Failures: f.fails.Load(), Notifications: f.notifies.Load(), Sends: f.sends.Load(), SleepPeriods: f.sleeps.Load(),
+		Ack: f.acks.stats(),
 	}
 }
 
@@ -236,6 +244,9 @@ func (f *Fleet) onEvent(e client.Event) {
 		f.fails.Add(1)
 	case client.EventNotified:
 		f.notifies.Add(1)
+		if e.Latency > 0 {
+			f.acks.add(e.Latency)
+		}
 	case client.EventSent:
 		f.sends.Add(1)
 	case client.EventSleeping:

@@ -92,6 +92,7 @@ func (d *DB) SetCredential(ctx context.Context, c Credential) error {
 	if err := c.check(); err != nil {
 		return fmt.Errorf("store: set credential %q: %w", c.Endpoint, err)
 	}
+	defer d.regs.invalidate() // after the write: see regCache
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO endpoint(name, security_mode, created) VALUES (?, ?, ?)`,
 			c.Endpoint, c.Mode, d.ms(d.now())); err != nil {

@@ -10,10 +10,14 @@
 //
 // # Connections
 //
-// One writer connection (WAL, synchronous=NORMAL, foreign keys, busy
-// timeout, BEGIN IMMEDIATE) and a small pool of query-only readers. A
-// process kill loses no committed transaction under synchronous=NORMAL in
-// WAL mode; Config.SyncFull adds power-loss durability.
+// One writer connection (WAL, synchronous=FULL by default, foreign keys,
+// busy timeout, BEGIN IMMEDIATE) and a small pool of query-only readers.
+// FULL fsyncs every commit, so a committed transaction survives a power
+// cut; Config.Synchronous NORMAL trades that for throughput (a process
+// kill still loses nothing committed). The WAL stays bounded: the writer
+// checkpoints between commits once it holds walAutoPages pages, so the
+// next transaction restarts it, and truncates it when readers kept it
+// from restarting up to walHardLimit (wal.go).
 //
 // # Telemetry layout
 //
@@ -41,7 +45,8 @@
 //
 // Ingest puts a batch on a bounded queue and never writes from the
 // caller's goroutine; when the queue is full it returns ErrQueueFull so
-// the server can answer 5.03. Run's writer commits whatever is waiting in
+// the device is not acknowledged and retries. IngestThen also reports
+// the batch's commit, for acknowledgements that must mean "stored". Run's writer commits whatever is waiting in
 // one transaction (at most MaxBatchRecords), so under load batches grow
 // and the per-reading cost falls; a reading accepted by the queue is
 // committed well within FlushInterval. Subscribe reports committed

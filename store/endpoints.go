@@ -55,6 +55,8 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: upsert endpoint: %w: empty name", ErrInvalid)
 	}
+	d.stats.endpointWrites.Add(1)
+	g := d.regs.gen.Load()
 	_, err := d.exec(ctx, `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
 		lwm2m_version, queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -71,6 +73,7 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if err != nil {
 		return Endpoint{}, wrap(err, "upsert endpoint %q", e.Name)
 	}
+	d.regs.remember(e, g)
 	return d.endpointFrom(ctx, d.w, e.Name)
 }
 
@@ -121,6 +124,7 @@ func (d *DB) updateEndpoint(ctx context.Context, name, what, q string, args ...a
 // TouchEndpoint marks an endpoint online and seen at t (any message from
 // it); address is kept when empty.
 func (d *DB) TouchEndpoint(ctx context.Context, name string, t time.Time, address string) error {
+	defer d.regs.invalidate() // after the write: see regCache
 	return d.updateEndpoint(ctx, name, "touch", `UPDATE endpoint SET online = 1, last_seen = MAX(last_seen, ?),
 		address = CASE WHEN ? = '' THEN address ELSE ? END WHERE name = ?`, d.ms(t), address, address, name)
 }
@@ -128,6 +132,7 @@ func (d *DB) TouchEndpoint(ctx context.Context, name string, t time.Time, addres
 // SetEndpointOffline marks an endpoint offline at t; deregistered also
 // records t as its deregistration time (a De-register, not an expiry).
 func (d *DB) SetEndpointOffline(ctx context.Context, name string, t time.Time, deregistered bool) error {
+	defer d.regs.invalidate() // after the write: see regCache
 	if deregistered {
 		return d.updateEndpoint(ctx, name, "deregister", `UPDATE endpoint SET online = 0, deregistered_at = ? WHERE name = ?`, d.ms(t), name)
 	}
@@ -138,6 +143,7 @@ func (d *DB) SetEndpointOffline(ctx context.Context, name string, t time.Time, d
 // grace has run out since it was last seen, and returns their names.
 func (d *DB) ExpireEndpoints(ctx context.Context, now time.Time, grace time.Duration) ([]string, error) {
 	var names []string
+	defer d.regs.invalidate() // after the write: see regCache
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE endpoint SET online = 0
 			WHERE online = 1 AND lifetime > 0 AND last_seen + lifetime * 1000 + ? < ? RETURNING name`,
@@ -170,6 +176,7 @@ func (d *DB) SetEndpointPending(ctx context.Context, name string, pending bool) 
 
 // SetEndpointSecurityMode records the mode a device uses or must use.
 func (d *DB) SetEndpointSecurityMode(ctx context.Context, name, mode string) error {
+	defer d.regs.invalidate() // after the write: see regCache
 	return d.updateEndpoint(ctx, name, "set security mode", `UPDATE endpoint SET security_mode = ? WHERE name = ?`, mode, name)
 }
 
@@ -177,6 +184,7 @@ func (d *DB) SetEndpointSecurityMode(ctx context.Context, name, mode string) err
 // (credentials, telemetry series, events, operations, logs).
 func (d *DB) DeleteEndpoint(ctx context.Context, name string) error {
 	var ids []int64
+	defer d.regs.invalidate() // after the write: see regCache
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		var id int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, name).Scan(&id); err != nil {

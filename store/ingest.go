@@ -32,6 +32,7 @@ type batch struct {
 	accepted time.Time  // by the DB's clock: the default reception time
 	queued   time.Time  // wall clock, for the ack-to-commit latency
 	done     chan error // Flush marker: no records, closed after commit
+	then     func(error)
 }
 
 // Stats are the ingestion counters for /metrics.
@@ -57,6 +58,10 @@ type Stats struct {
 	CompactedRecords uint64
 	RetentionDeleted uint64 // chunks and rows removed by retention
 	TailRecords      int    // uncompacted readings held in memory
+	WALBytes         int64  // size of the write-ahead log file now
+	WALTruncates     uint64 // times readers kept the WAL from restarting until the hard limit
+	EndpointWrites   uint64 // registration writes (UpsertEndpoint, RefreshEndpoint that changed something)
+	OperationQueries uint64 // queries listing operations
 }
 
 type stats struct {
@@ -66,6 +71,8 @@ type stats struct {
 	subDrops, compactions, compacted, retentionDeleted     atomic.Uint64
 	maxCompact                                             atomic.Int64
 	compactErrors                                          atomic.Uint64
+	walTruncates                                           atomic.Uint64
+	endpointWrites, opQueries                              atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -84,6 +91,8 @@ func (d *DB) Stats() Stats {
 		QueueLen:       len(d.queue), QueueCap: cap(d.queue), SubscriberDrops: s.subDrops.Load(),
 		Compactions: s.compactions.Load(), CompactedRecords: s.compacted.Load(), MaxCompactStep: time.Duration(s.maxCompact.Load()), CompactErrors: s.compactErrors.Load(),
 		RetentionDeleted: s.retentionDeleted.Load(), TailRecords: tail,
+		WALBytes: d.walBytes(), WALTruncates: s.walTruncates.Load(),
+		EndpointWrites: s.endpointWrites.Load(), OperationQueries: s.opQueries.Load(),
 	}
 }
 
@@ -91,7 +100,28 @@ func (d *DB) Stats() Stats {
 // nil the readings are committed within FlushInterval (while Run runs, or
 // by Close). It returns an error wrapping ErrQueueFull when the queue is
 // full (answer 5.03 so the device retries) and ErrClosed after Close.
-func (d *DB) Ingest(b Batch) error {
+// Ingest is for values nobody was told are stored yet; what the device
+// is acknowledged for goes through IngestThen.
+func (d *DB) Ingest(b Batch) error { return d.enqueue(b, nil) }
+
+// IngestThen is Ingest for readings whose acknowledgement must wait for
+// their commit (issue 13: acknowledged means stored). When it returns nil,
+// committed is called exactly once, after the transaction holding the
+// batch committed (nil) or after the writer gave up on it (the error);
+// everything that arrived while the previous commit ran goes into the
+// next transaction (group commit). committed runs on a goroutine the
+// writer starts per transaction: it must not block for
+// long (send an acknowledgement, signal a channel); the callbacks of one
+// transaction run in queue order. Close waits for them. When IngestThen
+// returns an error, committed is never called.
+func (d *DB) IngestThen(b Batch, committed func(error)) error {
+	if committed == nil {
+		return fmt.Errorf("store: ingest: %w: no commit callback", ErrInvalid)
+	}
+	return d.enqueue(b, committed)
+}
+
+func (d *DB) enqueue(b Batch, then func(error)) error {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
@@ -107,24 +137,22 @@ func (d *DB) Ingest(b Batch) error {
 		d.stats.refused.Add(1)
 		return fmt.Errorf("store: ingest from %q: %w (%d readings waiting)", b.Endpoint, ErrQueueFull, q)
 	}
-	// And by the writer's progress: when it has committed nothing for
-	// half the flush interval while readings wait (a long compaction or
-	// retention transaction, a slow disk), new readings would likely miss
-	// the interval; refusing lets the device retry instead. Both clocks
-	// count: after an idle spell the last commit is long past, but
-	// readings that began to wait just now do not make a stuck writer.
-	if q > 0 && d.writerUp.Load() {
-		since := max(d.progress.Load(), d.waitSince.Load())
-		if idle := time.Duration(time.Now().UnixNano() - since); idle > d.cfg.FlushInterval/2 {
+	// And by the writer's progress: when one piece of its work (a
+	// commit, a compaction step, a retention pass) has run for half the
+	// flush interval while readings wait (a slow disk, a long
+	// transaction), new readings would likely miss the interval; refusing
+	// lets the device retry instead. A writer waiting for work is not
+	// busy, however long since its last commit: a burst of
+	// retransmissions after a quiet spell must not be refused.
+	if since := d.busySince.Load(); q > 0 && since != 0 {
+		if busy := time.Duration(time.Now().UnixNano() - since); busy > d.cfg.FlushInterval/2 {
 			d.stats.refused.Add(1)
-			return fmt.Errorf("store: ingest from %q: %w (writer busy for %v)", b.Endpoint, ErrQueueFull, idle.Round(time.Millisecond))
+			return fmt.Errorf("store: ingest from %q: %w (writer busy for %v)", b.Endpoint, ErrQueueFull, busy.Round(time.Millisecond))
 		}
 	}
 	select {
-	case d.queue <- &batch{Batch: b, accepted: d.now(), queued: time.Now()}:
-		if n := int64(len(b.Records)); d.queuedRecords.Add(n) == n {
-			d.waitSince.Store(time.Now().UnixNano())
-		}
+	case d.queue <- &batch{Batch: b, accepted: d.now(), queued: time.Now(), then: then}:
+		d.queuedRecords.Add(int64(len(b.Records)))
 		d.stats.accepted.Add(1)
 		d.stats.acceptedRecords.Add(uint64(len(b.Records)))
 		return nil
@@ -212,10 +240,8 @@ func (d *DB) Run(ctx context.Context) error {
 	d.running = true
 	d.runDone = make(chan struct{})
 	d.runMu.Unlock()
-	d.progress.Store(time.Now().UnixNano())
-	d.writerUp.Store(true)
 	defer func() {
-		d.writerUp.Store(false)
+		d.busySince.Store(0)
 		d.runMu.Lock()
 		d.running = false
 		close(d.runDone)
@@ -230,7 +256,7 @@ func (d *DB) Run(ctx context.Context) error {
 	ckDone := make(chan struct{})
 	go func() {
 		defer close(ckDone)
-		d.checkpointLoop(ckCtx, time.Second)
+		d.checkpointLoop(ckCtx, 250*time.Millisecond)
 	}()
 	defer func() {
 		stopCk()
@@ -244,25 +270,36 @@ func (d *DB) Run(ctx context.Context) error {
 		case <-d.closing:
 			return d.drainQueue(bg)
 		case b := <-d.queue:
+			d.working()
 			d.writeFrom(bg, b)
 			if d.rawRows.Load() >= int64(d.cfg.CompactRows) {
+				d.working()
 				d.compactStep(bg, false)
 			}
+			d.walGuard(bg)
 		case <-compact.C:
 			// Compact in bounded steps, committing waiting readings
 			// between them so ingestion latency stays low.
 			for {
+				d.working()
 				more := d.compactStep(bg, true)
+				d.working()
 				d.writeWaiting(bg)
 				if !more || ctx.Err() != nil {
 					break
 				}
 			}
+			d.walGuard(bg)
 		case <-retention.C:
+			d.working()
 			d.retentionPass(bg)
 		}
+		d.busySince.Store(0)
 	}
 }
+
+// working marks the start of a piece of the writer's work (see enqueue).
+func (d *DB) working() { d.busySince.Store(time.Now().UnixNano()) }
 
 // writeWaiting commits what the queue holds now, if anything — at most
 // about QueueRecords readings, so the compaction or retention work it
@@ -300,6 +337,7 @@ func (d *DB) writeFrom(ctx context.Context, first *batch) { d.writeFromCounted(c
 // first's it committed.
 func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
 	bs := []*batch{first}
+	var errs []error
 	n := len(first.Records)
 	for n < d.cfg.MaxBatchRecords && first.done == nil {
 		select {
@@ -317,13 +355,13 @@ func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
 commit:
 	d.queuedRecords.Add(-int64(n))
 	err := d.commit(ctx, bs, n)
-	d.progress.Store(time.Now().UnixNano())
 	if err != nil {
 		// One bad batch (say, for an endpoint deleted meanwhile) must not
 		// take the others down: retry one by one, a few times each.
 		d.log.Warn("ingestion commit failed; retrying batch by batch", "err", err, "batches", len(bs))
 		err = nil
-		for _, b := range bs {
+		errs = make([]error, len(bs))
+		for i, b := range bs {
 			if b.done != nil {
 				continue
 			}
@@ -338,6 +376,7 @@ commit:
 				d.stats.failed.Add(1)
 				d.log.Error("ingestion batch dropped", "endpoint", b.Endpoint, "readings", len(b.Records), "err", e)
 				err = e
+				errs[i] = e
 			}
 		}
 	}
@@ -346,7 +385,37 @@ commit:
 			b.done <- err
 		}
 	}
+	d.acknowledge(bs, errs)
 	return int64(n - len(first.Records))
+}
+
+// acknowledge calls the commit callbacks of bs (errs[i] is batch i's
+// error, errs nil when all committed) on a goroutine of their own, so
+// that sending acknowledgements overlaps the next transaction.
+func (d *DB) acknowledge(bs []*batch, errs []error) {
+	var fns []func(error)
+	var fnErrs []error
+	for i, b := range bs {
+		if b.then == nil {
+			continue
+		}
+		fns = append(fns, b.then)
+		var e error
+		if errs != nil {
+			e = errs[i]
+		}
+		fnErrs = append(fnErrs, e)
+	}
+	if len(fns) == 0 {
+		return
+	}
+	d.acks.Add(1)
+	go func() {
+		defer d.acks.Done()
+		for i, fn := range fns {
+			fn(fnErrs[i])
+		}
+	}()
 }
 
 type latestRow struct {

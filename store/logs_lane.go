@@ -66,7 +66,9 @@ type LogBatch struct {
 
 type logBatch struct {
 	LogBatch
-	done chan error // Flush marker
+	done chan error      // Flush marker
+	then func(err error) // IngestLogsThen's callback, after the commit
+	err  error           // this batch's commit error, for then
 }
 
 // LogStats are the lane's counters for /metrics.
@@ -165,7 +167,24 @@ func (d *DB) LogStats() LogStats {
 // wraps ErrQueueFull when the queue, or the endpoint's share of it, has no
 // room (answer 5.03 so the device retries), ErrInvalid for an empty
 // endpoint or a batch larger than the queue, and ErrClosed after Close.
-func (d *DB) IngestLogs(b LogBatch) error {
+func (d *DB) IngestLogs(b LogBatch) error { return d.ingestLogs(b, nil) }
+
+// IngestLogsThen is IngestLogs that calls committed once the lines are
+// committed (or dropped, with the error): for acknowledging a device only
+// then. committed runs on the log writer and must not block. When
+// IngestLogsThen returns an error, committed is never called.
+func (d *DB) IngestLogsThen(b LogBatch, committed func(error)) error {
+	if committed == nil {
+		return fmt.Errorf("store: ingest logs: %w: no commit callback", ErrInvalid)
+	}
+	if len(b.Lines) == 0 {
+		committed(nil)
+		return nil
+	}
+	return d.ingestLogs(b, committed)
+}
+
+func (d *DB) ingestLogs(b LogBatch, then func(error)) error {
 	if b.Endpoint == "" {
 		return fmt.Errorf("store: ingest logs: %w: empty endpoint", ErrInvalid)
 	}
@@ -200,7 +219,7 @@ func (d *DB) IngestLogs(b LogBatch) error {
 		l.refusedLines.Add(uint64(n))
 		return fmt.Errorf("store: ingest logs from %q: %w (the device's share of %d lines is waiting)", b.Endpoint, ErrQueueFull, l.cfg.EndpointShare)
 	}
-	l.pending = append(l.pending, &logBatch{LogBatch: b})
+	l.pending = append(l.pending, &logBatch{LogBatch: b, then: then})
 	l.lines += n
 	l.perEP[b.Endpoint] += n
 	l.mu.Unlock()
@@ -341,14 +360,20 @@ func (d *DB) writeLogs(ctx context.Context) bool {
 // until it has committed once (or a quarter of the flush interval passed),
 // so that a log flood neither holds telemetry back nor is starved by it.
 func (d *DB) yieldToTelemetry() {
-	if !d.writerUp.Load() || d.queuedRecords.Load() == 0 {
+	if d.queuedRecords.Load() == 0 || !d.writerRunning() {
 		return
 	}
-	p0 := d.progress.Load()
+	t0 := d.stats.transactions.Load()
 	deadline := time.Now().Add(d.cfg.FlushInterval / 4)
-	for d.queuedRecords.Load() > 0 && d.progress.Load() == p0 && d.writerUp.Load() && time.Now().Before(deadline) {
+	for d.queuedRecords.Load() > 0 && d.stats.transactions.Load() == t0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func (d *DB) writerRunning() bool {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	return d.running
 }
 
 func (d *DB) drainLogs(ctx context.Context) {
@@ -371,6 +396,7 @@ func (d *DB) commitLogBatches(ctx context.Context, bs []*logBatch) {
 				d.logs.failed.Add(uint64(len(b.Lines)))
 				d.log.Info("device log lines dropped", "endpoint", b.Endpoint, "lines", len(b.Lines), "err", e)
 				err = e
+				b.err = e
 			}
 		}
 	}
@@ -383,6 +409,9 @@ func (d *DB) commitLogBatches(ctx context.Context, bs []*logBatch) {
 	for _, b := range bs {
 		if b.done != nil {
 			b.done <- err
+		}
+		if b.then != nil {
+			b.then(b.err)
 		}
 	}
 }

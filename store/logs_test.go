@@ -400,3 +400,34 @@ func TestUpgradeKeepsDeviceLogs(t *testing.T) {
 		t.Fatalf("usage after upgrade %+v", u)
 	}
 }
+
+// IngestLogsThen reports the commit: nil once the lines are stored, the
+// error when they cannot be (an endpoint deleted meanwhile).
+func TestIngestLogsThen(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	runLogs(t, d)
+	d.UpsertEndpoint(ctx, Endpoint{Name: "a"})
+	got := make(chan error, 2)
+	if err := d.IngestLogsThen(LogBatch{Endpoint: "a", Lines: logLines("x", 3, -1, 0)}, func(err error) { got <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("committed: %v", err)
+	}
+	if u, _ := d.LogUsage(ctx); u.Lines != 3 {
+		t.Fatalf("%d lines at the callback", u.Lines)
+	}
+	if err := d.IngestLogsThen(LogBatch{Endpoint: "ghost", Lines: logLines("x", 1, -1, 0)}, func(err error) { got <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown endpoint: %v", err)
+	}
+	if err := d.IngestLogsThen(LogBatch{Endpoint: "a"}, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("no callback: %v", err)
+	}
+	if st := d.LogStats(); st.FailedLines != 1 {
+		t.Fatalf("failed %d", st.FailedLines)
+	}
+}

@@ -106,6 +106,7 @@ func (d *DB) CreateOperation(ctx context.Context, o Operation) (Operation, error
 	if err != nil {
 		return Operation{}, wrap(err, "create operation for %q", o.Endpoint)
 	}
+	d.pend.mark(o.Endpoint)
 	return d.opFrom(ctx, d.w, id)
 }
 
@@ -159,6 +160,7 @@ func (d *DB) Operations(ctx context.Context, q OperationQuery) ([]Operation, err
 	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 100
 	}
+	d.stats.opQueries.Add(1)
 	rows, err := d.r.QueryContext(ctx, `SELECT `+opCols+` FROM operation o JOIN endpoint e ON e.id = o.endpoint_id`+w+order+` LIMIT ?`, append(args, q.Limit)...)
 	if err != nil {
 		return nil, wrap(err, "list operations")
@@ -192,6 +194,9 @@ func (d *DB) transition(ctx context.Context, id int64, what string, from []strin
 	o, err := d.opFrom(ctx, d.w, id)
 	if err != nil {
 		return Operation{}, err
+	}
+	if o.Status == StatusQueued {
+		d.pend.mark(o.Endpoint)
 	}
 	if n == 0 {
 		return o, fmt.Errorf("store: operation %d: %s: %w: status is %s", id, what, ErrConflict, o.Status)
@@ -241,7 +246,15 @@ func (d *DB) RetryOperation(ctx context.Context, id int64, errMsg string, maxAtt
 // flight. It reports how many moved.
 func (d *DB) RequeueSending(ctx context.Context) (int64, error) {
 	n, err := d.exec(ctx, `UPDATE operation SET status = 'queued', updated = ? WHERE status = 'sending'`, d.ms(d.now()))
-	return n, wrap(err, "requeue sending operations")
+	if err != nil {
+		return n, wrap(err, "requeue sending operations")
+	}
+	if n > 0 {
+		if err := d.loadPending(ctx); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // DeleteOperationsBefore removes final operations last updated before t.

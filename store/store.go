@@ -56,11 +56,34 @@ type Config struct {
 	ChunkSpan time.Duration
 	// BusyTimeout is how long a connection waits for a lock.
 	BusyTimeout time.Duration
-	// SyncFull makes every commit fsync (PRAGMA synchronous=FULL). The
-	// default NORMAL survives a process kill with nothing committed lost;
-	// FULL also survives power loss at a cost in throughput.
-	SyncFull bool
+	// Synchronous is SQLite's synchronous setting for WAL mode: SyncFull
+	// (the default; every commit is fsynced, so what was acknowledged
+	// survives a power cut) or SyncNormal (no fsync at commit: a process
+	// kill loses nothing committed, a power cut can lose the last
+	// commits). Group commit keeps FULL's cost per reading low; see
+	// docs/operations.md for the measured trade-off.
+	Synchronous SyncMode
 }
+
+// SyncMode is a PRAGMA synchronous value for a WAL database.
+type SyncMode string
+
+// The synchronous settings a DB accepts.
+const (
+	SyncFull   SyncMode = "FULL"
+	SyncNormal SyncMode = "NORMAL"
+)
+
+// WAL bounds (see walGuard): the writer checkpoints itself once the WAL
+// holds walAutoPages pages, a WAL restarted after a larger burst is cut
+// back to walSizeLimit, and one that reaches walHardLimit all the same
+// (readers kept the WAL from restarting) is checkpointed with TRUNCATE,
+// which waits for those readers.
+const (
+	walAutoPages = 1000
+	walSizeLimit = 16 << 20
+	walHardLimit = 32 << 20
+)
 
 // DefaultConfig returns the defaults: flush every second, 30 days of raw
 // readings, 90 days of minute and two years of hour roll-ups.
@@ -130,16 +153,18 @@ type DB struct {
 	runMu         sync.Mutex
 	running       bool
 	runDone       chan struct{}
-	rawRows       atomic.Int64 // uncompacted "resource" rows
-	queuedRecords atomic.Int64 // readings waiting in the queue
-	progress      atomic.Int64 // wall clock (ns) of the writer's last commit
-	waitSince     atomic.Int64 // wall clock (ns) when readings began to wait in an empty queue
-	writerUp      atomic.Bool  // Run is running
+	rawRows       atomic.Int64   // uncompacted "resource" rows
+	queuedRecords atomic.Int64   // readings waiting in the queue
+	busySince     atomic.Int64   // wall clock (ns) the writer's current work began; 0 when waiting
+	walNext       int64          // WAL size at which walGuard acts (writer only)
+	acks          sync.WaitGroup // commit callbacks still running
 	overrides     map[[2]uint16]time.Duration
 
 	stats stats
 	subs  subscribers
 	tel   telemetryCache
+	regs  regCache
+	pend  pendingOps
 	logs  logLane // device logs: logs_lane.go
 
 	closeOnce sync.Once
@@ -199,6 +224,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		now:     time.Now,
 		queue:   make(chan *batch, cfg.QueueSize),
 		closing: make(chan struct{}),
+		walNext: walHardLimit,
 	}
 	d.retention.Store(int64(cfg.Retention))
 	for _, o := range opts {
@@ -213,15 +239,19 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 	d.overrides = ov
 	d.tel.init()
 
-	sync := "NORMAL"
-	if cfg.SyncFull {
-		sync = "FULL"
+	switch strings.ToUpper(string(cfg.Synchronous)) {
+	case "":
+		cfg.Synchronous = SyncFull
+	case string(SyncFull), string(SyncNormal):
+		cfg.Synchronous = SyncMode(strings.ToUpper(string(cfg.Synchronous)))
+	default:
+		return nil, fmt.Errorf("store: open: %w: synchronous %q is neither FULL nor NORMAL", ErrInvalid, cfg.Synchronous)
 	}
 	base := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() + "?" + url.Values{
 		"_busy_timeout": {fmt.Sprint(cfg.BusyTimeout.Milliseconds())},
 		"_journal_mode": {"WAL"},
 		"_foreign_keys": {"1"},
-		"_synchronous":  {sync},
+		"_synchronous":  {string(cfg.Synchronous)},
 		// auto_vacuum takes effect only on a new database; it lets the
 		// retention loop give freed pages back to the file system.
 		"_auto_vacuum": {"incremental"},
@@ -261,7 +291,13 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 	}
 	ck.SetMaxOpenConns(1)
 	d.ck = ck
-	if _, err := w.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
+	// The writer checkpoints after the commit that fills walAutoPages
+	// (SQLite's auto-checkpoint): no commit runs meanwhile, so the
+	// checkpoint catches up with the WAL and the next transaction
+	// restarts it from the beginning. checkpointLoop copies most pages
+	// beforehand off the writer's path. journal_size_limit gives the
+	// file system back what a burst grew the WAL to.
+	if _, err := w.ExecContext(ctx, fmt.Sprintf(`PRAGMA wal_autocheckpoint=%d; PRAGMA journal_size_limit=%d`, walAutoPages, walSizeLimit)); err != nil {
 		w.Close()
 		r.Close()
 		ck.Close()
@@ -291,7 +327,7 @@ func (d *DB) afterOpen(ctx context.Context) error {
 	if err := d.loadTelemetry(ctx); err != nil {
 		return err
 	}
-	return nil
+	return d.loadPending(ctx)
 }
 
 // Close stops accepting readings, commits what the queue holds when Run
@@ -315,8 +351,13 @@ func (d *DB) Close() error {
 			// acknowledged is lost on an orderly stop.
 			err = d.drainQueue(context.Background())
 		}
+		d.acks.Wait()
 		d.closeLogs()
 		d.subs.closeAll()
+		d.regs.once.Do(func() {}) // after a RefreshEndpoint's prepare
+		if d.regs.refresh != nil {
+			d.regs.refresh.Close()
+		}
 		if e := d.ck.Close(); e != nil && err == nil {
 			err = e
 		}
@@ -429,29 +470,4 @@ func openRaw(path string) (*sql.DB, error) {
 	}
 	db.SetMaxOpenConns(1)
 	return db, nil
-}
-
-// checkpointLoop copies the WAL back into the database file every
-// interval with a PASSIVE checkpoint, which never blocks the writer or
-// readers. Automatic checkpoints are off on the writer connection: they
-// would run inside a commit and stall ingestion for the fsync.
-func (d *DB) checkpointLoop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := d.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil && ctx.Err() == nil {
-				d.log.Warn("checkpoint failed", "err", err)
-			}
-		}
-	}
-}
-
-// Checkpoint folds the WAL into the database file now and truncates it.
-func (d *DB) Checkpoint(ctx context.Context) error {
-	_, err := d.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
-	return wrap(err, "checkpoint")
 }

@@ -74,6 +74,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.statsEvery, "stats-every", 5*time.Second, "log fleet progress this often")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON instead of text")
 	fs.BoolVar(&o.deviceDebug, "device-logs", false, "log every device's client events too")
+	fs.BoolVar(&o.fleet.ConfirmableNotify, "confirmable", false, "notify with CON messages and report their acknowledgement latency (ack_p50, ack_p99)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, errUsage
@@ -217,6 +218,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	ticker := time.NewTicker(o.statsEvery)
 	defer ticker.Stop()
 	start := time.Now()
+	// The last progress line carries the run's totals (and the
+	// acknowledgement latency of the whole run).
+	defer func() { logStats(log.With("final", true), f.Stats()) }()
 	for {
 		select {
 		case err := <-done:
@@ -241,7 +245,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 func logStats(log *slog.Logger, s simulation.Stats) {
 	log.Info("fleet progress", "devices", s.Devices, "started", s.Started, "registered", s.Registered,
 		"registrations", s.Registrations, "updates", s.Updates, "notifications", s.Notifications,
-		"sends", s.Sends, "failures", s.Failures, "sleep_periods", s.SleepPeriods)
+		"sends", s.Sends, "failures", s.Failures, "sleep_periods", s.SleepPeriods,
+		"acks", s.Ack.Count, "ack_p50", s.Ack.P50, "ack_p99", s.Ack.P99, "ack_max", s.Ack.Max)
 }
 
 // pskDialer makes each device's DTLS session (lwm2m/dtls) with identity

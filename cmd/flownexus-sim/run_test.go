@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,11 @@ func TestRunAgainstServer(t *testing.T) {
 			t.Fatalf("missing de-registrations; log:\n%s", out.String())
 		}
 	}
+	// The last progress line has the run's totals and acknowledgement
+	// latency (none here: the notifications are NON).
+	if !strings.Contains(out.String(), "final=true") || !strings.Contains(out.String(), "acks=0") {
+		t.Fatalf("no final stats line; log:\n%s", out.String())
+	}
 	if !seen["cli-0000"] || !strings.Contains(out.String(), "all devices registered") {
 		t.Fatalf("endpoints %v, log:\n%s", seen, out.String())
 	}
@@ -139,4 +145,17 @@ func startTestServer(t *testing.T) (*countingHandler, coap.Transport) {
 	t.Cleanup(cancel)
 	go func() { _ = s.Serve(ctx, tr) }()
 	return h, tr
+}
+
+// TestParseConfirmable: --confirmable makes the fleet notify with CON.
+func TestParseConfirmable(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{{nil, false}, {[]string{"--confirmable"}, true}} {
+		o, err := parseArgs(tc.args, io.Discard)
+		if err != nil || o.fleet.ConfirmableNotify != tc.want {
+			t.Fatalf("%q: ConfirmableNotify %v, %v", tc.args, o.fleet.ConfirmableNotify, err)
+		}
+	}
 }

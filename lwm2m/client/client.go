@@ -161,6 +161,10 @@ type Event struct {
 	Endpoint string
 	Location string // registration location ("rd/…")
 	Err      error
+	// Latency is how long a confirmable notification waited for its ACK
+	// (EventNotified of a CON notification that was acknowledged); 0
+	// otherwise. Load tools take their acknowledgement latency from it.
+	Latency time.Duration
 }
 
 // Stats are a client's counters.
@@ -301,12 +305,14 @@ func (c *Client) objectsChanged() {
 	c.TriggerUpdate()
 }
 
-func (c *Client) event(k EventKind, err error) {
+func (c *Client) event(k EventKind, err error) { c.eventLatency(k, err, 0) }
+
+func (c *Client) eventLatency(k EventKind, err error, latency time.Duration) {
 	if c.events == nil {
 		return
 	}
 	loc, _ := c.Location()
-	c.events(Event{Kind: k, Endpoint: c.cfg.Endpoint, Location: loc, Err: err})
+	c.events(Event{Kind: k, Endpoint: c.cfg.Endpoint, Location: loc, Err: err, Latency: latency})
 }
 
 // preferredFormat is the ct of the registration's root link.

@@ -138,3 +138,33 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestE2EConfirmableNotifyLatency: an acknowledged CON notification is
+// reported with how long it waited for its ACK; a NON one with none.
+func TestE2EConfirmableNotifyLatency(t *testing.T) {
+	for _, con := range []bool{true, false} {
+		s := startRawServer(t)
+		_, objs, evs, _ := startClient(t, s, func(c *Config) { c.ConfirmableNotify = con })
+		s.wait(t, "register")
+		_, notes := observeFrom(t, s, req(coap.GET, "/3303/0/5700"))
+		must(t, objs[3303].Set(temp, lwm2m.Float(27)))
+		if n := nextNote(t, notes); (n.Type == coap.Confirmable) != con {
+			t.Fatalf("ConfirmableNotify %v: notification type %s", con, n.Type)
+		}
+		for {
+			var e Event
+			select {
+			case e = <-evs:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("ConfirmableNotify %v: no EventNotified", con)
+			}
+			if e.Kind != EventNotified {
+				continue
+			}
+			if e.Err != nil || (e.Latency > 0) != con {
+				t.Fatalf("ConfirmableNotify %v: EventNotified err %v latency %v", con, e.Err, e.Latency)
+			}
+			break
+		}
+	}
+}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/coap"
@@ -89,7 +90,12 @@ func (c *Client) emit(o *Observation, recs []lwm2m.Record, con bool) {
 	// A confirmable notification waits for its ACK; the caller may be a
 	// value change on a shared simulation tick, so the wait runs apart.
 	go func() {
+		sent := time.Now()
 		err := s.ep.Notify(s.ctx, peer, token, n)
+		var latency time.Duration
+		if err == nil {
+			latency = time.Since(sent)
+		}
 		switch {
 		case errors.Is(err, coap.ErrReset):
 			c.obs.cancel(o.Token)
@@ -100,7 +106,7 @@ func (c *Client) emit(o *Observation, recs []lwm2m.Record, con bool) {
 		case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, coap.ErrClosed):
 			c.log.Debug("notification failed", "err", err)
 		}
-		c.event(EventNotified, err)
+		c.eventLatency(EventNotified, err, latency)
 	}()
 }
 

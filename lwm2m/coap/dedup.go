@@ -7,6 +7,7 @@ type dedupEntry struct {
 	reply    []byte // the ACK/response sent, nil while the handler runs
 	emptyAck bool   // an empty ACK was sent; the response goes separately
 	done     bool   // handling finished
+	retry    bool   // a notification refused unacknowledged: deliver its retransmission
 	expires  int64
 }
 

@@ -17,7 +17,11 @@
 //	err = ep.Notify(ctx, peer, token, resp)          // RFC 7641 server side
 //
 // Handlers get whole request bodies and may return bodies of any size; the
-// endpoint does the blocks. One Endpoint per Transport; it must not be given
+// endpoint does the blocks. A handler or observation function that must
+// answer only after slow work (a database commit) calls Request.Defer or
+// Notification.Defer and answers later, leaving the worker free for other
+// peers; a confirmable notification it cannot take stays unacknowledged
+// and its retransmission is delivered again. One Endpoint per Transport; it must not be given
 // a goroutine per peer, nor scan its state per packet: deduplication
 // expires from a FIFO, idle peers are swept every few seconds.
 package coap

@@ -381,6 +381,15 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 	e.mu.Lock()
 	e.dedup.expire(ns)
 	if d := e.dedup.get(mk); d != nil {
+		if o := e.obs[string(m.Token)]; d.retry && o != nil && o.active && o.accepts(from) {
+			// The retransmission of a refused notification: deliver it
+			// again, whatever its sequence number.
+			d.retry, d.done = false, false
+			o.peer = from
+			e.mu.Unlock()
+			e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o})
+			return
+		}
 		reply := d.reply
 		e.mu.Unlock()
 		e.stats.duplicates.Add(1)
@@ -428,10 +437,7 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 		}
 		o.peer = from
 		e.mu.Unlock()
-		e.stats.notifications.Add(1)
-		if !e.dispatch(job{peer: from, msg: m, entry: d, obs: o}) && m.Type == Confirmable {
-			e.replyOnce(d, &Message{Type: Acknowledgement, Code: ServiceUnavailable, MessageID: m.MessageID}, from)
-		}
+		e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o})
 		return
 	}
 	e.mu.Unlock()
@@ -439,6 +445,15 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 	// (RFC 7641 §3.6, RFC 7252 §4.2, §4.3).
 	e.stats.rejected.Add(1)
 	e.send(&Message{Type: Reset, MessageID: m.MessageID}, from)
+}
+
+// dispatchNotification queues a notification for its peer's worker; when
+// the queue is full a confirmable one is refused (refuseNotification).
+func (e *Endpoint) dispatchNotification(j job) {
+	e.stats.notifications.Add(1)
+	if !e.dispatch(j) && j.msg.Type == Confirmable {
+		e.refuseNotification(j.entry)
+	}
 }
 
 // replyOnce records and sends the reply to a deduplicated message.

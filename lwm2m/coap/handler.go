@@ -3,6 +3,7 @@ package coap
 import (
 	"context"
 	"io"
+	"sync"
 )
 
 // Handler serves requests that arrive at an Endpoint. ServeCoAP runs on one
@@ -36,6 +37,28 @@ type Request struct {
 	// Endpoint received the request; handlers use it to send requests or
 	// notifications back to the peer.
 	Endpoint *Endpoint
+
+	answer   func(*Response) // set by the endpoint that received it
+	deferred bool
+	once     sync.Once
+}
+
+// Defer lets the handler answer later without holding the peer's worker:
+// what ServeCoAP returns is then ignored, and respond sends the response
+// (nil: none, an empty ACK for a confirmable request), exactly once, from
+// any goroutine. A confirmable request not answered within the endpoint's
+// ProcessingDelay gets an empty ACK and its response goes separately (RFC
+// 7252 §5.2.2). For a Request made outside an endpoint, respond does
+// nothing.
+func (r *Request) Defer() (respond func(*Response)) {
+	r.deferred = true
+	return func(resp *Response) {
+		r.once.Do(func() {
+			if r.answer != nil {
+				r.answer(resp)
+			}
+		})
+	}
 }
 
 // Response is what a Handler returns. Set Code, options through the

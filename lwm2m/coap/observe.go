@@ -3,6 +3,7 @@ package coap
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -30,6 +31,32 @@ type Notification struct {
 	Message *Message
 	// Observation it belongs to.
 	Observation *Observation
+
+	settle   func(error) // nil when the endpoint already acknowledged it
+	deferred bool
+	once     sync.Once
+}
+
+// Defer takes the acknowledgement over from the endpoint: the function's
+// return no longer acknowledges the notification, done does, exactly once
+// and from any goroutine — with nil to send the empty ACK, with an error to
+// leave it unacknowledged (see refuseNotification), as when the function
+// returns an error. Use it to acknowledge only once the values are stored
+// without holding the peer's worker meanwhile. A function returning an
+// error after Defer refuses the notification; done is then a no-op.
+// Notifications acknowledged before delivery (the first block of a
+// block-wise one, RFC 7959 §2.6) get a no-op done.
+func (n *Notification) Defer() (done func(error)) {
+	n.deferred = true
+	return n.finish
+}
+
+func (n *Notification) finish(err error) {
+	n.once.Do(func() {
+		if n.settle != nil {
+			n.settle(err)
+		}
+	})
 }
 
 // Observe registers an observation on a peer (RFC 7641 §3.1): it sends req
@@ -38,8 +65,9 @@ type Notification struct {
 // observation is established and every later notification with its token
 // goes to fn, on the endpoint's worker for that peer, in order, stale ones
 // (§3.4) dropped. A notification with an error code is delivered and ends
-// the observation (§3.2). fn's error answers a confirmable notification with 5.03
-// instead of an empty ACK (the consumer is overloaded).
+// the observation (§3.2). fn's error leaves a confirmable notification
+// unacknowledged, so the peer retransmits it (see refuseNotification);
+// Notification.Defer acknowledges later.
 //
 // It returns the observation and the first response. When the response is
 // an error code, the observation is nil and err is nil: look at resp.Code.
@@ -177,15 +205,24 @@ func (e *Endpoint) deliverNotification(j job) {
 		}
 		return
 	}
+	n := &Notification{Peer: j.peer, Message: m, Observation: o}
+	n.settle = func(err error) { e.settleNotification(j, err) }
 	var err error
 	if o.Active() {
-		err = o.fn(&Notification{Peer: j.peer, Message: m, Observation: o})
+		err = o.fn(n)
 	}
 	if !m.Code.IsSuccess() {
 		// An error notification ends the observation (RFC 7641 §3.2).
 		o.Forget()
 	}
-	if !con {
+	if err != nil || !n.deferred {
+		n.finish(err)
+	}
+}
+
+// settleNotification acknowledges a delivered notification, or refuses it.
+func (e *Endpoint) settleNotification(j job, err error) {
+	if j.msg.Type != Confirmable {
 		e.mu.Lock()
 		j.entry.done = true
 		e.mu.Unlock()
@@ -193,7 +230,28 @@ func (e *Endpoint) deliverNotification(j job) {
 	}
 	if err != nil {
 		e.stats.overloaded.Add(1)
-		ack.Code = ServiceUnavailable
+		e.refuseNotification(j.entry)
+		return
 	}
-	e.replyOnce(j.entry, ack, j.peer)
+	e.replyOnce(j.entry, &Message{Type: Acknowledgement, MessageID: j.msg.MessageID}, j.peer)
+}
+
+// refuseNotification leaves a confirmable notification the consumer could
+// not take (a full queue, a failing disk) unacknowledged, and lets its
+// retransmission be delivered again. A notification is a response (RFC
+// 7641 §1.2), so there is no error response to it: an ACK, even one
+// carrying 5.03, tells the device it was received — Zephyr's LwM2M engine
+// (notify_message_reply_cb) looks only for RST and counts any ACK as
+// delivered, and the values would be lost. RST would make the device drop
+// the observation (RFC 7641 §3.6, §4.2) and the values with it. Sending
+// nothing makes the device retransmit with exponential back-off (RFC
+// 7252 §4.2), the same message id, which the deduplication cache (§4.5)
+// now lets through once more; only after MAX_RETRANSMIT unanswered tries
+// (about 45 s with the defaults) does the device give up on the
+// observation (RFC 7641 §4.5).
+func (e *Endpoint) refuseNotification(d *dedupEntry) {
+	e.mu.Lock()
+	d.retry = true
+	d.done = true
+	e.mu.Unlock()
 }

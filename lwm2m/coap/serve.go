@@ -100,11 +100,18 @@ func (e *Endpoint) serve(j job) {
 		e.respond(j, ErrorResponse(BadOption, "invalid Block1"))
 		return
 	}
-	resp := e.h.ServeCoAP(e.ctx, &Request{Peer: j.peer, Message: req, Endpoint: e})
-	if resp != nil && echo != nil {
-		resp.SetBlock(Block1, *echo)
+	r := &Request{Peer: j.peer, Message: req, Endpoint: e}
+	r.answer = func(resp *Response) {
+		if resp != nil && echo != nil {
+			resp.SetBlock(Block1, *echo)
+		}
+		e.respond(j, resp)
 	}
-	e.respond(j, resp)
+	resp := e.h.ServeCoAP(e.ctx, r)
+	if r.deferred {
+		return // the handler answers through Request.Defer
+	}
+	r.answer(resp)
 }
 
 // reassemble collects Block1 blocks (RFC 7959 §2.3, §2.5). It returns the

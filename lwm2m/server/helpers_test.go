@@ -39,6 +39,8 @@ type recorder struct {
 	mu        sync.Mutex
 	refuse    error // returned by Registered
 	overload  error // returned by Notified and Sent
+	refuseN   int   // refuse the next refuseN notifications, then accept
+	refusals  int
 	refuseFor string
 }
 
@@ -66,6 +68,13 @@ func (r *recorder) Deregistered(ctx context.Context, reg *Registration, why Dere
 func (r *recorder) Notified(ctx context.Context, reg *Registration, o *Observation, recs []lwm2m.Record) error {
 	r.mu.Lock()
 	err := r.overload
+	if r.refuseN > 0 {
+		r.refuseN--
+		err = errors.New("queue full")
+	}
+	if err != nil {
+		r.refusals++
+	}
 	r.mu.Unlock()
 	if err != nil {
 		return err

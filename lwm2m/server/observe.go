@@ -148,12 +148,28 @@ func (s *Server) notified(reg *registration, o *Observation, base lwm2m.Path, n 
 		s.log.Info("undecodable notification", "endpoint", snap.Endpoint, "observation", o.ID, "err", err)
 		return nil
 	}
-	if err := s.h.Notified(context.Background(), snap, o, recs); err != nil {
-		s.st.notificationDrops.Add(1)
+	if dh, ok := s.h.(DeferredHandler); ok {
+		done := n.Defer()
+		err := dh.NotifiedDeferred(context.Background(), snap, o, recs, func(err error) {
+			s.countNotification(err)
+			done(err)
+		})
+		if err != nil {
+			s.st.notificationDrops.Add(1)
+		}
 		return err
 	}
+	err = s.h.Notified(context.Background(), snap, o, recs)
+	s.countNotification(err)
+	return err
+}
+
+func (s *Server) countNotification(err error) {
+	if err != nil {
+		s.st.notificationDrops.Add(1)
+		return
+	}
 	s.st.notifications.Add(1)
-	return nil
 }
 
 // Observations lists the endpoint's active observations.

@@ -193,28 +193,49 @@ func TestObserve(t *testing.T) {
 	if err := d.notify(coap.Confirmable, 1, "0", lwm2m.FormatText); err != nil {
 		t.Fatal(err)
 	}
-	// The handler is overloaded: the CON notification gets 5.03.
+	// The handler cannot take a CON notification: it is not acknowledged
+	// (no 5.03, no RST), the device retransmits it, and the
+	// retransmission is delivered although its sequence number is not new.
+	rec.mu.Lock()
+	rec.refuseN = 1
+	rec.mu.Unlock()
+	if err := d.notify(coap.Confirmable, 10, "30", lwm2m.FormatText); err != nil {
+		t.Fatalf("refused once, then retransmitted: %v", err)
+	}
+	if e := rec.next(t, "notified"); e.recs[0].Value.Text() != "30" {
+		t.Fatalf("retransmission: %+v", e)
+	}
+	rec.mu.Lock()
+	refusals := rec.refusals
+	rec.mu.Unlock()
+	if refusals != 1 {
+		t.Fatalf("refusals %d, want 1", refusals)
+	}
+	// Refused for good: the device gives up after MAX_RETRANSMIT, never
+	// having been told the values were received.
 	rec.mu.Lock()
 	rec.overload = errors.New("queue full")
 	rec.mu.Unlock()
-	if err := d.notify(coap.Confirmable, 10, "30", lwm2m.FormatText); !errors.Is(err, coap.ErrRejected) {
-		t.Fatalf("overloaded: %v", err)
+	if err := d.notify(coap.Confirmable, 13, "40", lwm2m.FormatText); !errors.Is(err, coap.ErrTimeout) {
+		t.Fatalf("overloaded: %v, want a timeout", err)
 	}
 	rec.mu.Lock()
 	rec.overload = nil
 	rec.mu.Unlock()
 	// An undecodable payload is acknowledged and counted, not delivered.
-	if err := d.notify(coap.Confirmable, 11, "\xff", lwm2m.FormatSenMLCBOR); err != nil {
+	if err := d.notify(coap.Confirmable, 14, "\xff", lwm2m.FormatSenMLCBOR); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.notify(coap.Confirmable, 12, "31", lwm2m.FormatText); err != nil {
+	if err := d.notify(coap.Confirmable, 15, "31", lwm2m.FormatText); err != nil {
 		t.Fatal(err)
 	}
 	if e := rec.next(t, "notified"); e.recs[0].Value.Text() != "31" {
 		t.Fatalf("after overload: %+v", e)
 	}
 	st := s.Stats()
-	if st.Notifications != 3 || st.NotificationDrops != 2 || st.CoAP.StaleNotifications != 1 || st.Observations != 1 {
+	// 4 delivered; dropped: one refusal, three refused tries of "40" (sent
+	// once and retransmitted MaxRetransmit=2 times), one undecodable.
+	if st.Notifications != 4 || st.NotificationDrops != 5 || st.CoAP.StaleNotifications != 1 || st.Observations != 1 {
 		t.Fatalf("%+v", st)
 	}
 	// Proactive cancel: GET with Observe=1 and the same token.

@@ -358,7 +358,23 @@ func (s *Server) send(ctx context.Context, r *coap.Request) *coap.Response {
 		return coap.ErrorResponse(coap.BadRequest, err.Error())
 	}
 	s.wakeUp(reg)
-	if err := s.h.Sent(ctx, snap, recs); err != nil {
+	if dh, ok := s.h.(DeferredHandler); ok {
+		// 2.04 only once the values are stored.
+		respond := r.Defer()
+		stored := func(err error) { respond(s.sendAnswer(err)) }
+		if err := dh.SentDeferred(ctx, snap, recs, stored); err != nil {
+			stored(err)
+		}
+		return nil
+	}
+	return s.sendAnswer(s.h.Sent(ctx, snap, recs))
+}
+
+// sendAnswer is the response to a Send whose values were stored (err nil)
+// or could not be taken: 5.03, so the device sends them again later (RFC
+// 7252 §5.9.3.4).
+func (s *Server) sendAnswer(err error) *coap.Response {
+	if err != nil {
 		s.st.sendDrops.Add(1)
 		// A payload the handler cannot take in any case gets 4.13 or
 		// 4.00 with the reason (RFC 7252 §5.9.2); anything else 5.03, so

@@ -100,10 +100,31 @@ type Handler interface {
 	// before marking the device offline.
 	Deregistered(ctx context.Context, r *Registration, reason DeregisterReason)
 	// Notified delivers a notification's values. An error (a full queue)
-	// answers a confirmable notification with 5.03.
+	// leaves a confirmable notification unacknowledged, so the device
+	// retransmits it. A Handler that also implements DeferredHandler gets
+	// NotifiedDeferred and SentDeferred instead.
 	Notified(ctx context.Context, r *Registration, o *Observation, recs []lwm2m.Record) error
 	// Sent delivers a Send (/dp) payload (Core §6.4.2); an error → 5.03.
 	Sent(ctx context.Context, r *Registration, recs []lwm2m.Record) error
+}
+
+// DeferredHandler is implemented by a Handler that stores values
+// asynchronously and must not have them acknowledged before they are
+// stored (acknowledged means stored). The server then calls these
+// instead of Notified and Sent, and answers the device only when stored
+// is called — without holding the device's CoAP worker meanwhile, so
+// other devices are served while a commit runs.
+type DeferredHandler interface {
+	// NotifiedDeferred takes a notification's values. A nil return
+	// promises exactly one call of stored, from any goroutine: nil
+	// acknowledges the notification; an error leaves it unacknowledged so
+	// the device retransmits it (a notification is a response, RFC 7641
+	// §1.2: there is no error answer to it, an ACK says "received" and an
+	// RST ends the observation). An error return refuses it at once.
+	NotifiedDeferred(ctx context.Context, r *Registration, o *Observation, recs []lwm2m.Record, stored func(error)) error
+	// SentDeferred takes a Send (/dp) payload likewise: stored(nil)
+	// answers 2.04, an error (returned or passed to stored) 5.03.
+	SentDeferred(ctx context.Context, r *Registration, recs []lwm2m.Record, stored func(error)) error
 }
 
 // NopHandler accepts every registration and drops every value. Embed it to

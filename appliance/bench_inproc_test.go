@@ -1,0 +1,77 @@
+package appliance
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flownexus/flownexus/lwm2m/coap"
+)
+
+// BenchmarkApplianceInProcess runs the whole appliance in this process
+// (its SQLite store, real UDP on loopback) under the raw load generator's
+// closed loops, so that `go test -cpuprofile` shows where a request's time
+// goes (make bench-profile). The figures of record come from TestBench,
+// which measures the real binary from outside.
+func BenchmarkApplianceInProcess(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.DataDir = b.TempDir()
+	cfg.Listen = ListenConfig{HTTP: "127.0.0.1:0", CoAP: "127.0.0.1:0"}
+	cfg.Log.Level = "error"
+	cfg.Systemd.Watchdog = false
+	a, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		b.Fatalf("appliance stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		b.Fatal("appliance not ready in 30 s")
+	}
+	ps, err := newPeers(16, a.Addrs().CoAP, loopbackSources(4), "inproc-", linksObserve)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closePeers(ps)
+	if n, err := registerAll(ctx, ps, 3600, true); err != nil || n < len(ps) {
+		b.Fatalf("register: %d observed, %v", n, err)
+	}
+	for _, bc := range []struct {
+		name   string
+		notify bool
+		mk     func(p *lgPeer) *coap.Message
+	}{
+		{"update", false, func(p *lgPeer) *coap.Message { return p.updateMsg() }},
+		{"send", false, func(p *lgPeer) *coap.Message { return p.sendMsg(21.5) }},
+		{"notification", true, func(p *lgPeer) *coap.Message { return p.notifyMsg(22.5) }},
+		{"register", false, func(p *lgPeer) *coap.Message { return p.registerMsg(3600) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var next atomic.Int64
+			var lost atomic.Int64
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for _, p := range ps {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if _, _, err := p.do(bc.mk(p), bc.notify, 2*time.Second); err != nil {
+							lost.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(lost.Load()), "lost")
+		})
+	}
+}

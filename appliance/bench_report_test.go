@@ -1,0 +1,139 @@
+package appliance
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+var benchColumns = []struct{ target, title string }{
+	{"flownexus", "FlowNexus appliance"},
+	{"gocoap", "go-coap v3 server"},
+	{"libcoap", "libcoap coap-server"},
+	{"echo", "raw UDP echo (floor)"},
+}
+
+// renderMarkdown turns the report into bench.md: every figure of the
+// appliance beside the protocol-only peers and the floor.
+func renderMarkdown(r *benchReport) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# FlowNexus whole-appliance benchmark\n\nStarted %s.\n\n", r.Started)
+	keys := make([]string, 0, len(r.Machine))
+	for k := range r.Machine {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w("- %s: %s\n", k, r.Machine[k])
+	}
+	w("\nOptions: ")
+	okeys := make([]string, 0, len(r.Options))
+	for k := range r.Options {
+		okeys = append(okeys, k)
+	}
+	sort.Strings(okeys)
+	for _, k := range okeys {
+		w("`%s=%s` ", k, r.Options[k])
+	}
+	w("\n\n## Server CPU per request (closed loop; µs, and requests/s completed)\n\n")
+	w("| phase | %s | appliance ÷ floor |\n| --- |%s --- |\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
+	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register", "fairness-update"} {
+		row := ""
+		for _, c := range benchColumns {
+			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {
+				row += fmt.Sprintf(" %.1f µs (%.0f/s) |", pr.CPUMicros, pr.PerSec)
+			} else {
+				row += " — |"
+			}
+		}
+		ratio := "—"
+		if a, f := r.find("flownexus", ph), r.find("echo", ph); a != nil && f != nil && f.CPUMicros > 0 && a.Completed > 0 {
+			ratio = fmt.Sprintf("%.1f×", a.CPUMicros/f.CPUMicros)
+		}
+		w("| %s |%s %s |\n", ph, row, ratio)
+	}
+	w("\n## Latency of the closed loops (p50 / p99, µs) and lost requests\n\n")
+	w("| phase | %s |\n| --- |%s\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
+	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register"} {
+		row := ""
+		for _, c := range benchColumns {
+			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {
+				row += fmt.Sprintf(" %.0f / %.0f, %d lost |", pr.P50Micros, pr.P99Micros, pr.Lost)
+			} else {
+				row += " — |"
+			}
+		}
+		w("| %s |%s\n", ph, row)
+	}
+	w("\n## Fairness and latency drift (Update, closed loop)\n\n| server | peers | seconds | busiest ÷ least served | p50 first window | p50 last window | µs/request | lost |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, c := range benchColumns {
+		if pr := r.find(c.target, "fairness-update"); pr != nil {
+			w("| %s | %d | %.0f | %s | %.0f µs | %.0f µs | %.1f | %d |\n", c.title, pr.Peers, pr.Seconds, fairStr(pr.Fairness), pr.FirstP50Micros, pr.LastP50Micros, pr.CPUMicros, pr.Lost)
+		}
+	}
+	for _, pr := range r.Phases {
+		if pr.Note != "" {
+			w("\nNote (%s, %s): %s\n", pr.Target, pr.Phase, pr.Note)
+		}
+	}
+	if f := r.Fleet; f != nil {
+		w("\n## Confirmable notifications, open loop (appliance)\n\n")
+		w("%d devices over %s loopback source addresses (%d observed by the appliance), one CON notification every %.1f s each for %.0f s.\n\n", f.Devices, r.Options["sources"], r.Observed, f.EverySeconds, f.Seconds)
+		w("| sent | acked | refused | lost | acked/s | server CPU per stored notification (net of idle %.1f ms/s) | ACK p50 | ACK p99 | p50 first / last window | appliance refused (notifications / ingest batches) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n", f.IdleCPUPerSec)
+		w("| %d | %d | %d | %d | %.0f | %.1f µs (%.1f µs) | %.0f µs | %.0f µs | %.0f / %.0f µs | %.0f / %.0f |\n", f.Sent, f.Acked, f.Refused, f.Lost, f.PerSec, f.CPUMicros, f.NetCPUMicros, f.P50Micros, f.P99Micros, f.FirstP50, f.LastP50, f.Dropped, f.IngestRefuse)
+	}
+	if x := r.WebAPI; x != nil {
+		w("\n## Web API: GET /api/v1/devices (bearer token)\n\n| | p50 | p95 |\n| --- | --- | --- |\n| idle | %.2f ms | %.2f ms |\n| while the fleet ingests (%d requests) | %.2f ms | %.2f ms |\n", x.IdleP50, x.IdleP95, x.Requests, x.LoadP50, x.LoadP95)
+	}
+	if len(r.Sim) > 0 {
+		w("\n## Devices held (flownexus-sim, values changing every second)\n\n| transport | devices | registered | RSS before → held | per device | goroutines before → held | per device | notifications in window | server CPU per notification | CON ACK p50 / p99 (simulator) | seconds to register all |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	}
+	for _, s := range r.Sim {
+		w("| %s | %d | %d | %s → %s | %.1f KiB | %d → %d | %.2f | %.0f in %.0f s | %.1f µs | %.0f / %.0f µs (%d) | %.1f |\n", s.Transport, s.Devices, s.Registered, mib(s.RSSBefore), mib(s.RSSHeld), s.RSSPerDevice/1024, s.GoroutinesBefore, s.GoroutinesHeld, s.GoroutinesPerDev, s.Notifications, s.WindowSeconds, s.CPUMicros, s.AckP50Micros, s.AckP99Micros, s.Acks, s.RegisterSeconds)
+	}
+	if f := r.Flood; f != nil {
+		w("\n## Register flood from devices that never answer (%d peers, %.0f s)\n\n", f.Peers, f.Seconds)
+		w("| Registers answered | server CPU per Register | goroutines before → peak → 10 s after | RSS before → peak → 10 s after |\n| --- | --- | --- | --- |\n")
+		w("| %d | %.1f µs | %d → %d → %d | %s → %s → %s |\n", f.Registers, f.CPUMicros, f.GoroutinesBefore, f.GoroutinesPeak, f.GoroutinesAfter, mib(f.RSSBefore), mib(f.RSSPeak), mib(f.RSSAfter))
+	}
+	w("\n## The appliance over the run (sampled every second; every %dth sample shown)\n\n", sampleStride(len(r.Samples)))
+	w("| t | phase | RSS | goroutines | registered | DB | WAL | CPU s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	stride := sampleStride(len(r.Samples))
+	for i, s := range r.Samples {
+		if i%stride == 0 || i == len(r.Samples)-1 {
+			w("| %.0f s | %s | %s | %d | %d | %s | %s | %.1f |\n", s.T, s.Phase, mib(s.RSS), s.Goroutines, s.Registered, mib(s.DB), mib(s.WAL), s.CPU)
+		}
+	}
+	p := r.Peak
+	w("| peak | | %s | %d | %d | %s | %s | |\n", mib(p.RSS), p.Goroutines, p.Registered, mib(p.DB), mib(p.WAL))
+	return b.String()
+}
+
+func titles() string {
+	var s []string
+	for _, c := range benchColumns {
+		s = append(s, c.title)
+	}
+	return strings.Join(s, " | ")
+}
+
+func (r *benchReport) find(target, phase string) *phaseResult {
+	for i := range r.Phases {
+		if r.Phases[i].Target == target && r.Phases[i].Phase == phase {
+			return &r.Phases[i]
+		}
+	}
+	return nil
+}
+
+func fairStr(f float64) string {
+	if f < 0 {
+		return "∞ (a peer got nothing)"
+	}
+	return fmt.Sprintf("%.2f×", f)
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func sampleStride(n int) int { return max(1, n/40) }
