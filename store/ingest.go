@@ -95,6 +95,9 @@ func (d *DB) Ingest(b Batch) error {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
+	if err := d.refuseIfFull(b.Endpoint); err != nil {
+		return err
+	}
 	d.ingestMu.RLock()
 	defer d.ingestMu.RUnlock()
 	if d.closed.Load() {
@@ -311,9 +314,11 @@ func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
 	}
 commit:
 	d.queuedRecords.Add(-int64(n))
-	err := d.commit(ctx, bs, n)
+	err := d.noteWriteErr(d.commit(ctx, bs, n))
 	d.progress.Store(time.Now().UnixNano())
-	if err != nil {
+	if errors.Is(err, ErrDiskFull) {
+		d.failFull(bs, err) // retrying batch by batch would only fail again
+	} else if err != nil {
 		// One bad batch (say, for an endpoint deleted meanwhile) must not
 		// take the others down: retry one by one, a few times each.
 		d.log.Warn("ingestion commit failed; retrying batch by batch", "err", err, "batches", len(bs))

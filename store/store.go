@@ -56,6 +56,10 @@ type Config struct {
 	ChunkSpan time.Duration
 	// BusyTimeout is how long a connection waits for a lock.
 	BusyTimeout time.Duration
+	// MinFreeBytes is the free space of the data directory's file system
+	// below which Ingest refuses new telemetry with ErrDiskFull (0:
+	// DefaultMinFreeBytes, negative: only SQLITE_FULL refuses).
+	MinFreeBytes int64
 	// SyncFull makes every commit fsync (PRAGMA synchronous=FULL). The
 	// default NORMAL survives a process kill with nothing committed lost;
 	// FULL also survives power loss at a cost in throughput.
@@ -137,6 +141,7 @@ type DB struct {
 	overrides     map[[2]uint16]time.Duration
 
 	stats stats
+	space space
 	subs  subscribers
 	tel   telemetryCache
 
@@ -270,6 +275,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		d.ck.Close()
 		return nil, err
 	}
+	d.CheckSpace()
 	return d, nil
 }
 
@@ -368,6 +374,9 @@ func wrap(err error, format string, args ...any) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", ctx, ErrNotFound)
 	}
+	if isSQLiteFull(err) {
+		return fmt.Errorf("store: %s: %w: %w", ctx, ErrDiskFull, err)
+	}
 	var se sqlite3.Error
 	if errors.As(err, &se) {
 		switch se.ExtendedCode {
@@ -442,6 +451,7 @@ func (d *DB) checkpointLoop(ctx context.Context, every time.Duration) {
 			if _, err := d.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil && ctx.Err() == nil {
 				d.log.Warn("checkpoint failed", "err", err)
 			}
+			d.CheckSpace()
 		}
 	}
 }
