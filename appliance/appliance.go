@@ -387,6 +387,10 @@ func (a *Appliance) storeConfig() store.Config {
 		sc.FlushInterval = a.cfg.Store.FlushInterval
 	}
 	sc.MaxSizeBytes = a.cfg.Store.MaxSizeMiB << 20
+	sc.MinFreeBytes = a.cfg.Store.MinFreeMiB << 20
+	if sc.MinFreeBytes == 0 {
+		sc.MinFreeBytes = -1 // reserve off: SQLITE_FULL alone refuses
+	}
 	return sc
 }
 

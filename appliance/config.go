@@ -106,6 +106,11 @@ type StoreConfig struct {
 	// FlushInterval bounds how long ingested values wait before their
 	// batch is committed.
 	FlushInterval time.Duration `toml:"flush_interval"`
+	// MinFreeMiB is the free space of the data directory's file system
+	// below which new telemetry is refused (devices retry) and /healthz
+	// reports "degraded". 0 turns the reserve off: only a write that finds
+	// no room at all refuses.
+	MinFreeMiB int64 `toml:"min_free_mib"`
 }
 
 // LogConfig configures the process log.
@@ -165,6 +170,7 @@ func DefaultConfig() Config {
 			Retention:     30 * 24 * time.Hour,
 			MaxSizeMiB:    4096,
 			FlushInterval: time.Second,
+			MinFreeMiB:    16,
 		},
 		Log: LogConfig{Level: "info", Format: "auto"},
 		Systemd: SystemdConfig{
@@ -293,6 +299,9 @@ func (c Config) Validate() error {
 	}
 	if c.Store.MaxSizeMiB < 0 {
 		return bad("store.max_size_mib", "%d is negative", c.Store.MaxSizeMiB)
+	}
+	if c.Store.MinFreeMiB < 0 {
+		return bad("store.min_free_mib", "%d is negative", c.Store.MinFreeMiB)
 	}
 	if c.Store.FlushInterval < time.Millisecond || c.Store.FlushInterval > time.Minute {
 		return bad("store.flush_interval", "%s is outside 1ms..1m", c.Store.FlushInterval)

@@ -44,6 +44,10 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_ingest_max_ack_to_commit_seconds", "gauge", "Longest wait of a reading from acceptance to commit.", st.MaxAckToCommit.Seconds())
 	m("flownexus_live_subscriber_drops_total", "counter", "Live updates not delivered to slow subscribers.", st.SubscriberDrops)
 	m("flownexus_retention_deleted_total", "counter", "Rows and chunks removed by retention.", st.RetentionDeleted)
+	ds := a.db.DiskState()
+	m("flownexus_disk_full", "gauge", "1 while new telemetry is refused for want of disk space (see /healthz for the reason).", b2i(ds.Full))
+	m("flownexus_disk_free_bytes", "gauge", "Free space of the data directory's file system at the last check.", ds.FreeBytes)
+	m("flownexus_ingest_batches_refused_disk_full_total", "counter", "Batches refused because the disk was full.", ds.Refused)
 
 	if a.dtlsSrv != nil {
 		d := a.dtlsSrv.Stats()
@@ -55,4 +59,11 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	}
 	m("flownexus_uptime_seconds", "gauge", "Seconds since start.", int64(time.Since(a.started).Seconds()))
 	return bw.Flush()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
