@@ -199,7 +199,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 	d := &DB{
 		cfg:     cfg,
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		now:     time.Now,
+		now:     defaultClock(),
 		queue:   make(chan *batch, cfg.QueueSize),
 		closing: make(chan struct{}),
 	}
