@@ -196,6 +196,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 			return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 		}
 	}
+	// What a backup killed half-way left (see MakeWorkDir).
+	if _, err := RemoveStaleWorkDirs(filepath.Dir(cfg.Path), BackupWorkPrefix); err != nil {
+		return nil, err
+	}
 	d := &DB{
 		cfg:     cfg,
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
