@@ -39,6 +39,8 @@ type DeviceConfig struct {
 	Firmware string
 	// CoAP holds the transmission parameters.
 	CoAP coap.Config
+	// ConfirmableNotify sends notifications as CON (acknowledged).
+	ConfirmableNotify bool
 }
 
 // DefaultDeviceConfig returns a 1.1 UDP device with a 300 s lifetime.
@@ -148,6 +150,7 @@ func NewDevice(cfg DeviceConfig, opts ...DeviceOption) (*Device, error) {
 		cc.AwakeWindow = cfg.AwakeWindow
 	}
 	cc.CoAP = cfg.CoAP
+	cc.ConfirmableNotify = cfg.ConfirmableNotify
 	copts := []client.Option{client.WithRegistry(o.reg), client.WithLogger(o.log)}
 	if o.events != nil {
 		copts = append(copts, client.WithEvents(o.events))

@@ -60,6 +60,9 @@ type Config struct {
 	// Dial, when set, makes each device's transport when the device starts
 	// (lwm2m/dtls plugs in here).
 	Dial DialFunc
+	// ConfirmableNotify makes the devices notify with CON messages, so
+	// that every notification is acknowledged (or retransmitted).
+	ConfirmableNotify bool
 }
 
 // DefaultConfig returns a fleet of 10 devices with a 300 s lifetime.
@@ -116,6 +119,7 @@ type Fleet struct {
 	sends, sleeps                          atomic.Uint64
 	allRegistered                          chan struct{}
 	allOnce                                sync.Once
+	acks                                   *AckLog
 }
 
 // Option configures a Fleet.
@@ -134,6 +138,11 @@ func WithLogger(l *slog.Logger) Option {
 // fleet's.
 func WithDeviceLog(l *slog.Logger) Option {
 	return func(f *Fleet) { f.devLog = l }
+}
+
+// WithAckLog records every reading the server acknowledged in l.
+func WithAckLog(l *AckLog) Option {
+	return func(f *Fleet) { f.acks = l }
 }
 
 // New builds a fleet and all its devices (not yet started).
@@ -176,6 +185,7 @@ func New(cfg Config, opts ...Option) (*Fleet, error) {
 		dc.Seed = cfg.Seed*1_000_003 + uint64(i)
 		dc.TempMin, dc.TempMax = cfg.TempMin, cfg.TempMax
 		dc.CoAP = cfg.CoAP
+		dc.ConfirmableNotify = cfg.ConfirmableNotify
 		dopts := []DeviceOption{WithDeviceRegistry(reg), WithDeviceEvents(f.onEvent), WithDeviceLogger(f.devLog)}
 		if cfg.Dial != nil {
 			dopts = append(dopts, WithDeviceDial(cfg.Dial))
@@ -218,6 +228,9 @@ func (f *Fleet) Stats() Stats {
 }
 
 func (f *Fleet) onEvent(e client.Event) {
+	if f.acks != nil {
+		f.acks.Record(e)
+	}
 	switch e.Kind {
 	case client.EventRegistered:
 		f.regs.Add(1)

@@ -161,6 +161,12 @@ type Event struct {
 	Endpoint string
 	Location string // registration location ("rd/…")
 	Err      error
+	// Acked are the readings the server acknowledged: those of a
+	// confirmable notification whose empty ACK came back (EventNotified),
+	// or of a Send answered 2.04 (EventSent); nil otherwise. A simulator
+	// keeps them to check, after a server crash, that everything
+	// acknowledged was stored.
+	Acked []lwm2m.Record
 }
 
 // Stats are a client's counters.
@@ -301,12 +307,15 @@ func (c *Client) objectsChanged() {
 	c.TriggerUpdate()
 }
 
-func (c *Client) event(k EventKind, err error) {
+func (c *Client) event(k EventKind, err error) { c.eventAcked(k, err, nil) }
+
+// eventAcked reports an event with the readings the server acknowledged.
+func (c *Client) eventAcked(k EventKind, err error, acked []lwm2m.Record) {
 	if c.events == nil {
 		return
 	}
 	loc, _ := c.Location()
-	c.events(Event{Kind: k, Endpoint: c.cfg.Endpoint, Location: loc, Err: err})
+	c.events(Event{Kind: k, Endpoint: c.cfg.Endpoint, Location: loc, Err: err, Acked: acked})
 }
 
 // preferredFormat is the ct of the registration's root link.

@@ -100,7 +100,11 @@ func (c *Client) emit(o *Observation, recs []lwm2m.Record, con bool) {
 		case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, coap.ErrClosed):
 			c.log.Debug("notification failed", "err", err)
 		}
-		c.event(EventNotified, err)
+		var acked []lwm2m.Record
+		if err == nil {
+			acked = recs
+		}
+		c.eventAcked(EventNotified, err, acked)
 	}()
 }
 
