@@ -6,7 +6,7 @@ RUNDIR  ?= .run
 GO      ?= go
 FUZZTIME ?= 20s
 
-.PHONY: all build run test test-short test-install vet fmt-check bench fuzz deb clean
+.PHONY: all build run test test-short test-install vet fmt-check bench fuzz soak deb clean
 
 all: build
 
@@ -39,6 +39,15 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+# The long fault tests (docs/RELIABILITY.md): the network-fault scenario
+# with 10 devices and 20 rounds, the kill -9 tests repeated SOAKCOUNT
+# times. Needs root for the tmpfs, namespace and netem parts.
+SOAKCOUNT ?= 20
+soak:
+	FLOWNEXUS_SOAK=1 $(GO) test -count=1 -timeout 120m -v -run '^(TestNetworkFaults|TestNetworkFaultsUDP)$$' ./appliance/
+	$(GO) test -count=$(SOAKCOUNT) -timeout 120m -run '^(TestCrashSafety|TestKillDuringMigration|TestKillDuringBackup|TestKillDuringRetention|TestDiskFullReserve|TestDiskFullSQLite)$$' ./store/
+	$(GO) test -count=$(SOAKCOUNT) -timeout 120m -run '^(TestKillAcknowledgedSurvive|TestDiskFullAppliance)$$' ./appliance/
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:
