@@ -76,7 +76,8 @@ func TestKillAcknowledgedSurvive(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	watchdog := time.AfterFunc(5*time.Minute, func() { cmd.Process.Kill() }) // never hang the test
+	t.Cleanup(func() { watchdog.Stop(); cmd.Process.Kill(); cmd.Wait() })
 	sc := bufio.NewScanner(out)
 	var addr string
 	for sc.Scan() {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +43,10 @@ func faultChild(t *testing.T, mode, path string, extra ...string) (*exec.Cmd, *b
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// A child that stops making progress is killed, which ends the
+	// parent's scan and fails the test instead of hanging it.
+	watchdog := time.AfterFunc(5*time.Minute, func() { cmd.Process.Kill() })
+	t.Cleanup(func() { watchdog.Stop(); cmd.Process.Kill(); cmd.Wait() })
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	return cmd, sc, &stderr
@@ -62,7 +66,10 @@ func TestFaultChild(t *testing.T) {
 	}
 	path := os.Getenv(faultEnv + "_PATH")
 	out := bufio.NewWriter(os.Stdout)
+	var outMu sync.Mutex
 	say := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
 		fmt.Fprintf(out, format+"\n", args...)
 		out.Flush()
 	}
