@@ -201,20 +201,22 @@ func TestDiskFullSQLite(t *testing.T) {
 	filler := fill(t, dir, 0, d.freeBytes)
 	// Write until SQLite reports the disk full: pages already in the file
 	// may absorb the first batches.
-	var commitErr error
-	for i := 0; i < 1000 && commitErr == nil; i++ {
-		if err := d.Ingest(tempBatch("dev", 100_000+int64(i)*2000, 2000)); err != nil {
-			if errors.Is(err, ErrDiskFull) {
-				break
-			}
-			t.Fatalf("ingest: %v", err)
+	// The failed commit reaches Flush when the flush marker shared its
+	// transaction; otherwise the next Ingest is already refused.
+	var commitErr, ingestErr error
+	for i := 0; i < 1000 && commitErr == nil && ingestErr == nil; i++ {
+		if ingestErr = d.Ingest(tempBatch("dev", 100_000+int64(i)*2000, 2000)); ingestErr != nil {
+			break
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		commitErr = d.Flush(ctx)
 		cancel()
 	}
-	if !errors.Is(commitErr, ErrDiskFull) {
-		t.Fatalf("commit on a full disk: %v, want ErrDiskFull", commitErr)
+	if commitErr != nil && !errors.Is(commitErr, ErrDiskFull) || ingestErr != nil && !errors.Is(ingestErr, ErrDiskFull) {
+		t.Fatalf("on a full disk: commit %v, ingest %v; want ErrDiskFull", commitErr, ingestErr)
+	}
+	if d.Stats().Failed == 0 {
+		t.Fatal("no commit failed: SQLite never ran out of room")
 	}
 	if st := d.DiskState(); !st.Full || st.Reason == "" {
 		t.Fatalf("SQLITE_FULL did not mark the store full: %+v", st)
