@@ -41,7 +41,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 # The long fault tests (docs/RELIABILITY.md): the network-fault scenario
-# with 10 devices and 20 rounds, the kill -9 tests repeated SOAKCOUNT
+# with 6 devices and 10 rounds, the kill -9 tests repeated SOAKCOUNT
 # times. Needs root for the tmpfs, namespace and netem parts.
 SOAKCOUNT ?= 20
 soak:

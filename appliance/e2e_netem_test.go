@@ -117,7 +117,7 @@ func TestNetworkFaults(t *testing.T) {
 	p := makeNetPair(t)
 	devices, rounds := 2, 2
 	if soak() {
-		devices, rounds = 10, 20
+		devices, rounds = 6, 10
 	}
 	cmd := exec.Command("ip", "netns", "exec", p.srvNS, os.Args[0], "-test.run=^TestNetemServerChild$", "-test.v", "-test.timeout=30m")
 	cmd.Env = append(os.Environ(), netemEnv+"=1", netemEnv+"_SRV_IP="+p.srvIP, netemEnv+"_SRV_IF="+p.srvIf,
@@ -360,7 +360,7 @@ func TestNetworkFaultsUDP(t *testing.T) {
 	px := newFaultProxy(t, ta.a.Addrs().CoAP, impairment{loss: 0.2, duplicate: 0.05, reorder: 0.25, delay: 500 * time.Millisecond}, 13)
 	devices, rounds := 2, 1
 	if soak() {
-		devices, rounds = 10, 20
+		devices, rounds = 6, 10
 	}
 	rep := newDeviceReports()
 	eps := make([]string, devices)
