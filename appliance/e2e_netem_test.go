@@ -357,11 +357,12 @@ func TestNetworkFaultsUDP(t *testing.T) {
 		t.Skip("short mode")
 	}
 	ta := startAppliance(t, testConfig(t))
-	px := newFaultProxy(t, ta.a.Addrs().CoAP, impairment{loss: 0.2, duplicate: 0.05, reorder: 0.25, delay: 500 * time.Millisecond}, 13)
-	devices, rounds := 2, 1
+	devices, rounds, seed := 2, 1, uint64(13)
 	if soak() {
-		devices, rounds = 6, 10
+		devices, rounds, seed = 6, 10, uint64(time.Now().UnixNano())
 	}
+	t.Logf("impairment seed %d", seed)
+	px := newFaultProxy(t, ta.a.Addrs().CoAP, impairment{loss: 0.2, duplicate: 0.05, reorder: 0.25, delay: 500 * time.Millisecond}, seed)
 	rep := newDeviceReports()
 	eps := make([]string, devices)
 	for i := range eps {
