@@ -67,6 +67,7 @@ func TestKillAcknowledgedSurvive(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestApplianceChild$", "-test.v=false")
 	cmd.Env = append(os.Environ(), applianceChildEnv+"="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

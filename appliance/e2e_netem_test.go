@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,6 +124,7 @@ func TestNetworkFaults(t *testing.T) {
 	cmd.Env = append(os.Environ(), netemEnv+"=1", netemEnv+"_SRV_IP="+p.srvIP, netemEnv+"_SRV_IF="+p.srvIf,
 		netemEnv+"_DEV_NS="+p.devNS, netemEnv+"_DEV_IP="+p.devIP,
 		netemEnv+"_DEVICES="+strconv.Itoa(devices), netemEnv+"_ROUNDS="+strconv.Itoa(rounds))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	t.Logf("server namespace:\n%s", out)
 	if err != nil {
@@ -195,6 +197,7 @@ func TestNetemServerChild(t *testing.T) {
 	dev.Env = append(os.Environ(), netemEnv+"=device", netemEnv+"_SERVER=coap://"+ta.a.Addrs().CoAP,
 		netemEnv+"_ENDPOINTS="+strings.Join(eps, ","))
 	dev.Stderr = os.Stderr
+	dev.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := dev.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ func faultChild(t *testing.T, mode, path string, extra ...string) (*exec.Cmd, *b
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultChild$", "-test.v=false")
 	cmd.Env = append(os.Environ(), faultEnv+"="+mode, faultEnv+"_PATH="+path)
 	cmd.Env = append(cmd.Env, extra...)
+	// The child dies with this process, even when a timeout panic skips
+	// the cleanups.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
