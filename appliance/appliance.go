@@ -397,6 +397,10 @@ func (a *Appliance) storeConfig() store.Config {
 	}
 	sc.MaxSizeBytes = a.cfg.Store.MaxSizeMiB << 20
 	sc.Synchronous = store.SyncMode(strings.ToUpper(a.cfg.Store.Synchronous))
+	sc.MinFreeBytes = a.cfg.Store.MinFreeMiB << 20
+	if sc.MinFreeBytes == 0 {
+		sc.MinFreeBytes = -1 // reserve off: SQLITE_FULL alone refuses
+	}
 	return sc
 }
 

@@ -110,6 +110,11 @@ type StoreConfig struct {
 	// acknowledged survives a power cut) or "normal" (faster; survives a
 	// crash or kill, but a power cut can lose the last commits).
 	Synchronous string `toml:"synchronous"`
+	// MinFreeMiB is the free space of the data directory's file system
+	// below which new telemetry is refused (devices retry) and /healthz
+	// reports "degraded". 0 turns the reserve off: only a write that finds
+	// no room at all refuses.
+	MinFreeMiB int64 `toml:"min_free_mib"`
 }
 
 // LogConfig configures the process log.
@@ -170,6 +175,7 @@ func DefaultConfig() Config {
 			MaxSizeMiB:    4096,
 			FlushInterval: time.Second,
 			Synchronous:   "full",
+			MinFreeMiB:    16,
 		},
 		Log: LogConfig{Level: "info", Format: "auto"},
 		Systemd: SystemdConfig{
@@ -298,6 +304,9 @@ func (c Config) Validate() error {
 	}
 	if c.Store.MaxSizeMiB < 0 {
 		return bad("store.max_size_mib", "%d is negative", c.Store.MaxSizeMiB)
+	}
+	if c.Store.MinFreeMiB < 0 {
+		return bad("store.min_free_mib", "%d is negative", c.Store.MinFreeMiB)
 	}
 	if c.Store.FlushInterval < time.Millisecond || c.Store.FlushInterval > time.Minute {
 		return bad("store.flush_interval", "%s is outside 1ms..1m", c.Store.FlushInterval)

@@ -386,7 +386,7 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
+	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: l.db.Now(), Records: recs, Event: event}); err != nil {
 		return err
 	}
 	l.noteFirmware(ctx, ep, recs)
@@ -400,7 +400,7 @@ func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, ev
 		return
 	}
 	l.noteFirmware(ctx, ep, recs)
-	if err := l.db.IngestWait(ctx, store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
+	if err := l.db.IngestWait(ctx, store.Batch{Endpoint: ep, Received: l.db.Now(), Records: recs, Event: event}); err != nil {
 		l.log.Info("values not stored", "endpoint", ep, "err", err)
 	}
 }

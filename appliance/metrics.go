@@ -47,6 +47,10 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_retention_deleted_total", "counter", "Rows and chunks removed by retention.", st.RetentionDeleted)
 	m("flownexus_store_wal_bytes", "gauge", "Size of the SQLite write-ahead log file.", st.WALBytes)
 	m("flownexus_store_wal_truncations_total", "counter", "Times readers kept the WAL from restarting until it was truncated.", st.WALTruncates)
+	ds := a.db.DiskState()
+	m("flownexus_disk_full", "gauge", "1 while new telemetry is refused for want of disk space (see /healthz for the reason).", b2i(ds.Full))
+	m("flownexus_disk_free_bytes", "gauge", "Free space of the data directory's file system at the last check.", ds.FreeBytes)
+	m("flownexus_ingest_batches_refused_disk_full_total", "counter", "Batches refused because the disk was full.", ds.Refused)
 
 	if a.dtlsSrv != nil {
 		d := a.dtlsSrv.Stats()
@@ -61,4 +65,11 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	// must not pile them up); the benchmark samples this gauge.
 	m("go_goroutines", "gauge", "Goroutines that currently exist.", runtime.NumGoroutine())
 	return bw.Flush()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -60,7 +60,8 @@ type Config struct {
 	// Dial, when set, makes each device's transport when the device starts
 	// (lwm2m/dtls plugs in here).
 	Dial DialFunc
-	// ConfirmableNotify makes the devices notify with CON messages; the
+	// ConfirmableNotify makes the devices notify with CON messages, so
+	// that every notification is acknowledged (or retransmitted); the
 	// fleet then measures how long each waited for its ACK (Stats.Ack).
 	ConfirmableNotify bool
 }
@@ -122,6 +123,7 @@ type Fleet struct {
 	acks                                   ackHistogram
 	allRegistered                          chan struct{}
 	allOnce                                sync.Once
+	ackLog                                 *AckLog
 }
 
 // Option configures a Fleet.
@@ -140,6 +142,11 @@ func WithLogger(l *slog.Logger) Option {
 // fleet's.
 func WithDeviceLog(l *slog.Logger) Option {
 	return func(f *Fleet) { f.devLog = l }
+}
+
+// WithAckLog records every reading the server acknowledged in l.
+func WithAckLog(l *AckLog) Option {
+	return func(f *Fleet) { f.ackLog = l }
 }
 
 // New builds a fleet and all its devices (not yet started).
@@ -226,6 +233,9 @@ func (f *Fleet) Stats() Stats {
 }
 
 func (f *Fleet) onEvent(e client.Event) {
+	if f.ackLog != nil {
+		f.ackLog.Record(e)
+	}
 	switch e.Kind {
 	case client.EventRegistered:
 		f.regs.Add(1)

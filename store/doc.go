@@ -51,4 +51,14 @@
 // and the per-reading cost falls; a reading accepted by the queue is
 // committed well within FlushInterval. Subscribe reports committed
 // batches without letting a slow subscriber hold the writer up.
+//
+// # Faults
+//
+// While the data directory's file system is below Config.MinFreeBytes,
+// or after SQLite reported SQLITE_FULL, Ingest refuses with ErrDiskFull
+// (space.go) until the free space returns; DiskState says why. Readings
+// without a time of their own are stamped by a clock that never runs
+// backwards (clock.go), so a wall clock set back does not reorder them.
+// Backups stage their copy in a locked work directory that the next Open
+// removes if its owner was killed (workdir.go).
 package store

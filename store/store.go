@@ -63,6 +63,10 @@ type Config struct {
 	// commits). Group commit keeps FULL's cost per reading low; see
 	// docs/operations.md for the measured trade-off.
 	Synchronous SyncMode
+	// MinFreeBytes is the free space of the data directory's file system
+	// below which Ingest refuses new telemetry with ErrDiskFull (0:
+	// DefaultMinFreeBytes, negative: only SQLITE_FULL refuses).
+	MinFreeBytes int64
 }
 
 // SyncMode is a PRAGMA synchronous value for a WAL database.
@@ -161,6 +165,7 @@ type DB struct {
 	overrides     map[[2]uint16]time.Duration
 
 	stats stats
+	space space
 	subs  subscribers
 	tel   telemetryCache
 	regs  regCache
@@ -217,10 +222,14 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 			return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 		}
 	}
+	// What a backup killed half-way left (see MakeWorkDir).
+	if _, err := RemoveStaleWorkDirs(filepath.Dir(cfg.Path), BackupWorkPrefix); err != nil {
+		return nil, err
+	}
 	d := &DB{
 		cfg:     cfg,
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		now:     time.Now,
+		now:     defaultClock(),
 		queue:   make(chan *batch, cfg.QueueSize),
 		closing: make(chan struct{}),
 		walNext: walHardLimit,
@@ -307,6 +316,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		d.ck.Close()
 		return nil, err
 	}
+	d.CheckSpace()
 	return d, nil
 }
 
@@ -409,6 +419,9 @@ func wrap(err error, format string, args ...any) error {
 	ctx := fmt.Sprintf(format, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", ctx, ErrNotFound)
+	}
+	if isSQLiteFull(err) {
+		return fmt.Errorf("store: %s: %w: %w", ctx, ErrDiskFull, err)
 	}
 	var se sqlite3.Error
 	if errors.As(err, &se) {

@@ -109,5 +109,10 @@ func (s *Server) healthz(c *echo.Context) error {
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 		}
 	}
+	// The appliance runs but refuses telemetry while the disk is full: a
+	// probe must see it (503), and the reason says what to do.
+	if ds := s.deps.Store.DiskState(); ds.Full {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "degraded", "reason": ds.Reason})
+	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }

@@ -80,7 +80,10 @@ type view struct {
 	Version string
 	Flash   string
 	Error   string
-	Data    any
+	// Alert is a condition of the whole appliance every page shows (disk
+	// full), "" when there is none.
+	Alert string
+	Data  any
 }
 
 func (v view) CanOperate() bool { return Role(v.User.Role).rank() >= RoleOperator.rank() }
@@ -98,6 +101,9 @@ func (s *Server) newView(c *echo.Context, title, nav string, data any) view {
 		v.CSRF = sess.CSRF
 	}
 	v.Flash = c.QueryParam("flash")
+	if ds := s.deps.Store.DiskState(); ds.Full {
+		v.Alert = "Disk full — new telemetry is refused until space is freed (devices keep it and retry): " + ds.Reason
+	}
 	return v
 }
 

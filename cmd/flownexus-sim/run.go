@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ type options struct {
 	logJSON     bool
 	statsEvery  time.Duration
 	deviceDebug bool
+	ackLog      string
 }
 
 // parseArgs reads the command line into a fleet configuration.
@@ -66,7 +68,8 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.statsEvery, "stats-every", 5*time.Second, "log fleet progress this often")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON instead of text")
 	fs.BoolVar(&o.deviceDebug, "device-logs", false, "log every device's client events too")
-	fs.BoolVar(&o.fleet.ConfirmableNotify, "confirmable", false, "notify with CON messages and report their acknowledgement latency (ack_p50, ack_p99)")
+	fs.StringVar(&o.ackLog, "ack-log", "", "append every reading the server acknowledged (CON notification ACKed, Send answered 2.04) to this file as JSON lines")
+	fs.BoolVar(&o.fleet.ConfirmableNotify, "confirmable", false, "send notifications as CON, so that each is acknowledged, and report their acknowledgement latency (ack_p50, ack_p99)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, errUsage
@@ -185,6 +188,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		o.fleet.Dial = pskDialer(o)
 	}
 	opts := []simulation.Option{simulation.WithLogger(log)}
+	if o.ackLog != "" {
+		f, err := os.OpenFile(o.ackLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--ack-log: %w", err)
+		}
+		defer f.Close()
+		opts = append(opts, simulation.WithAckLog(simulation.NewAckLog(f)))
+	}
 	if !o.deviceDebug {
 		opts = append(opts, simulation.WithDeviceLog(slog.New(slog.DiscardHandler)))
 	}

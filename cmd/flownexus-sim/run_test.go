@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/server"
+	"github.com/flownexus/flownexus/simulation"
 )
 
 // TestParseArgsRefusals: every bad flag is a usage error with a message.
@@ -155,5 +158,39 @@ func TestParseConfirmable(t *testing.T) {
 		if err != nil || o.fleet.ConfirmableNotify != tc.want {
 			t.Fatalf("%q: ConfirmableNotify %v, %v", tc.args, o.fleet.ConfirmableNotify, err)
 		}
+	}
+}
+
+// TestRunAckLog: --ack-log keeps every reading the server acknowledged,
+// one JSON line each, readable with simulation.ReadAckLog.
+func TestRunAckLog(t *testing.T) {
+	_, tr := startTestServer(t)
+	path := filepath.Join(t.TempDir(), "acked.jsonl")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--server", "coap://" + tr.LocalAddr().String(),
+		"--endpoint", "ack-a", "--start-spread", "10ms", "--send-every", "100ms", "--confirmable",
+		"--ack-log", path, "--duration", "5s"}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	acked, err := simulation.ReadAckLog(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acked) == 0 {
+		t.Fatalf("nothing acknowledged in 5 s of Sends; log:\n%s", out.String())
+	}
+	for _, a := range acked {
+		if a.Endpoint != "ack-a" || a.Value == "" || a.TimeMS == 0 {
+			t.Fatalf("entry %+v", a)
+		}
+	}
+	var bad bytes.Buffer
+	if err := run(context.Background(), []string{"--ack-log", filepath.Join(t.TempDir(), "no", "such", "dir", "x")}, &bad); err == nil {
+		t.Fatal("an unwritable --ack-log was accepted")
 	}
 }
