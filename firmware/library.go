@@ -42,8 +42,9 @@ type Library struct {
 	maxSize int64
 	log     *slog.Logger
 
-	mu    sync.Mutex
-	files map[string]*os.File // open images by SHA-256, for serving
+	commitMu sync.Mutex
+	mu       sync.Mutex
+	files    map[string]*os.File // open images by SHA-256, for serving
 }
 
 // Meta describes an upload.
@@ -107,16 +108,49 @@ func fileName(sum string) string { return sum + ".bin" }
 // Add streams an image to disk, hashing it on the way, checks it, moves it
 // under its SHA-256 and records it. Nothing is left behind on failure.
 func (l *Library) Add(ctx context.Context, r io.Reader, m Meta) (store.Firmware, error) {
-	m.Version, m.Name = strings.TrimSpace(m.Version), strings.TrimSpace(m.Name)
+	if err := m.check(); err != nil {
+		return store.Firmware{}, err
+	}
+	st, err := l.Stage(ctx, r)
+	if err != nil {
+		return store.Firmware{}, err
+	}
+	return st.Commit(ctx, m)
+}
+
+func (m *Meta) check() error {
+	m.Version, m.Name, m.Target = strings.TrimSpace(m.Version), strings.TrimSpace(m.Name), strings.TrimSpace(m.Target)
 	if m.Version == "" {
-		return store.Firmware{}, fmt.Errorf("firmware: %w: version is required", store.ErrInvalid)
+		return fmt.Errorf("firmware: %w: version is required", store.ErrInvalid)
 	}
 	if len(m.Version) > 64 || len(m.Name) > 200 || len(m.Target) > 200 || len(m.Notes) > 64<<10 {
-		return store.Firmware{}, fmt.Errorf("firmware: %w: version (64), name and target (200) or notes (64 KiB) too long", store.ErrInvalid)
+		return fmt.Errorf("firmware: %w: version (64 bytes), name and target (200) or notes (64 KiB) too long", store.ErrInvalid)
 	}
+	return nil
+}
+
+// Staged is an upload on disk, checked and hashed, not yet in the library
+// (a multipart form may send the file before its version). Commit or
+// Discard it.
+type Staged struct {
+	l    *Library
+	tmp  string
+	sum  string
+	size int64
+}
+
+// SHA256 and Size describe the staged image.
+func (st *Staged) SHA256() string { return st.sum }
+
+// Size is the staged image's length.
+func (st *Staged) Size() int64 { return st.size }
+
+// Stage streams an upload into a temp file of the library, hashing it on
+// the way and never holding it in memory, and checks size and type.
+func (l *Library) Stage(ctx context.Context, r io.Reader) (*Staged, error) {
 	tmp, err := os.CreateTemp(l.dir, tempPrefix+"*.tmp")
 	if err != nil {
-		return store.Firmware{}, fmt.Errorf("firmware: %w", err)
+		return nil, fmt.Errorf("firmware: %w", err)
 	}
 	keep := false
 	defer func() {
@@ -129,36 +163,60 @@ func (l *Library) Add(ctx context.Context, r io.Reader, m Meta) (store.Firmware,
 	sn := &sniffer{}
 	n, err := io.Copy(io.MultiWriter(tmp, h, sn), io.LimitReader(r, l.maxSize+1))
 	if err != nil {
-		return store.Firmware{}, fmt.Errorf("firmware: upload interrupted after %d bytes: %w", n, err)
+		return nil, fmt.Errorf("firmware: upload interrupted after %d bytes: %w", n, err)
 	}
 	if n > l.maxSize {
-		return store.Firmware{}, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, l.maxSize)
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, l.maxSize)
 	}
 	if err := sn.check(n); err != nil {
-		return store.Firmware{}, err
+		return nil, err
 	}
 	if err := tmp.Sync(); err != nil {
-		return store.Firmware{}, fmt.Errorf("firmware: %w", err)
+		return nil, fmt.Errorf("firmware: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return store.Firmware{}, fmt.Errorf("firmware: %w", err)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if old, err := l.db.FirmwareBySHA256(ctx, sum); err == nil {
-		return store.Firmware{}, fmt.Errorf("firmware: %w: the same image is in the library as #%d (version %s)", store.ErrConflict, old.ID, old.Version)
-	}
-	final := filepath.Join(l.dir, fileName(sum))
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return store.Firmware{}, fmt.Errorf("firmware: %w", err)
+		return nil, fmt.Errorf("firmware: %w", err)
 	}
 	keep = true
+	return &Staged{l: l, tmp: tmp.Name(), sum: hex.EncodeToString(h.Sum(nil)), size: n}, nil
+}
+
+// Discard removes a staged upload.
+func (st *Staged) Discard() {
+	if st != nil && st.tmp != "" {
+		os.Remove(st.tmp)
+		st.tmp = ""
+	}
+}
+
+// Commit moves the staged file under its hash and writes its row; on any
+// failure neither stays.
+func (st *Staged) Commit(ctx context.Context, m Meta) (store.Firmware, error) {
+	defer st.Discard()
+	l := st.l
+	if err := m.check(); err != nil {
+		return store.Firmware{}, err
+	}
+	// One commit at a time: two uploads of the same image must not both
+	// pass the duplicate check, and the loser must not remove the
+	// winner's file.
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+	if old, err := l.db.FirmwareBySHA256(ctx, st.sum); err == nil {
+		return store.Firmware{}, fmt.Errorf("firmware: %w: the same image is in the library as #%d (version %s)", store.ErrConflict, old.ID, old.Version)
+	}
+	final := filepath.Join(l.dir, fileName(st.sum))
+	if err := os.Rename(st.tmp, final); err != nil {
+		return store.Firmware{}, fmt.Errorf("firmware: %w", err)
+	}
+	st.tmp = ""
 	syncDir(l.dir)
-	f, err := l.db.AddFirmware(ctx, store.Firmware{Version: m.Version, Name: m.Name, FileName: fileName(sum), SHA256: sum, Size: n, Notes: m.Notes, Target: m.Target})
+	f, err := l.db.AddFirmware(ctx, store.Firmware{Version: m.Version, Name: m.Name, FileName: fileName(st.sum), SHA256: st.sum, Size: st.size, Notes: m.Notes, Target: m.Target})
 	if err != nil {
 		os.Remove(final)
 		return store.Firmware{}, fmt.Errorf("firmware: %w", err)
 	}
-	l.log.Info("image added", "id", f.ID, "version", f.Version, "sha256", sum, "size", n)
+	l.log.Info("image added", "id", f.ID, "version", f.Version, "sha256", st.sum, "size", st.size)
 	return f, nil
 }
 

@@ -458,3 +458,28 @@ func (s *Service) flushProgress(ctx context.Context) {
 		s.changed(store.DeploymentDevice{DeploymentID: p.dep, Endpoint: p.ep, State: store.DeviceDownloading, Progress: p.bytes})
 	}
 }
+
+// Deployments lists deployments newest first, with their devices.
+func (s *Service) Deployments(ctx context.Context) ([]store.Deployment, error) {
+	list, err := s.db.Deployments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Deployment, 0, len(list))
+	for _, d := range list {
+		full, err := s.Deployment(ctx, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, full)
+	}
+	return out, nil
+}
+
+// History is an endpoint's part in every deployment, newest first.
+func (s *Service) History(ctx context.Context, endpoint string) ([]store.DeploymentDevice, error) {
+	if _, err := s.db.Endpoint(ctx, endpoint); err != nil {
+		return nil, err
+	}
+	return s.db.DeploymentHistory(ctx, endpoint)
+}

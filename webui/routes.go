@@ -53,8 +53,16 @@ func (s *Server) routes() *echo.Echo {
 
 	api.POST("/firmware", s.apiFirmwareUpload, operator, upload)
 	api.GET("/firmware", s.apiFirmwareList, viewer)
+	api.DELETE("/firmware/:id", s.apiFirmwareDelete, operator)
 	api.POST("/firmware/:id/deployments", s.apiDeploy, operator, small)
+	api.GET("/deployments", s.apiDeployments, viewer)
 	api.GET("/deployments/:id", s.apiDeployment, viewer)
+	api.POST("/deployments/:id/cancel", s.apiDeploymentCancel, operator, small)
+	api.POST("/deployments/:id/retry", s.apiDeploymentRetry, operator, small)
+	api.GET("/devices/:ep/firmware", s.apiDeviceFirmware, viewer)
+	// Devices download images here with the token of their Package URI.
+	e.GET("/fw/*", s.firmwareDownload)
+	e.HEAD("/fw/*", s.firmwareDownload)
 
 	api.GET("/users", s.apiListUsers, admin)
 	api.POST("/users", s.apiCreateUser, admin, small)
