@@ -2,13 +2,19 @@ package appliance
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"mime/multipart"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/flownexus/flownexus/lwm2m/coap"
+	"github.com/flownexus/flownexus/lwm2m/dtls"
+	"github.com/flownexus/flownexus/simulation"
+	"github.com/flownexus/flownexus/store"
 	"github.com/flownexus/flownexus/webui"
 )
 
@@ -89,4 +95,67 @@ func (ta *testAppliance) waitDeployment(t *testing.T, id string, what string, ti
 
 func finished(d webui.Deployment) bool {
 	return d.Counts["succeeded"]+d.Counts["failed"] == len(d.Devices)
+}
+
+// fleetDevice is one device of a firmware test fleet.
+type fleetDevice struct {
+	ep      string
+	dev     *simulation.Device
+	failure string
+	stop    func()
+}
+
+// startFWDevice runs a simulated device (over DTLS with a provisioned PSK
+// when psk is set) and returns it once registered.
+func (ta *testAppliance) startFWDevice(ep string, psk bool, mutate func(*simulation.DeviceConfig)) *fleetDevice {
+	ta.t.Helper()
+	dc := simulation.DefaultDeviceConfig()
+	dc.Endpoint = ep
+	dc.Server = "coap://" + ta.a.Addrs().CoAP
+	dc.LocalAddr = "127.0.0.1:0"
+	dc.CoAP = fastCoAP()
+	dc.Firmware = "1.0.0"
+	var opts []simulation.DeviceOption
+	if psk {
+		key, _ := GeneratePSK(0)
+		if err := ta.a.db.SetCredential(context.Background(), store.Credential{Endpoint: ep, Mode: store.ModePSK, PSKIdentity: ep, PSKKey: key}); err != nil {
+			ta.t.Fatal(err)
+		}
+		dial := func(ctx context.Context, addr string) (coap.Transport, coap.Peer, error) {
+			c, err := dtls.Dial(ctx, addr, dtls.ClientConfig{PSKIdentity: ep, PSK: key, HandshakeTimeout: 10 * time.Second})
+			if err != nil {
+				return nil, coap.Peer{}, err
+			}
+			return c, c.Peer(), nil
+		}
+		coaps := ta.a.Addrs().CoAPS
+		opts = append(opts, simulation.WithDeviceDial(func(ctx context.Context, _, _ string) (coap.Transport, coap.Peer, error) {
+			return dial(ctx, coaps)
+		}))
+		dc.Server = "coaps://" + coaps
+		dc.FirmwareUpdate.Dial = func(ctx context.Context, _, hostport string) (coap.Transport, coap.Peer, error) {
+			return dial(ctx, hostport)
+		}
+	}
+	if mutate != nil {
+		mutate(&dc)
+	}
+	d, err := simulation.NewDevice(dc, opts...)
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	ta.t.Cleanup(stop)
+	select {
+	case <-d.Client().Registered():
+	case <-done:
+		ta.t.Fatalf("device %s stopped before registering", ep)
+	case <-time.After(30 * time.Second):
+		ta.t.Fatalf("device %s did not register", ep)
+	}
+	return &fleetDevice{ep: ep, dev: d, failure: dc.FirmwareUpdate.Failure, stop: stop}
 }
