@@ -36,15 +36,15 @@ type Server struct {
 	log  *slog.Logger
 	base pion.Config
 
-	mu          sync.Mutex
-	byID        map[uint64]*session
-	byAddr      map[netip.AddrPort]*session
-	byIdentity  map[string]*session
+	mu         sync.Mutex
+	byID       map[uint64]*session
+	byAddr     map[netip.AddrPort]*session
+	byIdentity map[string]*session
 	// older is each identity's previous session, kept while the newest
 	// lives: Zephyr's firmware pull client opens a second session with
 	// the device's own credentials for the download (Object 5 Package
 	// URI), which must not end the LwM2M session.
-	older map[string]*session
+	older       map[string]*session
 	handshaking int
 
 	inbound   chan inbound
