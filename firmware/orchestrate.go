@@ -299,8 +299,14 @@ func (s *Service) push(ctx context.Context, dd store.DeploymentDevice, fw store.
 
 func (s *Service) writeURI(ctx context.Context, ep, uri string) error {
 	// Plain text for one string resource (Core §7.3.1), which every
-	// client version takes.
-	return s.dev.Write(ctx, ep, pathURI, lwm2m.FormatText, []lwm2m.Record{{Path: pathURI, Value: lwm2m.String(uri)}}, true)
+	// client version takes; an empty string (the reset of E.6) has no
+	// text payload a client could tell from a missing one, so it goes as
+	// TLV, whose record carries the length 0.
+	f := lwm2m.FormatText
+	if uri == "" {
+		f = lwm2m.FormatTLV
+	}
+	return s.dev.Write(ctx, ep, pathURI, f, []lwm2m.Record{{Path: pathURI, Value: lwm2m.String(uri)}}, true)
 }
 
 // set records a state change and tells the live feed.

@@ -99,6 +99,12 @@ func (d *Device) FirmwareVersion() string {
 	return v.Str()
 }
 
+// PackageURI is the last Package URI (5/0/1) written to the device.
+func (d *Device) PackageURI() string {
+	v, _ := d.firmware.Get(lwm2m.NewPath(objFirmware, 0, 1))
+	return v.Str()
+}
+
 // FirmwareState returns Object 5's State and Update Result.
 func (d *Device) FirmwareState() (state, result int64) {
 	s, _ := d.firmware.Get(pathFWState)

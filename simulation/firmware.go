@@ -62,6 +62,10 @@ type FirmwareConfig struct {
 	Dial func(ctx context.Context, endpoint, hostport string) (coap.Transport, coap.Peer, error)
 	// HTTP downloads http(s):// URIs; nil uses a plain client.
 	HTTP *http.Client
+	// Hold makes the device accept a Package URI and stay Downloading
+	// without fetching it (a device that downloads later; tests fetch
+	// in its place).
+	Hold bool
 }
 
 // imageMagic starts a simulated firmware image: magic, a length byte and
@@ -200,6 +204,10 @@ func (u *fwUpdater) startPull(uri string) {
 	u.cancel = cancel
 	u.mu.Unlock()
 	u.set(fwDownloading, 0)
+	if u.cfg.Hold {
+		cancel()
+		return
+	}
 	go func() {
 		defer cancel()
 		state, result := u.download(ctx, pu)
