@@ -1,10 +1,17 @@
 package appliance
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/simulation"
 	"github.com/flownexus/flownexus/webui"
 )
@@ -126,4 +133,174 @@ func TestFirmwareOTAFleet(t *testing.T) {
 	if methods["coap"] != 55 || methods["coaps"] != 20 || methods["http"] != 15 || methods["push"] != 10 {
 		t.Errorf("methods %v", methods)
 	}
+}
+
+// TestFirmwareOTAHaltRetryCancel: a deployment whose failures pass its
+// threshold halts with devices still waiting; retry runs it again; cancel
+// ends it.
+func TestFirmwareOTAHaltRetryCancel(t *testing.T) {
+	ta := startAppliance(t, testConfig(t), WithFirmwareSweep(200*time.Millisecond))
+	var eps []string
+	for i := range 10 {
+		ep := fmt.Sprintf("halt-%02d", i)
+		ta.startFWDevice(ep, false, func(dc *simulation.DeviceConfig) {
+			dc.LocalAddr = fmt.Sprintf("127.0.4.%d:0", 1+i)
+			dc.FirmwareUpdate = simulation.FirmwareConfig{Protocols: []int64{0}, Failure: simulation.FailIntegrity}
+		})
+		eps = append(eps, ep)
+	}
+	id := ta.mustUpload("4.0.0", simulation.FirmwareImage("4.0.0", 3000, 5))
+	dep := ta.deploy(id, webui.DeployRequest{Endpoints: eps, MaxConcurrent: 2, FailureThreshold: 0.3})
+	got := ta.waitDeployment(t, dep, "the halt", 30*time.Second, func(d webui.Deployment) bool {
+		return d.Status == "halted" && d.Counts["downloading"]+d.Counts["downloaded"]+d.Counts["updating"] == 0
+	})
+	if got.Counts["failed"] < 4 || got.Counts["pending"] == 0 || got.Counts["succeeded"] != 0 || !strings.Contains(got.Reason, "threshold") {
+		t.Fatalf("halted deployment: %+v", got)
+	}
+	pending := got.Counts["pending"]
+	// Nothing starts while halted: the sweep runs many times meanwhile.
+	for range 3 {
+		ta.a.fw.Kick(eps[len(eps)-1])
+	}
+	if d := ta.deployment(dep); d.Counts["pending"] != pending || d.Status != "halted" {
+		t.Fatalf("a halted deployment moved on: %+v", d)
+	}
+	var after webui.Deployment
+	ta.do("POST", "/api/v1/deployments/"+dep+"/retry", nil, http.StatusOK, &after)
+	if after.Status != "running" || after.Counts["failed"] != 0 {
+		t.Fatalf("after retry: %+v", after)
+	}
+	ta.waitDeployment(t, dep, "the second halt", 30*time.Second, func(d webui.Deployment) bool {
+		return d.Status == "halted" && d.Counts["downloading"]+d.Counts["downloaded"]+d.Counts["updating"] == 0
+	})
+	var cancelled webui.Deployment
+	ta.do("POST", "/api/v1/deployments/"+dep+"/cancel", nil, http.StatusOK, &cancelled)
+	if after = cancelled; after.Status != "cancelled" || after.Counts["pending"] != 0 || after.Counts["failed"] != 10 {
+		t.Fatalf("after cancel: %+v", after)
+	}
+	var e struct{ Error string }
+	ta.do("POST", "/api/v1/deployments/"+dep+"/cancel", nil, http.StatusConflict, &e)
+	ta.do("POST", "/api/v1/deployments/999/cancel", nil, http.StatusNotFound, &e)
+	ta.do("POST", "/api/v1/deployments/x/retry", nil, http.StatusNotFound, &e)
+	// The image is in use: it cannot be deleted.
+	ta.do("DELETE", "/api/v1/firmware/"+id, nil, http.StatusConflict, &e)
+}
+
+// freeAddr returns a loopback address with a port free now (for a restart
+// on the same ports).
+func freeAddr(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestFirmwareOTASurvivesRestart: the appliance stops in the middle of a
+// rollout; the next start resumes every device where it was: finished ones
+// keep their result, waiting ones update when they come online.
+func TestFirmwareOTASurvivesRestart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Listen = ListenConfig{HTTP: freeAddr(t, "tcp"), CoAP: freeAddr(t, "udp"), CoAPS: freeAddr(t, "udp")}
+	ta := startAppliance(t, cfg, WithFirmwareSweep(200*time.Millisecond))
+	mutate := func(i int) func(*simulation.DeviceConfig) {
+		return func(dc *simulation.DeviceConfig) {
+			dc.LocalAddr = fmt.Sprintf("127.0.5.%d:0", 1+i)
+			dc.FirmwareUpdate = simulation.FirmwareConfig{Protocols: []int64{0}, BlockSize: 128}
+		}
+	}
+	var eps []string
+	var late []*fleetDevice
+	for i := range 8 {
+		ep := fmt.Sprintf("rs-%02d", i)
+		f := ta.startFWDevice(ep, false, mutate(i))
+		if i >= 5 {
+			f.stop() // known, offline: they wait as pending across the restart
+			late = append(late, f)
+		}
+		eps = append(eps, ep)
+	}
+	// One device takes its Package URI and downloads later: it is
+	// mid-download across the restart.
+	held := ta.startFWDevice("rs-held", false, func(dc *simulation.DeviceConfig) {
+		dc.LocalAddr = "127.0.5.99:0"
+		dc.FirmwareUpdate = simulation.FirmwareConfig{Protocols: []int64{0}, Hold: true}
+	})
+	img := simulation.FirmwareImage("5.0.0", 6000, 6)
+	id := ta.mustUpload("5.0.0", img)
+	dep := ta.deploy(id, webui.DeployRequest{Endpoints: append(eps, "rs-held"), MaxConcurrent: 2})
+	before := ta.waitDeployment(t, dep, "the online devices", 30*time.Second, func(d webui.Deployment) bool {
+		return d.Counts["succeeded"] == 5 && d.Counts["downloading"] == 1
+	})
+	if before.Counts["pending"] != 3 || before.Status != "running" {
+		t.Fatalf("before the restart: %+v", before)
+	}
+	uri, _ := url.Parse(held.dev.PackageURI())
+	ta.shutdown()
+
+	tb := startAppliance2(t, cfg)
+	resumed := tb.deployment(dep)
+	if resumed.Counts["succeeded"] != 5 || resumed.Counts["pending"] != 3 || resumed.Counts["downloading"] != 1 || resumed.Status != "running" {
+		t.Fatalf("after the restart: %+v", resumed)
+	}
+	// The held device's permission survived: once it is registered again
+	// it downloads from where it left off (block 2 of 512 bytes).
+	eventually(t, "the held device back", func() bool { d, ok := tb.device("rs-held"); return ok && d.Online })
+	if r := coapGet(t, "127.0.5.99:0", cfg.Listen.CoAP, uri.Path, 2, 5); r.Code != coap.Content || !bytes.Equal(r.Payload, img[1024:1536]) {
+		t.Fatalf("resumed download: %s", r.Code)
+	}
+	for i := 5; i < 8; i++ {
+		tb.startFWDevice(eps[i], false, mutate(i))
+	}
+	done := tb.waitDeployment(t, dep, "the late devices", 30*time.Second, func(d webui.Deployment) bool {
+		return d.Counts["succeeded"] == 8 && d.Counts["downloading"] == 1
+	})
+	for _, dd := range done.Devices {
+		if dd.Endpoint == "rs-held" {
+			continue
+		}
+		if dd.Progress != int64(len(img)) || dd.ResultCode != 1 {
+			t.Errorf("%s: %+v", dd.Endpoint, dd)
+		}
+	}
+	_ = late
+}
+
+// startAppliance2 starts a second appliance on cfg's data dir, logging in
+// as the admin the first one created.
+func startAppliance2(t *testing.T, cfg Config) *testAppliance {
+	t.Helper()
+	a, err := New(cfg, WithLogger(testLogger()), WithFirmwareSweep(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-errc:
+		cancel()
+		t.Fatalf("second start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("second start not ready")
+	}
+	tb := &testAppliance{t: t, a: a, cfg: cfg, url: "http://" + a.Addrs().HTTP}
+	tb.stop = func() { cancel(); <-errc }
+	t.Cleanup(tb.shutdown)
+	var out struct{ Token string }
+	tb.do("POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": "correct-horse-battery"}, http.StatusOK, &out)
+	tb.token = out.Token
+	return tb
 }

@@ -35,6 +35,9 @@ type grants struct {
 	byToken map[string]*grant
 	// done keeps the last progress of ended grants for the API.
 	done map[grantKey]int64
+	// ended holds the unsaved progress of grants removed since the last
+	// flush.
+	ended []progress
 	// seen remembers which grant a peer matched, so that each block costs
 	// one registration lookup instead of a scan of every device.
 	seen map[peerGrantKey]*grant
@@ -89,6 +92,10 @@ func (g *grants) removeLocked(gr *grant) {
 	}
 	delete(g.byToken, gr.token)
 	g.done[k] = gr.bytes
+	if gr.dirty {
+		gr.dirty = false
+		g.ended = append(g.ended, progress{gr.dep, gr.ep, gr.bytes})
+	}
 }
 
 func (g *grants) byTokenFor(token string) (grant, bool) {
@@ -197,7 +204,8 @@ type progress struct {
 func (g *grants) dirtyProgress() []progress {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []progress
+	out := g.ended
+	g.ended = nil
 	for _, gr := range g.byKey {
 		if gr.dirty {
 			gr.dirty = false
