@@ -66,6 +66,10 @@ func (s *Server) readFirmwareUpload(c *echo.Context) (StagedFirmware, FirmwareMe
 			}
 			staged, err = s.deps.Firmware.Stage(r.Context(), p)
 			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &mbe) {
+					return fail(errorf(http.StatusBadRequest, "the upload was cut short; nothing was stored"))
+				}
 				return fail(err)
 			}
 		case "version", "name", "notes", "target":
