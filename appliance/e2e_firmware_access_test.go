@@ -83,6 +83,7 @@ func TestFirmwareDownloadAccess(t *testing.T) {
 	}
 	dep := ta.deploy(id, webui.DeployRequest{Endpoints: []string{"acc-plain", "acc-psk", "acc-http"}})
 	ta.waitDeployment(t, dep, "URIs written", 20*time.Second, func(d webui.Deployment) bool { return d.Counts["downloading"] == 3 })
+	waitURI(t, plain, secure, web)
 
 	uri, err := url.Parse(plain.dev.PackageURI())
 	if err != nil || uri.Scheme != "coap" || uri.Host != ta.a.Addrs().CoAP || len(plain.dev.PackageURI()) > 255 {

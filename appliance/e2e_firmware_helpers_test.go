@@ -109,6 +109,17 @@ type fleetDevice struct {
 // when psk is set) and returns it once registered.
 func (ta *testAppliance) startFWDevice(ep string, psk bool, mutate func(*simulation.DeviceConfig)) *fleetDevice {
 	ta.t.Helper()
+	var key []byte
+	if psk {
+		key, _ = GeneratePSK(0)
+	}
+	return ta.startFWDeviceKey(ep, key, mutate)
+}
+
+// startFWDeviceKey is startFWDevice with a given PSK (nil: plain CoAP).
+func (ta *testAppliance) startFWDeviceKey(ep string, key []byte, mutate func(*simulation.DeviceConfig)) *fleetDevice {
+	ta.t.Helper()
+	psk := key != nil
 	dc := simulation.DefaultDeviceConfig()
 	dc.Endpoint = ep
 	dc.Server = "coap://" + ta.a.Addrs().CoAP
@@ -117,7 +128,6 @@ func (ta *testAppliance) startFWDevice(ep string, psk bool, mutate func(*simulat
 	dc.Firmware = "1.0.0"
 	var opts []simulation.DeviceOption
 	if psk {
-		key, _ := GeneratePSK(0)
 		if err := ta.a.db.SetCredential(context.Background(), store.Credential{Endpoint: ep, Mode: store.ModePSK, PSKIdentity: ep, PSKKey: key}); err != nil {
 			ta.t.Fatal(err)
 		}
@@ -158,4 +168,12 @@ func (ta *testAppliance) startFWDevice(ep string, psk bool, mutate func(*simulat
 		ta.t.Fatalf("device %s did not register", ep)
 	}
 	return &fleetDevice{ep: ep, dev: d, failure: dc.FirmwareUpdate.Failure, stop: stop}
+}
+
+// waitURI waits until the devices hold their Package URI.
+func waitURI(t *testing.T, devs ...*fleetDevice) {
+	t.Helper()
+	for _, d := range devs {
+		eventually(t, d.ep+"'s Package URI", func() bool { return d.dev.PackageURI() != "" })
+	}
 }

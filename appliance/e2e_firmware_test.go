@@ -245,6 +245,7 @@ func TestFirmwareOTASurvivesRestart(t *testing.T) {
 	if before.Counts["pending"] != 3 || before.Status != "running" {
 		t.Fatalf("before the restart: %+v", before)
 	}
+	waitURI(t, held)
 	uri, _ := url.Parse(held.dev.PackageURI())
 	ta.shutdown()
 
