@@ -149,9 +149,14 @@ func (s *Server) apiDeploy(c *echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
-	if len(b.Endpoints) == 0 {
-		return unprocessable("endpoints is required")
+	eps, err := s.deployTargets(c, b.Endpoints, b.CurrentVersion)
+	if err != nil {
+		return err
 	}
+	if len(eps) == 0 {
+		return unprocessable("endpoints is required (or currentVersion matching at least one device)")
+	}
+	b.Endpoints = eps
 	if b.MaxConcurrent < 0 || b.TimeoutSeconds < 0 || b.FailureThreshold < 0 || b.FailureThreshold > 1 {
 		return unprocessable("maxConcurrent and timeoutSeconds must not be negative; failureThreshold lies in 0..1")
 	}

@@ -156,6 +156,9 @@ type FirmwareMeta struct {
 // appliance's defaults).
 type DeployRequest struct {
 	Endpoints []string `json:"endpoints"`
+	// CurrentVersion adds every device now reporting this firmware
+	// version (3/0/3): a group by filter.
+	CurrentVersion string `json:"currentVersion,omitempty"`
 	// MaxConcurrent devices under way at once; TimeoutSeconds per device
 	// step; FailureThreshold (0..1) halts the deployment when the failed
 	// share passes it.
