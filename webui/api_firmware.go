@@ -31,12 +31,18 @@ const maxFormField = 64 << 10
 func (s *Server) readFirmwareUpload(c *echo.Context) (StagedFirmware, FirmwareMeta, error) {
 	var meta FirmwareMeta
 	r := c.Request()
+	if r.MultipartForm != nil {
+		// A plain (non-htmx) browser form: the CSRF check parsed it
+		// already (at most 8 MiB in memory, the rest in temp files).
+		return s.parsedFirmwareUpload(c)
+	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		return nil, meta, errorf(http.StatusBadRequest, "the upload must be multipart/form-data with a file field")
 	}
 	mr := multipart.NewReader(r.Body, params["boundary"])
 	var staged StagedFirmware
+	fileName := ""
 	fail := func(err error) (StagedFirmware, FirmwareMeta, error) {
 		if staged != nil {
 			staged.Discard()
@@ -61,9 +67,7 @@ func (s *Server) readFirmwareUpload(c *echo.Context) (StagedFirmware, FirmwareMe
 				p.Close()
 				return fail(errorf(http.StatusBadRequest, "one file per upload"))
 			}
-			if meta.Name == "" {
-				meta.Name = p.FileName()
-			}
+			fileName = p.FileName()
 			staged, err = s.deps.Firmware.Stage(r.Context(), p)
 			if err != nil {
 				var mbe *http.MaxBytesError
@@ -100,7 +104,39 @@ func (s *Server) readFirmwareUpload(c *echo.Context) (StagedFirmware, FirmwareMe
 	if strings.TrimSpace(meta.Version) == "" {
 		return fail(unprocessable("version is required"))
 	}
+	if strings.TrimSpace(meta.Name) == "" {
+		meta.Name = fileName
+	}
 	return staged, meta, nil
+}
+
+// parsedFirmwareUpload takes the upload from a form parsed before.
+func (s *Server) parsedFirmwareUpload(c *echo.Context) (StagedFirmware, FirmwareMeta, error) {
+	mf := c.Request().MultipartForm
+	first := func(k string) string {
+		if v := mf.Value[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	meta := FirmwareMeta{Version: first("version"), Name: first("name"), Notes: first("notes"), Target: first("target")}
+	fhs := mf.File["file"]
+	if len(fhs) != 1 {
+		return nil, meta, errorf(http.StatusBadRequest, `multipart field "file" is required`)
+	}
+	if strings.TrimSpace(meta.Version) == "" {
+		return nil, meta, unprocessable("version is required")
+	}
+	if meta.Name == "" {
+		meta.Name = fhs[0].Filename
+	}
+	f, err := fhs[0].Open()
+	if err != nil {
+		return nil, meta, err
+	}
+	defer f.Close()
+	staged, err := s.deps.Firmware.Stage(c.Request().Context(), f)
+	return staged, meta, err
 }
 
 func (s *Server) apiFirmwareUpload(c *echo.Context) error {

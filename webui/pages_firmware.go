@@ -34,7 +34,31 @@ func (s *Server) pageFirmware(c *echo.Context) error {
 			return err
 		}
 	}
-	return s.render(c, http.StatusOK, "firmware", s.newView(c, "Firmware", "firmware", d))
+	v := s.newView(c, "Firmware", "firmware", d)
+	v.Error = c.QueryParam("error")
+	return s.render(c, http.StatusOK, "firmware", v)
+}
+
+// pageResult answers a page form: a redirect, or for htmx (the upload
+// form posts through htmx so that its CSRF token travels in a header and
+// the body streams to the library unparsed) the same as HX-Redirect.
+func pageResult(c *echo.Context, to, flash string, err error) error {
+	if c.Request().Header.Get("HX-Request") == "" {
+		if err != nil {
+			return formError(c, to, err)
+		}
+		return back(c, to, flash)
+	}
+	dest := to + "?flash=" + urlQueryEscape(flash)
+	if err != nil {
+		code, msg := statusOf(err)
+		if code >= 500 && code != http.StatusServiceUnavailable {
+			return err
+		}
+		dest = to + "?error=" + urlQueryEscape(msg)
+	}
+	c.Response().Header().Set("HX-Redirect", dest)
+	return c.NoContent(http.StatusNoContent)
 }
 
 func (s *Server) pageFirmwareUpload(c *echo.Context) error {
@@ -43,14 +67,14 @@ func (s *Server) pageFirmwareUpload(c *echo.Context) error {
 	}
 	staged, meta, err := s.readFirmwareUpload(c)
 	if err != nil {
-		return formError(c, "/firmware", err)
+		return pageResult(c, "/firmware", "", err)
 	}
 	img, err := staged.Commit(c.Request().Context(), meta)
 	if err != nil {
-		return formError(c, "/firmware", err)
+		return pageResult(c, "/firmware", "", err)
 	}
 	s.audit(c, "firmware upload", img.ID+" "+img.Version)
-	return back(c, "/firmware", "Added "+img.Name+" "+img.Version+" ("+humanBytes(uint64(img.Size))+").")
+	return pageResult(c, "/firmware", "Added "+img.Name+" "+img.Version+" ("+humanBytes(uint64(img.Size))+").", nil)
 }
 
 func (s *Server) pageFirmwareDelete(c *echo.Context) error {
