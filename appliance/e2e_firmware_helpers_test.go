@@ -93,8 +93,10 @@ func (ta *testAppliance) waitDeployment(t *testing.T, id string, what string, ti
 	}
 }
 
+// finished: every device ended and the deployment says so (its status
+// follows the last device's result).
 func finished(d webui.Deployment) bool {
-	return d.Counts["succeeded"]+d.Counts["failed"] == len(d.Devices)
+	return d.Counts["succeeded"]+d.Counts["failed"] == len(d.Devices) && d.Status != "running"
 }
 
 // fleetDevice is one device of a firmware test fleet.
