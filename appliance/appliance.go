@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flownexus/flownexus/firmware"
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/bootstrap"
 	"github.com/flownexus/flownexus/lwm2m/coap"
@@ -44,6 +45,7 @@ type Appliance struct {
 
 	listeners map[string]net.Listener // from socket activation, by name
 	opTimeout time.Duration
+	fwSweep   time.Duration
 	packets   map[string]net.PacketConn
 
 	// Set by Run, read by the web UI adapters and health checks.
@@ -53,6 +55,7 @@ type Appliance struct {
 	dtlsSrv *dtls.Server
 	web     *webui.Server
 	life    *lifecycle
+	fw      *firmware.Service
 	alive   map[string]*atomic.Bool // component → still running
 }
 
@@ -77,6 +80,10 @@ func WithListeners(ls map[string]net.Listener, pcs map[string]net.PacketConn) Op
 // WithOperationTimeout bounds one attempt of an operation (default one
 // minute: enough for CoAP's retransmissions, RFC 7252 §4.8.2).
 func WithOperationTimeout(d time.Duration) Option { return func(a *Appliance) { a.opTimeout = d } }
+
+// WithFirmwareSweep sets how often open firmware deployments are looked
+// at without a device event (tests shorten it).
+func WithFirmwareSweep(d time.Duration) Option { return func(a *Appliance) { a.fwSweep = d } }
 
 // New validates cfg and prepares an appliance; nothing is opened until Run.
 func New(cfg Config, opts ...Option) (*Appliance, error) {
@@ -210,6 +217,17 @@ func (a *Appliance) Run(ctx context.Context) error {
 		})
 	life.disp = disp
 	a.life = life
+	fw, err := a.firmwareService(ctx, db, srv, life, func(dd store.DeploymentDevice) {
+		broker.Publish(webui.LiveEvent{Kind: "deployment", Endpoint: dd.Endpoint, Time: time.Now().UTC(), Status: dd.State,
+			Deployment: dd.DeploymentID, Progress: dd.Progress})
+	})
+	if err != nil {
+		return fmt.Errorf("firmware: %w", err)
+	}
+	defer fw.Library().Close()
+	life.fw = fw
+	a.fw = fw
+	srv.Handle("/fw/", fw)
 
 	// Bind every socket before anything runs, so a port in use fails the
 	// start with one clear line; until the components own them, a failed
@@ -302,8 +320,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 		Store: db, Data: webui.NewStoreData(db), Registry: reg,
 		Operations: uiOperations{d: disp, db: db}, Provisioner: prov, Enrollment: prov,
 		Events: broker, System: uiSystem{a}, Settings: sets, Registrations: srv,
-		PKI:    uiCredentials{db: db, pki: pki, srv: srv},
-		Logger: a.base,
+		PKI:      uiCredentials{db: db, pki: pki, srv: srv},
+		Firmware: uiFirmware{fw},
+		Logger:   a.base,
 	}, wopts...)
 	if err != nil {
 		return fmt.Errorf("web UI: %w", err)
@@ -345,6 +364,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		run("bootstrap-dtls", ep.Run)
 	}
 	run("dispatcher", disp.Run)
+	run("firmware", fw.Run)
 	// Registrations and values reach the web UI's live feed once they are
 	// committed, so a page never shows what a crash could take back.
 	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })
@@ -368,6 +388,12 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	addrs := a.addrs
 	a.mu.Unlock()
+	fl := firmware.Listeners{CoAP: addrs.CoAP, CoAPS: addrs.CoAPS, HTTP: addrs.HTTP}
+	if addrs.HTTPS != "" {
+		// Plain HTTP then only redirects to HTTPS.
+		fl.HTTP, fl.HTTPS = "", addrs.HTTPS
+	}
+	fw.SetListeners(fl)
 	webURL := "http://" + displayAddr(addrs.HTTP) + "/"
 	if addrs.HTTPS != "" {
 		webURL = "https://" + displayAddr(addrs.HTTPS) + "/"

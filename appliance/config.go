@@ -44,6 +44,28 @@ type Config struct {
 	Log     LogConfig     `toml:"log"`
 	Systemd SystemdConfig `toml:"systemd"`
 	Update  UpdateConfig  `toml:"update"`
+	// Firmware is the OTA policy (docs/firmware.md).
+	Firmware FirmwareConfig `toml:"firmware"`
+}
+
+// FirmwareConfig configures the firmware library and deployments.
+type FirmwareConfig struct {
+	// MaxSizeMiB bounds an uploaded image.
+	MaxSizeMiB int64 `toml:"max_size_mib"`
+	// AdvertiseHost is the host name or address Package URIs name; empty:
+	// the address on which each device reached the appliance (set it
+	// behind NAT or with several interfaces).
+	AdvertiseHost string `toml:"advertise_host"`
+	// DeviceTimeout fails a device whose download or update step takes
+	// longer; a deployment may set its own.
+	DeviceTimeout time.Duration `toml:"device_timeout"`
+	// MaxConcurrent is how many devices of a deployment are under way at
+	// once unless the deployment says otherwise.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// FailureThreshold halts a deployment when the failed share of its
+	// devices passes it (0.2 = 20 %); 0 never halts unless a deployment
+	// sets its own.
+	FailureThreshold float64 `toml:"failure_threshold"`
 }
 
 // ListenConfig holds the listen addresses. A port 0 picks a free port; an
@@ -184,6 +206,11 @@ func DefaultConfig() Config {
 		},
 		Update: UpdateConfig{
 			PublicKeyFile: "/usr/share/flownexus/update.pub",
+		},
+		Firmware: FirmwareConfig{
+			MaxSizeMiB:    64,
+			DeviceTimeout: 30 * time.Minute,
+			MaxConcurrent: 50,
 		},
 	}
 }
@@ -326,6 +353,21 @@ func (c Config) Validate() error {
 	}
 	if c.Systemd.ShutdownTimeout <= 0 || c.Systemd.ShutdownTimeout > 10*time.Minute {
 		return bad("systemd.shutdown_timeout", "%s is outside (0, 10m]", c.Systemd.ShutdownTimeout)
+	}
+	if c.Firmware.MaxSizeMiB < 1 || c.Firmware.MaxSizeMiB > 4096 {
+		return bad("firmware.max_size_mib", "%d is outside 1..4096", c.Firmware.MaxSizeMiB)
+	}
+	if c.Firmware.DeviceTimeout < time.Second {
+		return bad("firmware.device_timeout", "%s is shorter than 1s", c.Firmware.DeviceTimeout)
+	}
+	if c.Firmware.MaxConcurrent < 1 {
+		return bad("firmware.max_concurrent", "%d is less than 1", c.Firmware.MaxConcurrent)
+	}
+	if c.Firmware.FailureThreshold < 0 || c.Firmware.FailureThreshold > 1 {
+		return bad("firmware.failure_threshold", "%v is outside 0..1", c.Firmware.FailureThreshold)
+	}
+	if len(c.Firmware.AdvertiseHost) > 120 || strings.ContainsAny(c.Firmware.AdvertiseHost, "/ ?#@[]") {
+		return bad("firmware.advertise_host", "%q is not a host name or address", c.Firmware.AdvertiseHost)
 	}
 	if c.Update.PublicKeyFile != "" && !filepath.IsAbs(c.Update.PublicKeyFile) {
 		return bad("update.public_key_file", "%q is not an absolute path", c.Update.PublicKeyFile)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flownexus/flownexus/firmware"
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/store"
@@ -32,6 +33,9 @@ type lifecycle struct {
 	policy func() policy
 	disp   *Dispatcher
 	srv    *server.Server
+	// fw moves firmware deployments on when devices speak; nil in tests
+	// of the lifecycle alone.
+	fw *firmware.Service
 
 	// ctx and wg bound the work started after registrations to Run.
 	ctx context.Context
@@ -237,6 +241,9 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 		}
 	}
 	l.disp.Uplink(r.Endpoint)
+	if l.fw != nil {
+		l.fw.Uplink(r.Endpoint)
+	}
 }
 
 // hasPath reports whether the device announced the object instance of p.
@@ -287,6 +294,9 @@ func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 	}
 	l.sawUplink(r)
 	l.disp.Uplink(r.Endpoint)
+	if l.fw != nil {
+		l.fw.Uplink(r.Endpoint)
+	}
 }
 
 // Deregistered marks the endpoint offline. A registration replaced by a new
@@ -328,6 +338,9 @@ func (l *lifecycle) Notified(ctx context.Context, r *server.Registration, o *ser
 	}
 	if r.QueueMode {
 		l.disp.Uplink(r.Endpoint)
+	}
+	if l.fw != nil {
+		l.fw.Values(r.Endpoint, recs)
 	}
 	return l.ingest(ctx, r.Endpoint, recs, event)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m"
@@ -132,10 +133,29 @@ type SettingsStore interface {
 }
 
 // Firmware is the firmware library and its deployments; nil until the
-// firmware package lands, and then the routes answer 501.
+// appliance wires it, and then the routes answer 501. Unknown images,
+// deployments or endpoints wrap ErrNotFound (webui's or store's); bad
+// uploads ErrInvalid or ErrTooLarge; deleting an image in use ErrConflict.
 type Firmware interface {
-	Upload(ctx context.Context, name, version string, r io.Reader) (FirmwareImage, error)
+	// Stage streams an upload to disk and checks it; the multipart form
+	// may carry the version after the file, so it is committed after.
+	Stage(ctx context.Context, r io.Reader) (StagedFirmware, error)
 	List(ctx context.Context) ([]FirmwareImage, error)
-	Deploy(ctx context.Context, imageID string, endpoints []string) (string, error)
+	Delete(ctx context.Context, imageID string) error
+	Deploy(ctx context.Context, imageID string, req DeployRequest) (string, error)
 	Deployment(ctx context.Context, id string) (Deployment, error)
+	Deployments(ctx context.Context) ([]Deployment, error)
+	Cancel(ctx context.Context, id string) error
+	// Retry puts the failed devices back in line; it returns how many.
+	Retry(ctx context.Context, id string) (int, error)
+	// History is a device's part in every deployment, newest first.
+	History(ctx context.Context, endpoint string) ([]DeploymentDevice, error)
+	// Downloads serves the devices' HTTP(S) downloads under /fw/.
+	Downloads() http.Handler
+}
+
+// StagedFirmware is an upload on disk, not yet in the library.
+type StagedFirmware interface {
+	Commit(ctx context.Context, m FirmwareMeta) (FirmwareImage, error)
+	Discard()
 }

@@ -43,7 +43,11 @@ var templateFuncs = template.FuncMap{
 	"pathEsc": func(s string) string { return urlPathEscape(s) },
 	"join":    strings.Join,
 	"add":     func(a, b int) int { return a + b },
-	"sub":     func(a, b int) int { return a - b },
+	"pct":     progressPct,
+	"fwDeployments": func(d []Deployment, can bool, csrf string) deploymentsPartial {
+		return deploymentsPartial{Deployments: d, CanOperate: can, CSRF: csrf}
+	},
+	"sub": func(a, b int) int { return a - b },
 	"objectsData": func(d store.Endpoint, o []objectView, can bool) objectsPartial {
 		return objectsPartial{Device: d, Objects: o, CanOperate: can}
 	},
@@ -56,14 +60,14 @@ func newPageSet() (*pageSet, error) {
 		return nil, err
 	}
 	for _, n := range names {
-		t, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/layout.html", "templates/partials.html", n)
+		t, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/layout.html", "templates/partials*.html", n)
 		if err != nil {
 			return nil, fmt.Errorf("webui: template %s: %w", n, err)
 		}
 		key := strings.TrimSuffix(strings.TrimPrefix(n, "templates/page_"), ".html")
 		ps.pages[key] = t
 	}
-	p, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/partials.html")
+	p, err := template.New("").Funcs(templateFuncs).ParseFS(assets, "templates/partials*.html")
 	if err != nil {
 		return nil, fmt.Errorf("webui: partials: %w", err)
 	}

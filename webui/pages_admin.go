@@ -146,21 +146,4 @@ func (s *Server) pageSelfUpdate(c *echo.Context) error {
 	return back(c, "/system", "Update installed; it runs after the next restart.")
 }
 
-type firmwareData struct {
-	Enabled bool
-	Images  []FirmwareImage
-}
-
-func (s *Server) pageFirmware(c *echo.Context) error {
-	d := firmwareData{Enabled: s.deps.Firmware != nil}
-	if d.Enabled {
-		imgs, err := s.deps.Firmware.List(c.Request().Context())
-		if err != nil {
-			return err
-		}
-		d.Images = imgs
-	}
-	return s.render(c, http.StatusOK, "firmware", s.newView(c, "Firmware", "firmware", d))
-}
-
 var _ = store.RoleAdmin

@@ -142,22 +142,62 @@ type FirmwareImage struct {
 	Version string    `json:"version"`
 	SHA256  string    `json:"sha256"`
 	Size    int64     `json:"size"`
+	Notes   string    `json:"notes,omitempty"`
+	Target  string    `json:"target,omitempty"`
 	Created time.Time `json:"created"`
+}
+
+// FirmwareMeta describes an uploaded image.
+type FirmwareMeta struct {
+	Version, Name, Notes, Target string
+}
+
+// DeployRequest is a deployment's devices and rollout policy (zero: the
+// appliance's defaults).
+type DeployRequest struct {
+	Endpoints []string `json:"endpoints"`
+	// CurrentVersion adds every device now reporting this firmware
+	// version (3/0/3): a group by filter.
+	CurrentVersion string `json:"currentVersion,omitempty"`
+	// MaxConcurrent devices under way at once; TimeoutSeconds per device
+	// step; FailureThreshold (0..1) halts the deployment when the failed
+	// share passes it.
+	MaxConcurrent    int     `json:"maxConcurrent"`
+	TimeoutSeconds   int     `json:"timeoutSeconds"`
+	FailureThreshold float64 `json:"failureThreshold"`
 }
 
 // Deployment is a rollout of an image to devices.
 type Deployment struct {
-	ID      string             `json:"id"`
-	Status  string             `json:"status"`
-	Devices []DeploymentDevice `json:"devices"`
+	ID               string             `json:"id"`
+	FirmwareID       string             `json:"firmwareId"`
+	Version          string             `json:"version"`
+	Status           string             `json:"status"`
+	Reason           string             `json:"reason,omitempty"`
+	Size             int64              `json:"size"`
+	MaxConcurrent    int                `json:"maxConcurrent"`
+	TimeoutSeconds   int                `json:"timeoutSeconds"`
+	FailureThreshold float64            `json:"failureThreshold"`
+	Counts           map[string]int     `json:"counts"`
+	Created          time.Time          `json:"created"`
+	Devices          []DeploymentDevice `json:"devices"`
 }
 
-// DeploymentDevice is one device's progress in a deployment.
+// DeploymentDevice is one device's progress in a deployment. Result is the
+// last Object 5 Update Result (5/0/5) and its meaning; Progress counts the
+// bytes of the image served to the device.
 type DeploymentDevice struct {
-	Endpoint string `json:"endpoint"`
-	State    string `json:"state"`
-	Result   string `json:"result,omitempty"`
-	Error    string `json:"error,omitempty"`
+	Deployment  string    `json:"deployment,omitempty"`
+	Version     string    `json:"version,omitempty"`
+	Endpoint    string    `json:"endpoint"`
+	State       string    `json:"state"`
+	Result      string    `json:"result,omitempty"`
+	ResultCode  int       `json:"resultCode"`
+	Error       string    `json:"error,omitempty"`
+	Method      string    `json:"method,omitempty"`
+	Progress    int64     `json:"progress"`
+	FromVersion string    `json:"fromVersion,omitempty"`
+	Updated     time.Time `json:"updated"`
 }
 
 // LiveEvent is one item of the live feed. Kind is "registered",
@@ -171,4 +211,8 @@ type LiveEvent struct {
 	Value       lwm2m.Value `json:"value,omitzero"`
 	OperationID int64       `json:"operationId,omitempty"`
 	Status      string      `json:"status,omitempty"`
+	// Deployment and Progress: kind "deployment", a device's state
+	// (Status) or download progress (bytes) in a firmware deployment.
+	Deployment int64 `json:"deployment,omitempty"`
+	Progress   int64 `json:"progress,omitempty"`
 }

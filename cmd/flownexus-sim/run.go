@@ -50,7 +50,14 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		seed        = fs.Uint64("seed", 1, "random seed; the same seed gives the same fleet")
 		coapTimeout = fs.Duration("ack-timeout", 2*time.Second, "CoAP ACK_TIMEOUT (RFC 7252 §4.8)")
+		fwProtos    = fs.String("fw-protocols", "0,1,2,3", "firmware download protocols the devices announce in 5/0/8: 0 CoAP, 1 CoAPS, 2 HTTP, 3 HTTPS")
+		fwFail      = map[string]*float64{}
 	)
+	fs.Int64Var(&o.fleet.Firmware.Delivery, "fw-delivery", 2, "firmware delivery the devices announce in 5/0/9: 0 pull, 1 push, 2 both")
+	fs.IntVar(&o.fleet.Firmware.BlockSize, "fw-block-size", 256, "Block2 size of firmware downloads, 16..1024 (Zephyr's CONFIG_LWM2M_COAP_BLOCK_SIZE)")
+	for _, m := range []string{simulation.FailIntegrity, simulation.FailStorage, simulation.FailConnection, simulation.FailUpdate} {
+		fwFail[m] = fs.Float64("fw-fail-"+m, 0, "share of devices (0..1) whose firmware update fails with "+m)
+	}
 	fs.StringVar(&o.fleet.Server, "server", o.fleet.Server, "LwM2M server URI, coap://host:port or coaps://host:port")
 	fs.IntVar(&o.fleet.Devices, "devices", o.fleet.Devices, "number of devices")
 	fs.StringVar(&o.fleet.EndpointPrefix, "endpoint-prefix", o.fleet.EndpointPrefix, "endpoint name prefix; devices are named prefix0000, prefix0001, …")
@@ -95,13 +102,24 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: --lwm2m-version %q (want 1.0, 1.1 or 1.2)", errUsage, *version)
 	}
 	o.fleet.Seed = *seed
+	var err error
+	if o.fleet.Firmware.Protocols, err = parseProtocols(*fwProtos); err != nil {
+		return o, fmt.Errorf("%w: --fw-protocols: %w", errUsage, err)
+	}
+	o.fleet.FirmwareFailures = map[string]float64{}
+	for m, v := range fwFail {
+		if *v != 0 {
+			o.fleet.FirmwareFailures[m] = *v
+		}
+	}
 	cc := o.fleet.CoAP
 	cc.ACKTimeout = *coapTimeout
 	o.fleet.CoAP = cc
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return o, fmt.Errorf("%w: --log-level %q", errUsage, *logLevel)
 	}
-	addrs, err := parseSourceAddrs(*sources)
+	var addrs []netip.Addr
+	addrs, err = parseSourceAddrs(*sources)
 	if err != nil {
 		return o, fmt.Errorf("%w: --source-addrs: %w", errUsage, err)
 	}
@@ -128,6 +146,22 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: --server scheme %q (want coap or coaps)", errUsage, u.Scheme)
 	}
 	return o, nil
+}
+
+// parseProtocols reads "0,1,2" (Object 5 resource 8 values).
+func parseProtocols(s string) ([]int64, error) {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || n < 0 || n > 5 {
+			return nil, fmt.Errorf("%q is not a protocol number 0..5", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // parseSourceAddrs reads "127.0.0.1-127.0.0.8" or "127.0.0.1,127.0.0.5".
@@ -186,6 +220,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(h)
 	if o.pskKey != nil {
 		o.fleet.Dial = pskDialer(o)
+		// A coaps:// firmware download opens its own session with the
+		// device's credentials, as Zephyr's pull client does.
+		o.fleet.Firmware.Dial = func(ctx context.Context, endpoint, hostport string) (coap.Transport, coap.Peer, error) {
+			c, err := dtls.Dial(ctx, hostport, dtls.ClientConfig{PSKIdentity: o.pskPrefix + endpoint, PSK: o.pskKey})
+			if err != nil {
+				return nil, coap.Peer{}, err
+			}
+			return c, c.Peer(), nil
+		}
 	}
 	opts := []simulation.Option{simulation.WithLogger(log)}
 	if o.ackLog != "" {

@@ -30,6 +30,8 @@ func TestParseArgsRefusals(t *testing.T) {
 		{"--server", "http://127.0.0.1"},
 		{"--server", "::"},
 		{"--log-level", "loud"},
+		{"--fw-protocols", "0,9"},
+		{"--fw-protocols", "x"},
 		{"extra"},
 	} {
 		var out bytes.Buffer
@@ -44,6 +46,30 @@ func TestParseArgsRefusals(t *testing.T) {
 	addrs, err := parseSourceAddrs("127.0.0.1-127.0.0.3, 127.0.0.9")
 	if err != nil || len(addrs) != 4 || addrs[2].String() != "127.0.0.3" {
 		t.Fatalf("source addrs %v %v", addrs, err)
+	}
+}
+
+func TestParseFirmwareFlags(t *testing.T) {
+	var out bytes.Buffer
+	o, err := parseArgs([]string{"--fw-protocols", "0,2", "--fw-delivery", "1", "--fw-block-size", "1024", "--fw-fail-integrity", "0.1", "--fw-fail-update", "0.05"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := o.fleet.Firmware
+	if len(fw.Protocols) != 2 || fw.Protocols[1] != 2 || fw.Delivery != 1 || fw.BlockSize != 1024 ||
+		o.fleet.FirmwareFailures["integrity"] != 0.1 || o.fleet.FirmwareFailures["update"] != 0.05 || len(o.fleet.FirmwareFailures) != 2 {
+		t.Fatalf("firmware options %+v %v", fw, o.fleet.FirmwareFailures)
+	}
+	// Shares are checked by the fleet: over 1 in total, or a block size
+	// that is no power of two, fail the start with a message.
+	for _, args := range [][]string{
+		{"--fw-fail-integrity", "0.7", "--fw-fail-storage", "0.7", "--duration", "1ms"},
+		{"--fw-block-size", "100", "--duration", "1ms"},
+	} {
+		out.Reset()
+		if err := run(context.Background(), args, &out); err == nil {
+			t.Errorf("%q: no error", args)
+		}
 	}
 }
 

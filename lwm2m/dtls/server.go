@@ -36,10 +36,15 @@ type Server struct {
 	log  *slog.Logger
 	base pion.Config
 
-	mu          sync.Mutex
-	byID        map[uint64]*session
-	byAddr      map[netip.AddrPort]*session
-	byIdentity  map[string]*session
+	mu         sync.Mutex
+	byID       map[uint64]*session
+	byAddr     map[netip.AddrPort]*session
+	byIdentity map[string]*session
+	// older is each identity's previous session, kept while the newest
+	// lives: Zephyr's firmware pull client opens a second session with
+	// the device's own credentials for the download (Object 5 Package
+	// URI), which must not end the LwM2M session.
+	older       map[string]*session
 	handshaking int
 
 	inbound   chan inbound
@@ -106,6 +111,7 @@ func New(sock net.PacketConn, cfg Config) (*Server, error) {
 		byID:       make(map[uint64]*session),
 		byAddr:     make(map[netip.AddrPort]*session),
 		byIdentity: make(map[string]*session),
+		older:      make(map[string]*session),
 		inbound:    make(chan inbound, 1024),
 		done:       make(chan struct{}),
 	}
@@ -304,11 +310,16 @@ func (s *Server) established(sess *session, identity string) {
 			evict = append(evict, old)
 		}
 	}
-	// One association per identity: a device that handshakes again
-	// (reboot, lost state) replaces its old session, which bounds memory
-	// and leaves no stale session that could still be written to.
+	// At most two associations per identity: a device that handshakes
+	// again (reboot, lost state, a firmware download's own session) keeps
+	// its previous session and loses the one before, which bounds memory
+	// and leaves at most one stale session, never written to by the
+	// LwM2M server (requests follow the registration's session).
 	if prev, ok := s.byIdentity[identity]; ok && prev != sess {
-		evict = append(evict, prev)
+		if old := s.older[identity]; old != nil && old != sess && old != prev {
+			evict = append(evict, old)
+		}
+		s.older[identity] = prev
 	}
 	s.byIdentity[identity] = sess
 	for _, e := range evict {
@@ -368,6 +379,12 @@ func (s *Server) forgetLocked(sess *session) {
 	}
 	if id := sess.ident(); id != "" && s.byIdentity[id] == sess {
 		delete(s.byIdentity, id)
+		if o := s.older[id]; o != nil {
+			s.byIdentity[id] = o
+			delete(s.older, id)
+		}
+	} else if id != "" && s.older[id] == sess {
+		delete(s.older, id)
 	}
 }
 

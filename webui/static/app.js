@@ -59,6 +59,7 @@
         chartAppend(ev);
       }
     });
+    es.addEventListener("deployment", function (m) { fire("fxdeployment", JSON.parse(m.data)); });
     es.addEventListener("operation", function (m) {
       var ev = JSON.parse(m.data);
       if (pageEndpoint === ev.endpoint) fire("fxop", ev);
