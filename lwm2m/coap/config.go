@@ -37,12 +37,24 @@ type Config struct {
 	// MaxBlockTransfers bounds concurrently reassembled Block1 bodies.
 	MaxBlockTransfers int
 	// Workers is the number of handler goroutines. A peer's requests and
-	// notifications always go to the same worker, so they are handled in
-	// arrival order; different peers are handled in parallel.
+	// notifications are handled one at a time, in arrival order; different
+	// peers in parallel, taking turns under overload (round-robin across
+	// peers, so no peer is served more than another for where its address
+	// hashes to).
 	Workers int
-	// QueueLength bounds each worker's queue. When it is full, confirmable
-	// requests get 5.03 and other messages are dropped (counted).
+	// QueueLength bounds the work queued for the workers, per worker (the
+	// endpoint queues at most Workers × QueueLength jobs). When it is
+	// full, confirmable requests get 5.03 and other messages are dropped
+	// (counted as Overloaded).
 	QueueLength int
+	// PeerQueueLength bounds the jobs queued for one peer, so that one
+	// peer cannot fill the endpoint's queue; over it, the same 5.03.
+	PeerQueueLength int
+	// MaxWaiting bounds the outgoing requests waiting for one of a peer's
+	// NSTART slots. A request over it fails at once with ErrPeerBusy
+	// (counted as PeerBusy) instead of waiting: a device that does not
+	// answer must not collect an unbounded queue of callers.
+	MaxWaiting int
 	// PeerRate and PeerBurst rate-limit datagrams per peer (a token bucket)
 	// so that a flood from one peer cannot starve the others. PeerRate 0
 	// disables the limit.
@@ -72,6 +84,8 @@ func DefaultConfig() Config {
 		MaxBlockTransfers: 4096,
 		Workers:           8,
 		QueueLength:       256,
+		PeerQueueLength:   64,
+		MaxWaiting:        64,
 		PeerRate:          1000,
 		PeerBurst:         2000,
 		MaxPeers:          200000,
@@ -131,6 +145,12 @@ func (c Config) normalized() Config {
 	}
 	if c.QueueLength <= 0 {
 		c.QueueLength = d.QueueLength
+	}
+	if c.PeerQueueLength <= 0 {
+		c.PeerQueueLength = d.PeerQueueLength
+	}
+	if c.MaxWaiting <= 0 {
+		c.MaxWaiting = d.MaxWaiting
 	}
 	if c.PeerBurst <= 0 {
 		c.PeerBurst = d.PeerBurst

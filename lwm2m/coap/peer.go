@@ -2,6 +2,7 @@ package coap
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -73,8 +74,14 @@ func (e *Endpoint) acquire(ctx context.Context, k PeerKey) error {
 		e.mu.Unlock()
 		return nil
 	}
+	if len(p.waiters) >= e.cfg.MaxWaiting {
+		e.mu.Unlock()
+		e.stats.peerBusy.Add(1)
+		return fmt.Errorf("%w: %d waiting", ErrPeerBusy, e.cfg.MaxWaiting)
+	}
 	w := make(chan struct{})
 	p.waiters = append(p.waiters, w)
+	e.waiting++
 	e.mu.Unlock()
 	select {
 	case <-w:
@@ -90,6 +97,7 @@ func (e *Endpoint) acquire(ctx context.Context, k PeerKey) error {
 		for i, x := range p.waiters {
 			if x == w {
 				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+				e.waiting--
 				e.mu.Unlock()
 				return ctx.Err()
 			}
@@ -112,6 +120,7 @@ func (e *Endpoint) release(k PeerKey) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		e.waiting--
 		close(w)
 		return
 	}
