@@ -178,6 +178,9 @@ func (l *lifecycle) park(ctx context.Context, r *server.Registration) {
 func (l *lifecycle) afterRegister(r *server.Registration) {
 	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Minute)
 	defer cancel()
+	// Bound to this registration: when the device registers again, what is
+	// still queued here is cancelled instead of piling up (issue 15).
+	ctx = server.ForRegistration(ctx, r.ID)
 	// The server stores the registration once Registered returns; wait
 	// for it so requests go to this registration, not none or the last.
 	for {

@@ -249,6 +249,7 @@ func (s *Server) Evict(ctx context.Context, endpoint string) bool {
 // caller to forget outside the lock; s.mu is held.
 func (s *Server) removeLocked(reg *registration) []*Observation {
 	reg.finished = true
+	reg.endLocked()
 	if s.byID[reg.snap.ID] == reg {
 		delete(s.byID, reg.snap.ID)
 	}

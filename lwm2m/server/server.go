@@ -68,6 +68,10 @@ type registration struct {
 	wake     chan struct{}           // closed and replaced on every uplink
 	timer    *time.Timer             // expiry
 	finished bool
+	// ctx ends with the registration; requests to the device are bound
+	// to it (regctx.go). Made on first use; guarded by Server.mu.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 // New returns a server; start it with Serve.
@@ -302,6 +306,9 @@ func (s *Server) Stats() Stats {
 		a.Overloaded += c.Overloaded
 		a.StaleNotifications += c.StaleNotifications
 		a.WriteErrors += c.WriteErrors
+		a.PeerBusy += c.PeerBusy
+		a.Queued += c.Queued
+		a.Waiting += c.Waiting
 		a.Peers += c.Peers
 		a.Exchanges += c.Exchanges
 		a.Pending += c.Pending

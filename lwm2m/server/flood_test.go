@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flownexus/flownexus/lwm2m"
+	"github.com/flownexus/flownexus/lwm2m/coap"
+)
+
+// patientConfig makes requests to a silent device wait as good as forever
+// (long ACK timeout, long request timeout), so that only cancellation can
+// end them: the tests below fail by their deadline if it does not.
+func patientConfig() Config {
+	c := testConfig()
+	c.CoAP.ACKTimeout = time.Hour
+	c.CoAP.RequestTimeout = time.Hour
+	c.RequestTimeout = time.Hour
+	return c
+}
+
+// silentDevice registers like newDevice but never answers the server's
+// requests: its handler blocks until the test ends and sends no empty ACK.
+func silentDevice(t *testing.T, addr string) *device {
+	t.Helper()
+	cc := fastCoAP()
+	cc.ProcessingDelay = 0
+	d := newDeviceWith(t, "127.0.0.1:0", addr, cc)
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	d.handler = func(ctx context.Context, r *coap.Request) *coap.Response {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	return d
+}
+
+// TestReplacedRegistrationCancelsQueuedWork: requests queued for a device
+// (one in flight, the rest waiting for its NSTART slot) fail with
+// ErrRegistrationEnded as soon as a new Register replaces the registration
+// they were made for, and a request bound to the old registration with
+// ForRegistration is not sent to the new one.
+func TestReplacedRegistrationCancelsQueuedWork(t *testing.T) {
+	rec := newRecorder()
+	s, addr := testServer(t, patientConfig(), rec)
+	d := silentDevice(t, addr)
+	d.register("replaced")
+	old := rec.next(t, "registered").reg
+	const n = 5
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.Read(context.Background(), "replaced", lwm2m.MustParsePath("/3/0/0"), lwm2m.FormatText)
+			errs <- err
+		}()
+	}
+	waitFor(t, "one request in flight and four waiting", func() bool {
+		st := s.Stats().CoAP
+		return st.Pending == 1 && st.Waiting == n-1
+	})
+	d.register("replaced")
+	rec.next(t, "registered")
+	for range n {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrRegistrationEnded) || !errors.Is(err, ErrNotRegistered) {
+				t.Fatalf("queued request: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("queued requests of the replaced registration still wait")
+		}
+	}
+	if st := s.Stats().CoAP; st.Pending != 0 || st.Waiting != 0 {
+		t.Fatalf("left behind: %+v", st)
+	}
+	sent := s.Stats().Requests
+	_, err := s.Read(ForRegistration(context.Background(), old.ID), "replaced", lwm2m.MustParsePath("/3/0/0"), lwm2m.FormatText)
+	if !errors.Is(err, ErrRegistrationEnded) || s.Stats().Requests != sent {
+		t.Fatalf("request bound to the old registration: %v, requests %d → %d", err, sent, s.Stats().Requests)
+	}
+}
+
+// followUps is a Handler that, like the appliance, starts an observe and
+// reads after every Register, bound to that registration.
+type followUps struct {
+	NopHandler
+	srv             func() *Server
+	wg              sync.WaitGroup
+	started, failed atomic.Int64
+	others          atomic.Int64 // follow-ups that failed otherwise
+}
+
+func (f *followUps) Registered(ctx context.Context, r *Registration) error {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		ctx := ForRegistration(context.Background(), r.ID)
+		s := f.srv()
+		waitRegistered(s, r)
+		f.run(func() error {
+			_, _, err := s.Observe(ctx, r.Endpoint, lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatNone)
+			return err
+		})
+		f.run(func() error {
+			_, err := s.Read(ctx, r.Endpoint, lwm2m.MustParsePath("/3/0/3"), lwm2m.FormatNone)
+			return err
+		})
+	}()
+	return nil
+}
+
+// waitRegistered waits until the server has stored r (Registered runs
+// before), or a newer registration replaced it.
+func waitRegistered(s *Server, r *Registration) {
+	for {
+		cur, ok := s.Registration(r.Endpoint)
+		if ok && (cur.ID == r.ID || cur.RegisteredAt.After(r.RegisteredAt)) {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+func (f *followUps) run(req func() error) {
+	f.started.Add(1)
+	switch err := req(); {
+	case errors.Is(err, ErrNotRegistered) || errors.Is(err, ErrDeviceBusy):
+		f.failed.Add(1)
+	default:
+		f.others.Add(1)
+	}
+}
+
+// TestRegisterFloodBounded: 32 devices that never answer re-register over
+// and over, each Register starting follow-up requests. Every follow-up of
+// a replaced registration is cancelled, none is left waiting, and once the
+// devices de-register the goroutines return to the baseline (issue 15:
+// they piled up to 47,045 and 1 GB).
+func TestRegisterFloodBounded(t *testing.T) {
+	const devices, rounds = 32, 15
+	base := runtime.NumGoroutine()
+	func() {
+		f := &followUps{}
+		s := New(patientConfig(), WithHandler(f))
+		f.srv = func() *Server { return s }
+		tr, err := coap.ListenUDP("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := tr.LocalAddr().String()
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ctx, tr) }()
+		devs := make([]*device, devices)
+		for i := range devs {
+			devs[i] = silentDevice(t, addr)
+		}
+		var wg sync.WaitGroup
+		for i, d := range devs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range rounds {
+					d.register(fmt.Sprintf("flood-%d", i))
+				}
+			}()
+		}
+		wg.Wait()
+		// Only the last registration of each device may still have work.
+		waitFor(t, "follow-ups of replaced registrations to end", func() bool {
+			st := s.Stats().CoAP
+			return st.Pending <= devices && st.Waiting <= devices
+		})
+		for _, d := range devs {
+			if r := d.req(coap.DELETE, d.loc, nil, nil); r.Code != coap.Deleted {
+				t.Fatalf("de-register: %s", r.Code)
+			}
+		}
+		f.wg.Wait()
+		if st := s.Stats(); st.CoAP.Pending != 0 || st.CoAP.Waiting != 0 || st.Registered != 0 {
+			t.Fatalf("left behind: %+v", st)
+		}
+		// Every follow-up ended by cancellation (none was answered).
+		if f.others.Load() != 0 || f.failed.Load() != f.started.Load() || f.started.Load() == 0 {
+			t.Fatalf("follow-ups: %d started, %d cancelled, %d otherwise", f.started.Load(), f.failed.Load(), f.others.Load())
+		}
+		for _, d := range devs {
+			d.stop()
+		}
+		cancel()
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+	}()
+	checkGoroutines(t, base)
+}
