@@ -49,7 +49,8 @@ type Server struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
-	stats serverStats
+	stats      serverStats
+	readBuffer int // receive buffer the kernel granted, bytes
 }
 
 type inbound struct {
@@ -80,11 +81,6 @@ func Listen(addr string, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dtls: listen %s: %w", addr, err)
 	}
-	if uc, ok := pc.(*net.UDPConn); ok {
-		// Bursts of handshakes (a fleet reconnecting after an outage)
-		// overflow the default buffer; the kernel caps this at rmem_max.
-		_ = uc.SetReadBuffer(4 << 20)
-	}
 	s, err := New(pc, cfg)
 	if err != nil {
 		_ = pc.Close()
@@ -110,6 +106,12 @@ func New(sock net.PacketConn, cfg Config) (*Server, error) {
 		done:       make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if uc, ok := sock.(*net.UDPConn); ok {
+		// Bursts of handshakes (a fleet reconnecting after an outage)
+		// overflow the kernel's default buffer. What was granted is
+		// reported by ReadBuffer; less than asked is not an error.
+		s.readBuffer, _ = coap.SetReadBuffer(uc, cfg.ReadBuffer)
+	}
 	s.base = pion.Config{
 		CipherSuites:         cfg.CipherSuites,
 		ExtendedMasterSecret: pion.RequestExtendedMasterSecret,
@@ -423,6 +425,10 @@ func (s *Server) WriteTo(b []byte, to coap.Peer) error {
 	}
 	return sess.write(b)
 }
+
+// ReadBuffer is the UDP receive buffer the kernel granted, in bytes (0
+// when unknown).
+func (s *Server) ReadBuffer() int { return s.readBuffer }
 
 // LocalAddr is the UDP address the server listens on.
 func (s *Server) LocalAddr() net.Addr { return s.sock.LocalAddr() }
