@@ -34,6 +34,11 @@ type Config struct {
 	BlockSize int
 	// MaxBodySize bounds a body reassembled from blocks, in both directions.
 	MaxBodySize int
+	// MaxDedup bounds the remembered message ids (§4.5). Each is kept
+	// EXCHANGE_LIFETIME; a flood from many source addresses would keep
+	// millions, so past this the oldest are forgotten early (counted as
+	// DedupEvicted). About 200 bytes each.
+	MaxDedup int
 	// MaxBlockTransfers bounds concurrently reassembled Block1 bodies.
 	MaxBlockTransfers int
 	// Workers is the number of handler goroutines. A peer's requests and
@@ -64,6 +69,15 @@ type Config struct {
 	// peers are dropped (counted as rate-limited) until idle ones are
 	// forgotten, so spoofed source addresses cannot exhaust memory.
 	MaxPeers int
+	// AmplificationFactor bounds what is sent to a peer whose address is
+	// not verified (RFC 7252 §11.3): a response is at most this many times
+	// the size of its request — a large body goes in smaller Block2
+	// blocks, a diagnostic is cut. A peer is verified once it has answered a
+	// message sent to it (its ACK, RST or response proves it receives at
+	// that address), or when the application calls Verify; DTLS peers
+	// always are (the handshake's cookie exchange did it). Negative turns
+	// the limit off.
+	AmplificationFactor int
 	// PeerIdle is how long per-peer state (rate limit, message id counter)
 	// is kept after the last datagram.
 	PeerIdle time.Duration
@@ -82,6 +96,7 @@ func DefaultConfig() Config {
 		BlockSize:         1024,
 		MaxBodySize:       4 << 20,
 		MaxBlockTransfers: 4096,
+		MaxDedup:          1 << 19,
 		Workers:           8,
 		QueueLength:       256,
 		PeerQueueLength:   64,
@@ -90,6 +105,8 @@ func DefaultConfig() Config {
 		PeerBurst:         2000,
 		MaxPeers:          200000,
 		PeerIdle:          5 * time.Minute,
+
+		AmplificationFactor: 3,
 	}
 }
 
@@ -137,6 +154,9 @@ func (c Config) normalized() Config {
 	if c.MaxBodySize <= 0 {
 		c.MaxBodySize = d.MaxBodySize
 	}
+	if c.MaxDedup <= 0 {
+		c.MaxDedup = d.MaxDedup
+	}
 	if c.MaxBlockTransfers <= 0 {
 		c.MaxBlockTransfers = d.MaxBlockTransfers
 	}
@@ -157,6 +177,9 @@ func (c Config) normalized() Config {
 	}
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = d.MaxPeers
+	}
+	if c.AmplificationFactor == 0 {
+		c.AmplificationFactor = d.AmplificationFactor
 	}
 	if c.PeerIdle <= 0 {
 		c.PeerIdle = d.PeerIdle

@@ -70,10 +70,10 @@ func NewEndpoint(t Transport, h Handler, cfg Config, opts ...EndpointOption) *En
 		out:    make(map[midKey]*exchange),
 		tokens: make(map[string]*exchange),
 		obs:    make(map[string]*Observation),
-		dedup:  newDedupCache(),
 		block1: make(map[block1Key]*block1State),
 		rng:    rand.New(rand.NewChaCha8(seed)),
 	}
+	e.dedup = newDedupCache(e.cfg.MaxDedup)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(e)

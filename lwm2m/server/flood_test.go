@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -119,11 +120,13 @@ func (f *followUps) Registered(ctx context.Context, r *Registration) error {
 }
 
 // waitRegistered waits until the server has stored r (Registered runs
-// before), or a newer registration replaced it.
+// before), a newer registration replaced it, or there is none (the first
+// Register of the device is not stored yet, or the device de-registered):
+// the follow-ups then fail at once, which the test counts the same.
 func waitRegistered(s *Server, r *Registration) {
 	for {
 		cur, ok := s.Registration(r.Endpoint)
-		if ok && (cur.ID == r.ID || cur.RegisteredAt.After(r.RegisteredAt)) {
+		if !ok || cur.ID == r.ID || cur.RegisteredAt.After(r.RegisteredAt) {
 			return
 		}
 		runtime.Gosched()
@@ -202,4 +205,72 @@ func TestRegisterFloodBounded(t *testing.T) {
 		}
 	}()
 	checkGoroutines(t, base)
+}
+
+// TestUnknownEndpointFlood: Registers of endpoints the handler refuses,
+// from several source addresses, are answered 4.03 at no more than three
+// times their size (counted in bytes: no amplification, RFC 7252 §11.3),
+// counted as refused, and leave no state behind beyond the bounded
+// deduplication cache.
+func TestUnknownEndpointFlood(t *testing.T) {
+	const sources, perSource, maxDedup = 8, 200, 500
+	cfg := testConfig()
+	cfg.CoAP.MaxDedup = maxDedup
+	rec := newRecorder()
+	rec.refuse = fmt.Errorf("%w: endpoint is not provisioned and unknown endpoints are refused", ErrForbidden)
+	s, addr := testServer(t, cfg, rec)
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var sent, got atomic.Int64
+	for src := range sources {
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(2+src))}, ua)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 2048)
+			for i := range perSource {
+				m := &coap.Message{Type: coap.Confirmable, Code: coap.POST, MessageID: uint16(i), Token: []byte{byte(src), byte(i)}}
+				m.SetPath("/rd")
+				m.AddQuery(fmt.Sprintf("ep=unknown-%d-%d", src, i))
+				m.Payload = []byte("</3/0>")
+				b, _ := m.Marshal()
+				if _, err := c.Write(b); err != nil {
+					t.Error(err)
+					return
+				}
+				sent.Add(int64(len(b)))
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got.Add(int64(n))
+				r, err := coap.Unmarshal(buf[:n])
+				if err != nil || r.Code != coap.Forbidden || n > 3*len(b) {
+					t.Errorf("answer to a %d-byte Register: %d bytes, %v %v", len(b), n, r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := s.Stats()
+	if st.Refused != sources*perSource || st.Registered != 0 {
+		t.Fatalf("refused %d of %d, registered %d", st.Refused, sources*perSource, st.Registered)
+	}
+	if st.CoAP.Dedup > maxDedup || st.CoAP.DedupEvicted < sources*perSource-maxDedup || st.CoAP.Peers > sources {
+		t.Fatalf("state left: %+v", st.CoAP)
+	}
+	if got.Load() > 3*sent.Load() {
+		t.Fatalf("received %d bytes for %d sent", got.Load(), sent.Load())
+	}
+	t.Logf("sent %d bytes, received %d; %d responses trimmed", sent.Load(), got.Load(), st.CoAP.Trimmed)
 }

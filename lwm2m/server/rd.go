@@ -195,6 +195,9 @@ func (s *Server) update(ctx context.Context, r *coap.Request, id string) *coap.R
 	snap := reg.snapshot()
 	s.mu.Unlock()
 	s.st.updates.Add(1)
+	// The registration id was sent only to the device's address: naming
+	// it proves the sender receives there (RFC 7252 §11.3).
+	r.Endpoint.Verify(r.Peer)
 	s.h.Updated(ctx, snap)
 	resp = coap.NewResponse(coap.Changed)
 	resp.Then = func() { s.wakeUp(reg) }

@@ -307,6 +307,8 @@ func (s *Server) Stats() Stats {
 		a.StaleNotifications += c.StaleNotifications
 		a.WriteErrors += c.WriteErrors
 		a.PeerBusy += c.PeerBusy
+		a.Trimmed += c.Trimmed
+		a.DedupEvicted += c.DedupEvicted
 		a.Queued += c.Queued
 		a.Waiting += c.Waiting
 		a.Peers += c.Peers
