@@ -108,7 +108,7 @@ func (f *followUps) Registered(ctx context.Context, r *Registration) error {
 		defer f.wg.Done()
 		ctx := ForRegistration(context.Background(), r.ID)
 		s := f.srv()
-		waitRegistered(s, r)
+		_ = s.AwaitRegistration(ctx, r.Endpoint, r.ID) // on failure the follow-ups fail at once
 		f.run(func() error {
 			_, _, err := s.Observe(ctx, r.Endpoint, lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatNone)
 			return err
@@ -119,20 +119,6 @@ func (f *followUps) Registered(ctx context.Context, r *Registration) error {
 		})
 	}()
 	return nil
-}
-
-// waitRegistered waits until the server has stored r (Registered runs
-// before), a newer registration replaced it, or there is none (the first
-// Register of the device is not stored yet, or the device de-registered):
-// the follow-ups then fail at once, which the test counts the same.
-func waitRegistered(s *Server, r *Registration) {
-	for {
-		cur, ok := s.Registration(r.Endpoint)
-		if !ok || cur.ID == r.ID || cur.RegisteredAt.After(r.RegisteredAt) {
-			return
-		}
-		runtime.Gosched()
-	}
 }
 
 func (f *followUps) run(req func() error) {
@@ -276,4 +262,55 @@ func TestUnknownEndpointFlood(t *testing.T) {
 		t.Fatalf("received %d bytes for %d sent", got.Load(), sent.Load())
 	}
 	t.Logf("sent %d bytes, received %d; %d responses trimmed", sent.Load(), got.Load(), st.CoAP.Trimmed)
+}
+
+// awaiter is a Handler whose Registered waits, like the appliance's
+// follow-up work, for the registration to be stored.
+type awaiter struct {
+	NopHandler
+	srv    atomic.Pointer[Server]
+	refuse atomic.Bool
+	got    chan error
+}
+
+func (a *awaiter) Registered(ctx context.Context, r *Registration) error {
+	go func() { a.got <- a.srv.Load().AwaitRegistration(context.Background(), r.Endpoint, r.ID) }()
+	if a.refuse.Load() {
+		return fmt.Errorf("%w: no", ErrForbidden)
+	}
+	return nil
+}
+
+// TestAwaitRegistration: work started from Registered waits until the
+// registration is stored, and learns at once when the Register was refused
+// or the registration has ended, instead of polling for it.
+func TestAwaitRegistration(t *testing.T) {
+	a := &awaiter{got: make(chan error, 1)}
+	s, addr := testServer(t, testConfig(), a)
+	a.srv.Store(s)
+	d := newDevice(t, addr)
+	d.register("await-1")
+	if err := <-a.got; err != nil {
+		t.Fatalf("accepted registration: %v", err)
+	}
+	reg, _ := s.Registration("await-1")
+	if r := d.req(coap.DELETE, d.loc, nil, nil); r.Code != coap.Deleted {
+		t.Fatal(r.Code)
+	}
+	if err := s.AwaitRegistration(ctxT(t), "await-1", reg.ID); !errors.Is(err, ErrRegistrationEnded) {
+		t.Fatalf("ended registration: %v", err)
+	}
+	a.refuse.Store(true)
+	if r := d.req(coap.POST, "/rd", []string{"ep=await-2"}, nil); r.Code != coap.Forbidden {
+		t.Fatal(r.Code)
+	}
+	if err := <-a.got; !errors.Is(err, ErrRegistrationEnded) {
+		t.Fatalf("refused registration: %v", err)
+	}
+	s.mu.Lock()
+	left := len(s.pending)
+	s.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d pending left", left)
+	}
 }

@@ -75,6 +75,7 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 	snap.QueueMode = p.q || strings.Contains(snap.Binding, "Q")
 	snap.ExpiresAt = now.Add(snap.Lifetime)
 	check := snap
+	defer s.settled(s.registering(snap.ID))
 	if err := s.h.Registered(ctx, &check); err != nil {
 		s.st.refused.Add(1)
 		s.log.Info("registration refused", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)

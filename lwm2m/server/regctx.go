@@ -73,3 +73,47 @@ func endedErr(ctx context.Context, endpoint string) error {
 	}
 	return nil
 }
+
+// registering records that the Register with this id is being handled.
+func (s *Server) registering(id string) string {
+	s.mu.Lock()
+	s.pending[id] = make(chan struct{})
+	s.mu.Unlock()
+	return id
+}
+
+// settled ends registering: the Register was stored or refused.
+func (s *Server) settled(id string) {
+	s.mu.Lock()
+	if ch := s.pending[id]; ch != nil {
+		close(ch)
+		delete(s.pending, id)
+	}
+	s.mu.Unlock()
+}
+
+// AwaitRegistration waits until the registration with this id is the
+// endpoint's current one. Handler.Registered runs before the server stores
+// the registration, so work it starts for the device waits here first. It
+// fails with ErrRegistrationEnded when the Register was refused or the
+// registration has already ended (replaced, de-registered, expired,
+// evicted), and with ctx's error when ctx ends first.
+func (s *Server) AwaitRegistration(ctx context.Context, endpoint, id string) error {
+	for {
+		s.mu.Lock()
+		if reg := s.byID[id]; reg != nil && !reg.finished {
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.pending[id]
+		s.mu.Unlock()
+		if ch == nil {
+			return fmt.Errorf("server: %s: registration %s: %w", endpoint, id, ErrRegistrationEnded)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("server: %s: registration %s: %w", endpoint, id, ctx.Err())
+		}
+	}
+}

@@ -33,6 +33,10 @@ type Server struct {
 	routes []route
 	eps    map[*coap.Endpoint]struct{}
 	queued int // requests waiting for a queue-mode device
+	// pending holds the ids of Registers being handled (accepted by
+	// the Handler, not stored yet), for AwaitRegistration; the channel
+	// closes once the Register is stored or refused.
+	pending map[string]chan struct{}
 
 	// awake is Config.AwakeWindow, changeable while running.
 	awake atomic.Int64
@@ -93,14 +97,15 @@ func New(cfg Config, opts ...Option) *Server {
 		cfg.MaxLinksSize = d.MaxLinksSize
 	}
 	s := &Server{
-		cfg:    cfg,
-		h:      NopHandler{},
-		reg:    lwm2m.NewRegistry(),
-		log:    slog.New(slog.DiscardHandler),
-		byID:   make(map[string]*registration),
-		byEP:   make(map[string]*registration),
-		byPeer: make(map[coap.PeerKey]*registration),
-		eps:    make(map[*coap.Endpoint]struct{}),
+		cfg:     cfg,
+		h:       NopHandler{},
+		reg:     lwm2m.NewRegistry(),
+		log:     slog.New(slog.DiscardHandler),
+		byID:    make(map[string]*registration),
+		byEP:    make(map[string]*registration),
+		byPeer:  make(map[coap.PeerKey]*registration),
+		pending: make(map[string]chan struct{}),
+		eps:     make(map[*coap.Endpoint]struct{}),
 	}
 	for _, o := range opts {
 		o(s)
