@@ -432,25 +432,46 @@ func (a *Appliance) storeConfig() store.Config {
 
 // listenUDP binds a plain CoAP socket, or adopts the activated one.
 func (a *Appliance) listenUDP(name, addr string) (coap.Transport, error) {
+	buf := coap.WithReadBuffer(a.cfg.Listen.UDPReadBufferKiB << 10)
+	var t coap.Transport
 	if pc, ok := a.packets[name].(*net.UDPConn); ok {
-		return coap.NewUDPTransport(pc), nil
+		t = coap.NewUDPTransport(pc, buf)
+	} else {
+		var err error
+		if t, err = coap.ListenUDP(addr, buf); err != nil {
+			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
+		}
 	}
-	t, err := coap.ListenUDP(addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
-	}
+	a.logReadBuffer(name, coap.ReadBuffer(t))
 	return t, nil
 }
 
 func (a *Appliance) listenDTLS(name, addr string, cfg dtls.Config) (*dtls.Server, error) {
+	cfg.ReadBuffer = a.cfg.Listen.UDPReadBufferKiB << 10
+	var s *dtls.Server
+	var err error
 	if pc := a.packets[name]; pc != nil {
-		return dtls.New(pc, cfg)
+		s, err = dtls.New(pc, cfg)
+	} else {
+		s, err = dtls.Listen(addr, cfg)
 	}
-	s, err := dtls.Listen(addr, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 	}
+	a.logReadBuffer(name, s.ReadBuffer())
 	return s, nil
+}
+
+// logReadBuffer says what receive buffer a listener got, and why it may
+// be less than configured (net.core.rmem_max).
+func (a *Appliance) logReadBuffer(name string, got int) {
+	want := a.cfg.Listen.UDPReadBufferKiB << 10
+	if want > 0 && got < want {
+		a.log.Warn("UDP receive buffer smaller than configured; raise net.core.rmem_max",
+			"listener", name, "granted_bytes", got, "configured_bytes", want)
+		return
+	}
+	a.log.Info("UDP receive buffer", "listener", name, "granted_bytes", got)
 }
 
 // displayAddr turns ":8080" / "[::]:8080" into something a browser opens.

@@ -79,6 +79,12 @@ type ListenConfig struct {
 	CoAPS         string `toml:"coaps"`
 	Bootstrap     string `toml:"bootstrap"`
 	BootstrapDTLS string `toml:"bootstrap_dtls"`
+	// UDPReadBufferKiB is the receive buffer asked for on every CoAP and
+	// DTLS socket, so a burst of datagrams waits in the kernel instead of
+	// being dropped. Linux grants at most net.core.rmem_max, which the
+	// package raises (/usr/lib/sysctl.d/60-flownexus.conf); the granted
+	// size is logged. 0 keeps the kernel's default.
+	UDPReadBufferKiB int `toml:"udp_read_buffer_kib"`
 }
 
 // HTTPConfig configures the web UI and REST API server.
@@ -181,6 +187,8 @@ func DefaultConfig() Config {
 			CoAPS:         ":5684",
 			Bootstrap:     ":5783",
 			BootstrapDTLS: ":5784",
+			// coap.DefaultReadBuffer.
+			UDPReadBufferKiB: 4096,
 		},
 		LwM2M: LwM2MConfig{
 			AllowUnknownEndpoints: true,
@@ -328,6 +336,9 @@ func (c Config) Validate() error {
 	}
 	if c.Store.Retention <= 0 {
 		return bad("store.retention", "%s is not positive", c.Store.Retention)
+	}
+	if c.Listen.UDPReadBufferKiB < 0 || c.Listen.UDPReadBufferKiB > 1<<20 {
+		return bad("listen.udp_read_buffer_kib", "%d is not between 0 and 1048576 (1 GiB)", c.Listen.UDPReadBufferKiB)
 	}
 	if c.Store.MaxSizeMiB < 0 {
 		return bad("store.max_size_mib", "%d is negative", c.Store.MaxSizeMiB)

@@ -195,19 +195,14 @@ func (l *lifecycle) park(ctx context.Context, r *server.Registration) {
 func (l *lifecycle) afterRegister(r *server.Registration) {
 	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Minute)
 	defer cancel()
+	// Bound to this registration: when the device registers again, what is
+	// still queued here is cancelled instead of piling up (issue 15).
+	ctx = server.ForRegistration(ctx, r.ID)
 	// The server stores the registration once Registered returns; wait
-	// for it so requests go to this registration, not none or the last.
-	for {
-		if cur, ok := l.srv.Registration(r.Endpoint); ok && cur.ID == r.ID {
-			break
-		} else if ok && cur.ID != r.ID && cur.RegisteredAt.After(r.RegisteredAt) {
-			return // a newer Register took over and runs its own
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
+	// for it so requests go to this registration, and give up at once if
+	// it was refused, replaced or ended meanwhile.
+	if err := l.srv.AwaitRegistration(ctx, r.Endpoint, r.ID); err != nil {
+		return
 	}
 	p := l.policy()
 	// The firmware version feeds the device list's filter and the OTA
