@@ -53,6 +53,10 @@ type Appliance struct {
 	web     *webui.Server
 	life    *lifecycle
 	alive   map[string]*atomic.Bool // component → still running
+
+	selfRestart bool          // a supervisor restarts us (WithSelfRestart)
+	restart     chan struct{} // closed by requestRestart
+	restartOnce sync.Once
 }
 
 // Addrs are the addresses the listeners actually bound (port 0 resolved).
@@ -83,7 +87,7 @@ func New(cfg Config, opts ...Option) (*Appliance, error) {
 		return nil, err
 	}
 	a := &Appliance{cfg: cfg, log: slog.Default(), ready: make(chan struct{}), alive: map[string]*atomic.Bool{},
-		opTimeout: time.Minute}
+		opTimeout: time.Minute, restart: make(chan struct{})}
 	for _, o := range opts {
 		o(a)
 	}
@@ -340,6 +344,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 	// committed, so a page never shows what a crash could take back.
 	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })
 	run("http", web.Run)
+	g.Go(func() error {
+		select {
+		case <-a.restart:
+			a.log.Info("restarting as an admin asked")
+			return ErrRestart
+		case <-gctx.Done():
+			return nil
+		}
+	})
 
 	select {
 	case <-web.Ready():

@@ -124,6 +124,12 @@ type System interface {
 	WriteMetrics(w io.Writer) error
 }
 
+// Restarter is a System that can restart the appliance (to apply a staged
+// restore); one that cannot wraps ErrUnavailable saying how to do it by hand.
+type Restarter interface {
+	Restart(ctx context.Context) error
+}
+
 // SettingsStore loads and saves the policy the web UI edits; invalid
 // settings wrap ErrInvalid.
 type SettingsStore interface {

@@ -445,11 +445,22 @@ type testSystem struct {
 	started  time.Time
 	restored []byte
 	updated  []byte
+	// canRestart: run "under systemd"; restarts counts the restarts asked.
+	canRestart bool
+	restarts   int
+}
+
+func (s *testSystem) Restart(context.Context) error {
+	if !s.canRestart {
+		return fmt.Errorf("not started by systemd: stop it and start it again: %w", ErrUnavailable)
+	}
+	s.restarts++
+	return nil
 }
 
 func (s *testSystem) Info(ctx context.Context) (SystemInfo, error) {
 	n, _ := s.db.UsedBytes(ctx)
-	return SystemInfo{Version: "1.2.3-test", Started: s.started, DataDir: "/var/lib/flownexus", DBSize: uint64(n), DiskFree: 10 << 30, DiskTotal: 32 << 30,
+	return SystemInfo{Version: "1.2.3-test", Started: s.started, RestorePending: s.restored != nil, CanRestart: s.canRestart, DataDir: "/var/lib/flownexus", DBSize: uint64(n), DiskFree: 10 << 30, DiskTotal: 32 << 30,
 		Ports: []Port{{"http", "127.0.0.1:8080"}, {"coap", ":5683"}, {"coaps", ":5684"}}}, nil
 }
 

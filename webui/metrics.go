@@ -109,5 +109,6 @@ func (s *Server) healthz(c *echo.Context) error {
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	// started tells a page waiting out a restart that a new process answers.
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "started": rfc3339(s.started)})
 }

@@ -116,6 +116,9 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 	return back(c, "/settings", "Settings saved.")
 }
 
+// restoreStaged is what an admin reads after a restore: nothing changed yet.
+const restoreStaged = "Backup verified and staged: it replaces the current data when FlowNexus restarts."
+
 type systemData struct {
 	Info   SystemInfo
 	Uptime string
@@ -136,7 +139,7 @@ func (s *Server) pageRestore(c *echo.Context) error {
 	if err := s.restore(c); err != nil {
 		return formError(c, "/system", err)
 	}
-	return back(c, "/system", "Backup restored.")
+	return back(c, "/system", restoreStaged)
 }
 
 func (s *Server) pageSelfUpdate(c *echo.Context) error {

@@ -68,6 +68,7 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/system/backup", s.apiBackup, admin)
 	api.POST("/system/restore", s.apiRestore, admin, upload)
 	api.POST("/system/update", s.apiSelfUpdate, admin, upload)
+	api.POST("/system/restart", s.apiRestart, admin, small)
 
 	// Pages.
 	e.GET("/setup", s.pageSetup)
@@ -97,6 +98,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/system", s.pageSystem, viewer)
 	e.POST("/system/restore", s.pageRestore, admin, upload)
 	e.POST("/system/update", s.pageSelfUpdate, admin, upload)
+	e.POST("/system/restart", s.pageRestart, admin, small)
 
 	e.RouteNotFound("/*", func(c *echo.Context) error { return errorf(http.StatusNotFound, "no such page or route") })
 	return e

@@ -119,6 +119,11 @@ type SystemInfo struct {
 	DiskFree  uint64
 	DiskTotal uint64
 	DBSize    uint64
+	// RestorePending: a verified backup waits for the next start.
+	RestorePending bool
+	// CanRestart: the appliance can restart itself (systemd brings it
+	// back); otherwise someone restarts it by hand.
+	CanRestart bool
 }
 
 // Port is one listener in use.

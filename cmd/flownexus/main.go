@@ -15,13 +15,18 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/flownexus/flownexus/appliance"
 )
 
-// exit codes: 0 success, 1 the command failed, 2 the command line is wrong.
+// exit codes: 0 success, 1 the command failed, 2 the command line is wrong,
+// 75 (EX_TEMPFAIL) serve stopped for a restart an admin asked for, which
+// systemd's Restart=on-failure carries out.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK      = 0
+	exitFail    = 1
+	exitUsage   = 2
+	exitRestart = 75
 )
 
 func main() {
@@ -91,6 +96,9 @@ func run(ctx context.Context, args []string, e env) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.Is(err, appliance.ErrRestart):
+		fmt.Fprintln(e.stderr, "flownexus: stopped for a restart; systemd starts it again")
+		return exitRestart
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(e.stderr, "flownexus: %s\n", oneLine(err))
 		return exitUsage

@@ -212,6 +212,27 @@
     loadChart();
   });
 
+  // ---- forms that ask first (restart, destructive executes) ----
+  document.addEventListener("submit", function (e) {
+    var f = e.target;
+    if (f.dataset && f.dataset.confirm && !window.confirm(f.dataset.confirm)) e.preventDefault();
+  }, true);
+
+  // ---- restart: wait until a new process answers, then go on ----
+  var restarting = document.getElementById("restarting");
+  if (restarting) {
+    var poll = function () {
+      fetch("/healthz", { cache: "no-store" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (j) {
+          if (j && j.started && j.started !== restarting.dataset.started) { location.href = "/system?flash=" + encodeURIComponent("FlowNexus restarted."); return; }
+          setTimeout(poll, 500);
+        })
+        .catch(function () { setTimeout(poll, 500); });
+    };
+    setTimeout(poll, 500);
+  }
+
   var start = function () { connect(); loadChart(); };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();
