@@ -11,11 +11,11 @@ import (
 )
 
 func (s *Server) pageUsers(c *echo.Context) error {
-	us, err := s.deps.Store.Users(c.Request().Context())
+	d, err := s.usersData(c)
 	if err != nil {
 		return err
 	}
-	v := s.newView(c, "Users", "users", us)
+	v := s.newView(c, "Users", "users", d)
 	v.Error = c.QueryParam("error")
 	return s.render(c, http.StatusOK, "users", v)
 }
@@ -52,6 +52,20 @@ func (s *Server) pageUsersUpdate(c *echo.Context) error {
 	case "password":
 		pw := c.FormValue("password")
 		p.Password, what = &pw, "password reset"
+	case "delete":
+		u, err := s.deleteUser(c, c.Param("name"))
+		if err != nil {
+			return formError(c, "/users", err)
+		}
+		return back(c, "/users", u.Name+" deleted; their audit entries stay.")
+	case "unlock":
+		u, err := s.deps.Store.UserByName(c.Request().Context(), c.Param("name"))
+		if err != nil {
+			return formError(c, "/users", err)
+		}
+		s.unlockUser(u.Name)
+		s.audit(c, "user unlock", u.Name)
+		return back(c, "/users", u.Name+" unlocked.")
 	default:
 		return formError(c, "/users", unprocessable("unknown action"))
 	}
@@ -123,6 +137,7 @@ type systemData struct {
 	Info   SystemInfo
 	Uptime string
 	Ready  bool
+	Audit  []store.AuditEntry // admins only
 }
 
 func (s *Server) pageSystem(c *echo.Context) error {
@@ -130,7 +145,13 @@ func (s *Server) pageSystem(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := s.newView(c, "System", "system", systemData{Info: in, Uptime: s.now().Sub(in.Started).Round(time.Second).String(), Ready: s.deps.System != nil})
+	d := systemData{Info: in, Uptime: s.now().Sub(in.Started).Round(time.Second).String(), Ready: s.deps.System != nil}
+	if u, _ := currentUser(c); Role(u.Role) == RoleAdmin {
+		if d.Audit, err = s.deps.Store.AuditLog(c.Request().Context(), 0, 50); err != nil {
+			return err
+		}
+	}
+	v := s.newView(c, "System", "system", d)
 	v.Error = c.QueryParam("error")
 	return s.render(c, http.StatusOK, "system", v)
 }

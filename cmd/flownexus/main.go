@@ -1,7 +1,7 @@
 // Command flownexus is the FlowNexus appliance: an offline LwM2M
 // device-management server with its own web UI, run by systemd.
 //
-// Subcommands: serve, user add, backup, restore, update-helper, version.
+// Subcommands: serve, user add, token, backup, restore, update-helper, version.
 // See flownexus(1) and docs/operations.md.
 package main
 
@@ -56,6 +56,9 @@ commands:
                           run the appliance (or only check the configuration)
   user add <name> --role admin|operator|viewer [--config FILE] [--data-dir DIR]
                           create a user; the password is read from stdin
+  token create <name> --role admin|operator|viewer [--expires never|90d|12h|DATE]
+  token list | token revoke <name>
+                          long-lived API tokens (Authorization: Bearer <token>)
   backup --out FILE [--config FILE] [--data-dir DIR]
                           write a backup archive (database, PKI, firmware)
   restore --in FILE [--force] [--config FILE] [--data-dir DIR]
@@ -76,6 +79,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdServe(ctx, args[1:], e)
 	case "user":
 		err = cmdUser(ctx, args[1:], e)
+	case "token":
+		err = cmdToken(ctx, args[1:], e)
 	case "backup":
 		err = cmdBackup(ctx, args[1:], e)
 	case "restore":
