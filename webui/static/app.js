@@ -118,8 +118,54 @@
     document.getElementById("op-path").value = btn.dataset.path;
     if (btn.dataset.op === "write") { document.getElementById("op-value").focus(); return; }
     if (btn.dataset.op === "write-attributes") { form.querySelector('input[name="pmin"]').focus(); return; }
-    if (btn.dataset.op === "execute") { document.getElementById("op-args").focus(); }
+    if (btn.dataset.op === "execute") {
+      // Arguments first, then Send; a destructive one asks (opConfirm).
+      opConfirm();
+      var args = document.getElementById("op-args");
+      args.focus();
+      return;
+    }
     form.requestSubmit();
+  });
+
+  // Executes marked destructive (data-destructive="3/0/4=Reboot;…") ask
+  // before they go, however the form was filled: htmx reads hx-confirm
+  // when it sends.
+  function opConfirm() {
+    var form = document.getElementById("op-form");
+    if (!form) return;
+    var type = document.getElementById("op-type").value;
+    var path = document.getElementById("op-path").value.trim().replace(/^\/+/, "");
+    var what = null;
+    (form.dataset.destructive || "").split(";").forEach(function (kv) {
+      var i = kv.indexOf("=");
+      if (i > 0 && kv.slice(0, i) === path) what = kv.slice(i + 1);
+    });
+    if (type === "execute" && what) {
+      form.setAttribute("hx-confirm", what + " (" + path + ") on " + form.dataset.endpoint + "? This cannot be undone.");
+    } else {
+      form.removeAttribute("hx-confirm");
+    }
+    var send = form.querySelector('button[type="submit"]');
+    if (send) send.textContent = type === "execute" ? "Execute" : "Send";
+  }
+  ["op-type", "op-path"].forEach(function (id) {
+    var el = document.getElementById(id);
+    if (el) { el.addEventListener("input", opConfirm); el.addEventListener("change", opConfirm); }
+  });
+
+  // The object tree refreshes with new values; objects a user opened or
+  // closed stay so.
+  var folded = {};
+  document.addEventListener("click", function (e) {
+    var sm = e.target.closest && e.target.closest("details.object[data-object] > summary");
+    if (sm) folded[sm.parentElement.dataset.object] = !sm.parentElement.open; // the click is about to toggle it
+  });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail.target.id !== "objects-tree") return;
+    e.detail.target.querySelectorAll("details.object[data-object]").forEach(function (d) {
+      if (d.dataset.object in folded) d.open = folded[d.dataset.object];
+    });
   });
 
   // The answer lands in the operation card; mark the row it was for, so
