@@ -264,7 +264,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		opened = append(opened, bsDTLS)
 	}
 
-	prov := &provisioner{db: db, pki: pki, host: host, ports: map[string]int{
+	prov := &provisioner{db: db, pki: pki, host: host, evict: srv.Evict, ports: map[string]int{
 		store.ModeNoSec: portOf(udp.LocalAddr().String()),
 	}}
 	if dtlsSrv != nil {

@@ -93,6 +93,12 @@ type Provisioner interface {
 	Provision(ctx context.Context, req ProvisionRequest) (Credentials, error)
 }
 
+// Rekeyer is a Provisioner that can give an existing device new
+// credentials, ending the old ones; an unknown endpoint wraps ErrNotFound.
+type Rekeyer interface {
+	Rekey(ctx context.Context, req ProvisionRequest) (Credentials, error)
+}
+
 // Enrollment renders what a device needs to join, from its fresh
 // credentials: the Zephyr Kconfig fragment, nRF91 AT%CMNG commands and a zip
 // bundle of both plus the certificates.

@@ -234,7 +234,9 @@ func (s *Server) pageDevice(c *echo.Context) error {
 	if pd.Logs, err = s.deps.Data.Logs(ctx, pd.Device.Name, 50); err != nil {
 		return err
 	}
-	return s.render(c, http.StatusOK, "device", s.newView(c, pd.Device.Name, "devices", pd))
+	v := s.newView(c, pd.Device.Name, "devices", pd)
+	v.Error = c.QueryParam("error")
+	return s.render(c, http.StatusOK, "device", v)
 }
 
 // objectsPartial carries what the objects fragment needs, including
