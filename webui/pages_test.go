@@ -79,8 +79,8 @@ func TestPageForms(t *testing.T) {
 			t.Fatalf("enroll %v: %d", f, res.StatusCode)
 		}
 	}
-	if res := oc.post("/enroll", url.Values{"endpoint": {"dev-e"}, "mode": {"x509"}}); res.StatusCode != 200 {
-		t.Fatalf("enroll x509: %d", res.StatusCode)
+	if res := oc.post("/enroll", url.Values{"endpoint": {"dev-e"}, "mode": {"x509"}}); res.StatusCode != 303 || !strings.HasPrefix(location(res), "/enroll/") {
+		t.Fatalf("enroll x509: %d %s", res.StatusCode, location(res))
 	}
 	if res := oc.post("/enroll", url.Values{"endpoint": {"dev-e"}, "mode": {"x509"}}); res.StatusCode != 409 {
 		t.Fatalf("enroll twice: %d", res.StatusCode)
