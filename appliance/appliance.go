@@ -179,7 +179,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	broker := webui.NewBroker()
 	lctx, lcancel := context.WithCancel(ctx)
 	life := &lifecycle{db: db, log: a.base.With("component", "lifecycle"), policy: sets.policy,
-		uplink: map[string]uplinkState{}, ctx: lctx}
+		uplink: map[string]uplinkState{}, ctx: lctx, refusals: make(chan refusal, refusalQueue)}
 	// Deferred calls run last first: stop the post-registration work,
 	// wait for it, and only then close the store (deferred above).
 	defer life.wg.Wait()
@@ -227,6 +227,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	var dtlsSrv *dtls.Server
 	if cfg.Listen.CoAPS != "" {
 		dcfg := pki.DTLSConfig(db, a.base)
+		life.recordHandshakeRefusals(&dcfg)
 		// Parked sessions outlive a restart (an upgrade), so sleeping
 		// devices do not all handshake again at once.
 		dcfg.SessionFile = filepath.Join(cfg.DataDir, "dtls-sessions")
@@ -340,6 +341,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		run("bootstrap-dtls", ep.Run)
 	}
 	run("dispatcher", disp.Run)
+	run("refusals", life.recordRefusals)
 	// Registrations and values reach the web UI's live feed once they are
 	// committed, so a page never shows what a crash could take back.
 	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })

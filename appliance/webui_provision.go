@@ -75,6 +75,8 @@ func (p *provisioner) issue(ctx context.Context, req webui.ProvisionRequest,
 	}
 	e := p.enrollment(out)
 	out.ServerURI = e.ServerURI()
+	// Provisioned now: its earlier refusals are history.
+	_ = p.db.ClearRefusal(ctx, req.Endpoint)
 	return out, nil
 }
 

@@ -47,6 +47,7 @@
     es.onerror = function () { if (live) live.classList.remove("on"); body.dataset.sse = "error"; };
     var device = function (m) {
       var ev = JSON.parse(m.data);
+      if (ev.kind !== "unregistered") touchLastSeen(ev);
       fire("fxdevice", ev);
       if (pageEndpoint === ev.endpoint) updateStatus(ev);
       enrollSeen(ev);
@@ -54,6 +55,7 @@
     ["registered", "updated", "unregistered"].forEach(function (k) { es.addEventListener(k, device); });
     es.addEventListener("value", function (m) {
       var ev = JSON.parse(m.data);
+      touchLastSeen(ev);
       if (pageEndpoint === ev.endpoint) {
         fire("fxvalue", ev);
         chartAppend(ev);
@@ -62,6 +64,19 @@
     es.addEventListener("operation", function (m) {
       var ev = JSON.parse(m.data);
       if (pageEndpoint === ev.endpoint) fire("fxop", ev);
+    });
+  }
+
+  // "Last seen" follows what arrives, in the device list and the device
+  // page header (the server's value is the same: the newest uplink).
+  function touchLastSeen(ev) {
+    if (!ev.endpoint || !ev.time) return;
+    var cells = [];
+    document.querySelectorAll("td.lastseen").forEach(function (td) { if (td.dataset.endpoint === ev.endpoint) cells.push(td); });
+    if (pageEndpoint === ev.endpoint) { var h = document.getElementById("dev-lastseen"); if (h) cells.push(h); }
+    var t = when(ev.time).replace(/Z$/, "") + "Z";
+    cells.forEach(function (c) {
+      if (!c.dataset.t || c.dataset.t < ev.time) { c.dataset.t = ev.time; c.textContent = t; }
     });
   }
 
