@@ -46,7 +46,7 @@ type devicePageData struct {
 	Status  string
 	Objects []objectView
 	Ops     []store.Operation
-	Events  []DeviceEvent
+	Events  eventsPanel
 	Logs    []LogLine
 	Charts  []resourceView
 	// Destructive lists the executes the op form asks about.
@@ -228,9 +228,11 @@ func (s *Server) pageDevice(c *echo.Context) error {
 			return err
 		}
 	}
-	if pd.Events, err = s.deps.Data.Events(ctx, pd.Device.Name, 20); err != nil {
+	evs, err := s.deps.Data.Events(ctx, pd.Device.Name, eventsFetch)
+	if err != nil {
 		return err
 	}
+	pd.Events = s.eventsPanel(c, evs)
 	if pd.Logs, err = s.deps.Data.Logs(ctx, pd.Device.Name, 50); err != nil {
 		return err
 	}
@@ -276,11 +278,11 @@ func (s *Server) partialEvents(c *echo.Context) error {
 	if _, err := s.deps.Store.Endpoint(c.Request().Context(), ep); err != nil {
 		return err
 	}
-	evs, err := s.deps.Data.Events(c.Request().Context(), ep, 20)
+	evs, err := s.deps.Data.Events(c.Request().Context(), ep, eventsFetch)
 	if err != nil {
 		return err
 	}
-	return s.partial(c, "events", evs)
+	return s.partial(c, "events", s.eventsPanel(c, evs))
 }
 
 type opResult struct {
