@@ -133,7 +133,8 @@ func (a *Appliance) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if restored, err := ApplyPendingRestore(cfg, a.log); err != nil {
+	restored, err := ApplyPendingRestore(cfg, a.log)
+	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	} else if restored {
 		a.log.Info("restored a backup into the data dir")
@@ -152,6 +153,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	a.db = db
+	if restored {
+		// The restored audit trail ends at the backup; say that a
+		// restore replaced what came after.
+		if _, err := db.Audit(ctx, store.AuditEntry{Actor: "system", Action: "restore applied",
+			Detail: "data as of the backup; the replaced data dir is kept beside it"}); err != nil {
+			a.log.Warn("audit", "err", err)
+		}
+	}
 	if err := db.SyncResourceTypes(ctx, reg); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}

@@ -30,15 +30,16 @@ func (s *Server) apiRestart(c *echo.Context) error {
 
 type restartData struct{ Started string }
 
-// pageRestart shows a page that waits, over /healthz, for the appliance to
-// come back with a new start time, then opens the System page.
+// pageRestart shows the page that restarts the appliance: its script asks
+// for the restart (POST /api/v1/system/restart) once the page and its
+// assets are loaded from this process, then waits over /healthz for a new
+// process (another start time) and opens the System page.
 func (s *Server) pageRestart(c *echo.Context) error {
-	in, err := s.systemInfo(c)
-	if err != nil {
-		return err
-	}
-	if err := s.restartNow(c); err != nil {
+	if err := s.needSystem(); err != nil {
 		return formError(c, "/system", err)
 	}
-	return s.render(c, http.StatusOK, "restarting", s.newView(c, "Restarting", "system", restartData{Started: rfc3339(in.Started)}))
+	if _, ok := s.deps.System.(Restarter); !ok {
+		return formError(c, "/system", errorf(http.StatusServiceUnavailable, "FlowNexus cannot restart itself here: stop it and start it again"))
+	}
+	return s.render(c, http.StatusOK, "restarting", s.newView(c, "Restarting", "system", restartData{Started: rfc3339(s.started)}))
 }

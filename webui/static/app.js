@@ -279,9 +279,11 @@
     if (f.dataset && f.dataset.confirm && !window.confirm(f.dataset.confirm)) e.preventDefault();
   }, true);
 
-  // ---- restart: wait until a new process answers, then go on ----
+  // ---- restart: ask for it once this page is loaded, then wait until a
+  // new process answers (another start time) and go on ----
   var restarting = document.getElementById("restarting");
   if (restarting) {
+    var status = document.getElementById("restart-status");
     var poll = function () {
       fetch("/healthz", { cache: "no-store" })
         .then(function (r) { return r.ok ? r.json() : null; })
@@ -291,7 +293,12 @@
         })
         .catch(function () { setTimeout(poll, 500); });
     };
-    setTimeout(poll, 500);
+    fetch("/api/v1/system/restart", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } })
+      .then(function (r) {
+        if (r.status === 202) { restarting.dataset.asked = "1"; poll(); return; }
+        return r.json().then(function (j) { status.textContent = "Not restarted: " + (j.error || r.status); status.className = "error"; });
+      })
+      .catch(function () { poll(); });
   }
 
   var start = function () { connect(); loadChart(); };
