@@ -2,7 +2,6 @@ package webui
 
 import (
 	"time"
-
 )
 
 // eventRow is one line of a device's event panel: an event, or a run of
@@ -17,8 +16,10 @@ type eventRow struct {
 // eventKinds are the kinds the panel filters by; "registration" covers
 // registered, updated and unregistered.
 var eventKinds = map[string]func(kind string) bool{
-	"registration": func(k string) bool { return k == "registered" || k == "updated" || k == "unregistered" || k == "deregistered" },
-	"composite":    func(k string) bool { return k == "composite" },
+	"registration": func(k string) bool {
+		return k == "registered" || k == "updated" || k == "unregistered" || k == "deregistered"
+	},
+	"composite": func(k string) bool { return k == "composite" },
 }
 
 // foldEvents filters newest-first events by kind ("" for all) and folds
@@ -59,4 +60,3 @@ func (s *Server) eventsPanel(c interface{ QueryParam(string) string }, evs []Dev
 	}
 	return eventsPanel{Rows: foldEvents(evs, kind, 20), Kind: kind}
 }
-
