@@ -61,6 +61,8 @@ func (s *Server) apiPutSettings(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	old := st
+	old.AutoObserve = append([]string(nil), st.AutoObserve...)
 	if err := decodeJSON(c, &st); err != nil {
 		return err
 	}
@@ -71,7 +73,7 @@ func (s *Server) apiPutSettings(c *echo.Context) error {
 		return err
 	}
 	s.setQueueWindow(st)
-	s.audit(c, "settings", "")
+	s.auditSettings(c, old, st)
 	return c.JSON(http.StatusOK, st)
 }
 

@@ -1,8 +1,10 @@
 package webui
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/flownexus/flownexus/store"
 	"github.com/labstack/echo/v5"
@@ -51,4 +53,30 @@ func (s *Server) apiAudit(c *echo.Context) error {
 		out = append(out, toAuditJSON(e))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"entries": out})
+}
+
+// auditSettings records a settings change with what changed
+// ("retentionDays 30 → 7; allowUnknownDevices true → false").
+func (s *Server) auditSettings(c *echo.Context, old, cur Settings) {
+	var parts []string
+	add := func(name string, a, b any) {
+		if fa, fb := fmt.Sprint(a), fmt.Sprint(b); fa != fb {
+			parts = append(parts, name+" "+fa+" → "+fb)
+		}
+	}
+	add("retentionDays", old.RetentionDays, cur.RetentionDays)
+	add("autoObserve", old.AutoObserve, cur.AutoObserve)
+	add("queueWindowSeconds", old.QueueWindowSeconds, cur.QueueWindowSeconds)
+	add("allowUnknownDevices", old.AllowUnknownDevices, cur.AllowUnknownDevices)
+	who := "anonymous"
+	if u, ok := currentUser(c); ok {
+		who = u.Name
+	}
+	detail := strings.Join(parts, "; ")
+	if detail == "" {
+		detail = "no change"
+	}
+	if _, err := s.deps.Store.Audit(c.Request().Context(), store.AuditEntry{Actor: who, Action: "settings", Detail: detail}); err != nil {
+		s.log.Warn("audit", "action", "settings", "err", err)
+	}
 }

@@ -105,6 +105,7 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 	if err := s.needSettings(); err != nil {
 		return err
 	}
+	old, _ := s.deps.Settings.LoadSettings(c.Request().Context())
 	var st Settings
 	var err error
 	if st.RetentionDays, err = strconv.Atoi(strings.TrimSpace(c.FormValue("retentionDays"))); err != nil {
@@ -126,7 +127,7 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 		return formError(c, "/settings", err)
 	}
 	s.setQueueWindow(st)
-	s.audit(c, "settings", "")
+	s.auditSettings(c, old, st)
 	return back(c, "/settings", "Settings saved.")
 }
 

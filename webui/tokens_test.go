@@ -116,6 +116,11 @@ func TestDeleteAndUnlockUsers(t *testing.T) {
 	if !found {
 		t.Fatal("the deleted user's login left the audit trail")
 	}
+	// A settings change says what changed.
+	a.want(200, "PUT", "/api/v1/settings", map[string]any{"retentionDays": 7})
+	if en := a.want(200, "GET", "/api/v1/audit?limit=1", nil)["entries"].([]any)[0].(map[string]any); en["action"] != "settings" || en["detail"] != "retentionDays 30 → 7" {
+		t.Fatalf("settings audit: %v", en)
+	}
 	a.want(400, "GET", "/api/v1/audit?limit=0", nil)
 	a.want(400, "GET", "/api/v1/audit?before=x", nil)
 	o.want(403, "GET", "/api/v1/audit", nil)
