@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/flownexus/flownexus/lwm2m"
@@ -163,11 +162,6 @@ func enrollInWizard(t *testing.T, ctx context.Context, u, ep, mode, shot string)
 // 1280 and 390 px in testdata/screenshots (day-*.png).
 func TestBrowserOperatorsDay(t *testing.T) {
 	ctx := browsertest.Start(t)
-	chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
-			t.Logf("JS EXCEPTION: %s %v", e.ExceptionDetails.Text, e.ExceptionDetails.Exception.Description)
-		}
-	})
 	sup := supervise(t, testConfig(t))
 	a := sup.app()
 	u := "http://" + a.Addrs().HTTP
