@@ -43,6 +43,11 @@ func CheckSettings(st Settings) error {
 	if st.QueueWindowSeconds < 1 || st.QueueWindowSeconds > 86400 {
 		return unprocessable("queueWindowSeconds must be from 1 to 86400")
 	}
+	for _, id := range st.CompositeObjects {
+		if id < 0 || id > 65535 {
+			return unprocessable("compositeObjects: %d is not an object id (0 to 65535)", id)
+		}
+	}
 	for _, p := range st.AutoObserve {
 		if _, err := parseObservePath(p); err != nil {
 			return unprocessable("autoObserve %q: %v", p, err)

@@ -68,6 +68,7 @@ func (s *Server) auditSettings(c *echo.Context, old, cur Settings) {
 	add("autoObserve", old.AutoObserve, cur.AutoObserve)
 	add("queueWindowSeconds", old.QueueWindowSeconds, cur.QueueWindowSeconds)
 	add("allowUnknownDevices", old.AllowUnknownDevices, cur.AllowUnknownDevices)
+	add("compositeObjects", old.CompositeObjects, cur.CompositeObjects)
 	who := "anonymous"
 	if u, ok := currentUser(c); ok {
 		who = u.Name

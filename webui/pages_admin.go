@@ -120,6 +120,14 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 		}
 	}
 	st.AllowUnknownDevices = c.FormValue("allowUnknownDevices") == "on"
+	st.CompositeObjects = []int{}
+	for _, f := range strings.FieldsFunc(c.FormValue("compositeObjects"), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' }) {
+		id, err := strconv.Atoi(f)
+		if err != nil {
+			return formError(c, "/settings", unprocessable("composite auto-observe: %q is not an object id", f))
+		}
+		st.CompositeObjects = append(st.CompositeObjects, id)
+	}
 	if err := CheckSettings(st); err != nil {
 		return formError(c, "/settings", err)
 	}

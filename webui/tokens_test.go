@@ -121,6 +121,15 @@ func TestDeleteAndUnlockUsers(t *testing.T) {
 	if en := a.want(200, "GET", "/api/v1/audit?limit=1", nil)["entries"].([]any)[0].(map[string]any); en["action"] != "settings" || en["detail"] != "retentionDays 30 → 7" {
 		t.Fatalf("settings audit: %v", en)
 	}
+	// Composite auto-observe is a setting too.
+	a.want(200, "PUT", "/api/v1/settings", map[string]any{"compositeObjects": []int{3304, 3313}})
+	if m := a.want(200, "GET", "/api/v1/settings", nil); fmt.Sprint(m["compositeObjects"]) != "[3304 3313]" {
+		t.Fatalf("compositeObjects: %v", m)
+	}
+	a.want(422, "PUT", "/api/v1/settings", map[string]any{"compositeObjects": []int{-1}})
+	if p := string(mustGet(t, a.cookieClient(), "/settings")); !strings.Contains(p, `id="composite-objects" value="3304, 3313"`) {
+		t.Fatal("Settings page does not show the composite objects")
+	}
 	a.want(400, "GET", "/api/v1/audit?limit=0", nil)
 	a.want(400, "GET", "/api/v1/audit?before=x", nil)
 	o.want(403, "GET", "/api/v1/audit", nil)

@@ -138,6 +138,9 @@ type Settings struct {
 	AutoObserve         []string `json:"autoObserve"`
 	QueueWindowSeconds  int      `json:"queueWindowSeconds"`
 	AllowUnknownDevices bool     `json:"allowUnknownDevices"`
+	// CompositeObjects are the sensor objects whose announced instances
+	// one composite observation covers at every registration (LwM2M 1.1+).
+	CompositeObjects []int `json:"compositeObjects"`
 }
 
 // FirmwareImage is one image in the library.
