@@ -231,7 +231,11 @@ func TestBrowserOperatorsDay(t *testing.T) {
 		devs["psk"].Step(time.Now())
 		return browsertest.Eval(t, ctx, `document.getElementById("chart").dataset.points`) != points
 	})
-	browsertest.Poll(t, ctx, "last seen moves", fmt.Sprintf(`document.getElementById("dev-lastseen").textContent !== %q`, seen))
+	// Last seen shows seconds: new values a second later move it.
+	eventually(t, "last seen moves on the page", func() bool {
+		devs["psk"].Step(time.Now())
+		return browsertest.Eval(t, ctx, `document.getElementById("dev-lastseen").textContent`) != seen
+	})
 	browsertest.Shot(t, ctx, "day-05-device")
 	shotAt(t, ctx, 390, "day-05-device-390")
 
