@@ -57,6 +57,10 @@ type Appliance struct {
 	life    *lifecycle
 	fw      *firmware.Service
 	alive   map[string]*atomic.Bool // component → still running
+
+	selfRestart bool          // a supervisor restarts us (WithSelfRestart)
+	restart     chan struct{} // closed by requestRestart
+	restartOnce sync.Once
 }
 
 // Addrs are the addresses the listeners actually bound (port 0 resolved).
@@ -91,7 +95,7 @@ func New(cfg Config, opts ...Option) (*Appliance, error) {
 		return nil, err
 	}
 	a := &Appliance{cfg: cfg, log: slog.Default(), ready: make(chan struct{}), alive: map[string]*atomic.Bool{},
-		opTimeout: time.Minute}
+		opTimeout: time.Minute, restart: make(chan struct{})}
 	for _, o := range opts {
 		o(a)
 	}
@@ -137,9 +141,10 @@ func (a *Appliance) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if restored, err := ApplyPendingRestore(cfg, a.log); err != nil {
+	restoredBackup, err := ApplyPendingRestore(cfg, a.log)
+	if err != nil {
 		return fmt.Errorf("restore: %w", err)
-	} else if restored {
+	} else if restoredBackup {
 		a.log.Info("restored a backup into the data dir")
 	}
 
@@ -156,6 +161,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	a.db = db
+	if restoredBackup {
+		// The restored audit trail ends at the backup; say that a
+		// restore replaced what came after.
+		if _, err := db.Audit(ctx, store.AuditEntry{Actor: "system", Action: "restore applied",
+			Detail: "data as of the backup; the replaced data dir is kept beside it"}); err != nil {
+			a.log.Warn("audit", "err", err)
+		}
+	}
 	if err := db.SyncResourceTypes(ctx, reg); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -180,7 +193,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	broker := webui.NewBroker()
 	lctx, lcancel := context.WithCancel(ctx)
 	life := &lifecycle{db: db, log: a.base.With("component", "lifecycle"), policy: sets.policy,
-		uplink: map[string]uplinkState{}, ctx: lctx}
+		uplink: map[string]uplinkState{}, ctx: lctx, refusals: make(chan refusal, refusalQueue)}
 	// Deferred calls run last first: stop the post-registration work,
 	// wait for it, and only then close the store (deferred above).
 	defer life.wg.Wait()
@@ -249,6 +262,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	var dtlsSrv *dtls.Server
 	if cfg.Listen.CoAPS != "" {
 		dcfg := pki.DTLSConfig(db, a.base)
+		life.recordHandshakeRefusals(&dcfg)
 		// Parked sessions outlive a restart (an upgrade), so sleeping
 		// devices do not all handshake again at once.
 		dcfg.SessionFile = filepath.Join(cfg.DataDir, "dtls-sessions")
@@ -286,7 +300,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		opened = append(opened, bsDTLS)
 	}
 
-	prov := &provisioner{db: db, pki: pki, host: host, ports: map[string]int{
+	prov := &provisioner{db: db, pki: pki, host: host, evict: srv.Evict, ports: map[string]int{
 		store.ModeNoSec: portOf(udp.LocalAddr().String()),
 	}}
 	if dtlsSrv != nil {
@@ -365,10 +379,20 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	run("dispatcher", disp.Run)
 	run("firmware", fw.Run)
+	run("refusals", life.recordRefusals)
 	// Registrations and values reach the web UI's live feed once they are
 	// committed, so a page never shows what a crash could take back.
 	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })
 	run("http", web.Run)
+	g.Go(func() error {
+		select {
+		case <-a.restart:
+			a.log.Info("restarting as an admin asked")
+			return ErrRestart
+		case <-gctx.Done():
+			return nil
+		}
+	})
 
 	select {
 	case <-web.Ready():

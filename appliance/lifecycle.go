@@ -43,6 +43,8 @@ type lifecycle struct {
 
 	mu     sync.Mutex
 	uplink map[string]uplinkState
+
+	refusals chan refusal // to recordRefusals
 }
 
 // policy is the part of the configuration the web UI can change at run time.
@@ -113,6 +115,9 @@ func (l *lifecycle) endpointRow(r *server.Registration) store.Endpoint {
 // Registered applies the identity rules, records the registration, and
 // starts the auto-observations once the device has its answer.
 func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) error {
+	if err := l.checkName(r); err != nil {
+		return err
+	}
 	// One credential lookup serves the identity rules and the security
 	// mode recorded below.
 	var cred *store.Credential
@@ -134,6 +139,7 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 			l.park(ctx, r)
 		}
 		l.log.Warn("registration refused", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "identity", r.Peer.Identity, "err", err)
+		l.refuse(r.Endpoint, refusalReason(err), r.Peer.Addr.String())
 		return fmt.Errorf("%w: %v", server.ErrForbidden, err)
 	}
 	row := l.endpointRow(r)

@@ -43,6 +43,9 @@ type Config struct {
 	// than raw readings so long-range charts outlive them.
 	MinuteRollupRetention time.Duration
 	HourRollupRetention   time.Duration
+	// AuditRetention keeps the audit trail (who did what) longer than
+	// telemetry: a year by default.
+	AuditRetention time.Duration
 	// MaxSizeBytes caps the database's used size (0: no cap); the oldest
 	// telemetry goes first when it is exceeded.
 	MaxSizeBytes int64
@@ -101,6 +104,7 @@ func DefaultConfig() Config {
 		Retention:             30 * 24 * time.Hour,
 		MinuteRollupRetention: 90 * 24 * time.Hour,
 		HourRollupRetention:   2 * 365 * 24 * time.Hour,
+		AuditRetention:        365 * 24 * time.Hour,
 		RetentionInterval:     time.Minute,
 		CompactInterval:       time.Minute,
 		CompactRows:           200000,
@@ -201,6 +205,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 	}
 	if cfg.HourRollupRetention <= 0 {
 		cfg.HourRollupRetention = def.HourRollupRetention
+	}
+	if cfg.AuditRetention <= 0 {
+		cfg.AuditRetention = def.AuditRetention
 	}
 	if cfg.RetentionInterval <= 0 {
 		cfg.RetentionInterval = def.RetentionInterval

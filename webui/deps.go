@@ -94,6 +94,12 @@ type Provisioner interface {
 	Provision(ctx context.Context, req ProvisionRequest) (Credentials, error)
 }
 
+// Rekeyer is a Provisioner that can give an existing device new
+// credentials, ending the old ones; an unknown endpoint wraps ErrNotFound.
+type Rekeyer interface {
+	Rekey(ctx context.Context, req ProvisionRequest) (Credentials, error)
+}
+
 // Enrollment renders what a device needs to join, from its fresh
 // credentials: the Zephyr Kconfig fragment, nRF91 AT%CMNG commands and a zip
 // bundle of both plus the certificates.
@@ -123,6 +129,12 @@ type System interface {
 	CACertificate(ctx context.Context) ([]byte, error)
 	// WriteMetrics appends the appliance's own Prometheus metrics.
 	WriteMetrics(w io.Writer) error
+}
+
+// Restarter is a System that can restart the appliance (to apply a staged
+// restore); one that cannot wraps ErrUnavailable saying how to do it by hand.
+type Restarter interface {
+	Restart(ctx context.Context) error
 }
 
 // SettingsStore loads and saves the policy the web UI edits; invalid

@@ -34,6 +34,8 @@ var templateFuncs = template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"bytes": humanBytes,
+	// statusText is a device status as a person reads it.
+	"statusText": func(st string) string { return strings.ReplaceAll(st, "-", " ") },
 	"ibytes": func(n int64) string {
 		if n < 0 {
 			return "—"

@@ -67,6 +67,12 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/users", s.apiListUsers, admin)
 	api.POST("/users", s.apiCreateUser, admin, small)
 	api.PATCH("/users/:name", s.apiUpdateUser, admin, small)
+	api.DELETE("/users/:name", s.apiDeleteUser, admin)
+	api.POST("/users/:name/unlock", s.apiUnlockUser, admin)
+	api.GET("/tokens", s.apiListTokens, admin)
+	api.POST("/tokens", s.apiCreateToken, admin, small)
+	api.DELETE("/tokens/:id", s.apiRevokeToken, admin)
+	api.GET("/audit", s.apiAudit, admin)
 
 	api.GET("/settings", s.apiGetSettings, viewer)
 	api.PUT("/settings", s.apiPutSettings, admin, small)
@@ -76,6 +82,7 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/system/backup", s.apiBackup, admin)
 	api.POST("/system/restore", s.apiRestore, admin, upload)
 	api.POST("/system/update", s.apiSelfUpdate, admin, upload)
+	api.POST("/system/restart", s.apiRestart, admin, small)
 
 	// Pages.
 	e.GET("/setup", s.pageSetup)
@@ -89,6 +96,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/devices/:ep", s.pageDevice, viewer)
 	e.POST("/devices/:ep/accept", s.pageAcceptDevice, admin, small)
 	e.POST("/devices/:ep/delete", s.pageDeleteDevice, admin, small)
+	e.POST("/devices/:ep/revoke", s.pageRevokeDevice, admin, small)
 	e.GET("/ui/devices/:ep/objects", s.partialObjects, viewer)
 	e.GET("/ui/devices/:ep/operations", s.partialOperations, viewer)
 	e.GET("/ui/devices/:ep/events", s.partialEvents, viewer)
@@ -96,6 +104,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/ui/dashboard", s.partialDashboard, viewer)
 	e.GET("/enroll", s.pageEnroll, operator)
 	e.POST("/enroll", s.pageEnrollPost, operator, small)
+	e.GET("/enroll/:id", s.pageEnrolled, operator)
 	e.GET("/firmware", s.pageFirmware, viewer)
 	e.POST("/firmware/upload", s.pageFirmwareUpload, operator, upload)
 	e.POST("/firmware/:id/delete", s.pageFirmwareDelete, operator, small)
@@ -106,11 +115,14 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/users", s.pageUsers, admin)
 	e.POST("/users", s.pageUsersCreate, admin, small)
 	e.POST("/users/:name", s.pageUsersUpdate, admin, small)
+	e.POST("/tokens", s.pageTokenCreate, admin, small)
+	e.POST("/tokens/:id/revoke", s.pageTokenRevoke, admin, small)
 	e.GET("/settings", s.pageSettings, viewer)
 	e.POST("/settings", s.pageSettingsPost, admin, small)
 	e.GET("/system", s.pageSystem, viewer)
 	e.POST("/system/restore", s.pageRestore, admin, upload)
 	e.POST("/system/update", s.pageSelfUpdate, admin, upload)
+	e.POST("/system/restart", s.pageRestart, admin, small)
 
 	e.RouteNotFound("/*", func(c *echo.Context) error { return errorf(http.StatusNotFound, "no such page or route") })
 	return e

@@ -119,6 +119,11 @@ type SystemInfo struct {
 	DiskFree  uint64
 	DiskTotal uint64
 	DBSize    uint64
+	// RestorePending: a verified backup waits for the next start.
+	RestorePending bool
+	// CanRestart: the appliance can restart itself (systemd brings it
+	// back); otherwise someone restarts it by hand.
+	CanRestart bool
 }
 
 // Port is one listener in use.
@@ -133,6 +138,9 @@ type Settings struct {
 	AutoObserve         []string `json:"autoObserve"`
 	QueueWindowSeconds  int      `json:"queueWindowSeconds"`
 	AllowUnknownDevices bool     `json:"allowUnknownDevices"`
+	// CompositeObjects are the sensor objects whose announced instances
+	// one composite observation covers at every registration (LwM2M 1.1+).
+	CompositeObjects []int `json:"compositeObjects"`
 }
 
 // FirmwareImage is one image in the library.
