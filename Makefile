@@ -6,7 +6,7 @@ RUNDIR  ?= .run
 GO      ?= go
 FUZZTIME ?= 20s
 
-.PHONY: all build run test test-short test-install vet fmt-check tidy-check bench bench-micro bench-profile fuzz deb clean
+.PHONY: all build run test test-short test-install vet fmt-check tidy-check bench bench-micro bench-profile fuzz soak deb clean
 
 all: build
 
@@ -65,6 +65,15 @@ bench-profile:
 # The micro-benchmarks of the layers (Benchmark* in every package).
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+# The long fault tests (docs/RELIABILITY.md): the network-fault scenario
+# with 6 devices and 10 rounds, the kill -9 tests repeated SOAKCOUNT
+# times. Needs root for the tmpfs, namespace and netem parts.
+SOAKCOUNT ?= 20
+soak:
+	FLOWNEXUS_SOAK=1 $(GO) test -count=1 -timeout 120m -v -run '^(TestNetworkFaults|TestNetworkFaultsUDP)$$' ./appliance/
+	$(GO) test -count=$(SOAKCOUNT) -timeout 120m -run '^(TestCrashSafety|TestKillDuringMigration|TestKillDuringBackup|TestKillDuringRetention|TestDiskFullReserve|TestDiskFullSQLite)$$' ./store/
+	$(GO) test -count=$(SOAKCOUNT) -timeout 120m -run '^(TestKillAcknowledgedSurvive|TestDiskFullAppliance)$$' ./appliance/
 
 # Run every fuzz target for FUZZTIME each.
 fuzz:

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flownexus/flownexus/firmware"
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/bootstrap"
 	"github.com/flownexus/flownexus/lwm2m/coap"
@@ -44,6 +45,7 @@ type Appliance struct {
 
 	listeners map[string]net.Listener // from socket activation, by name
 	opTimeout time.Duration
+	fwSweep   time.Duration
 	packets   map[string]net.PacketConn
 
 	// Set by Run, read by the web UI adapters and health checks.
@@ -54,8 +56,13 @@ type Appliance struct {
 	web     *webui.Server
 	life    *lifecycle
 	logs    *logCollector
-	logCfg  *store.LogConfig        // tests shrink the device-log lane
+	logCfg  *store.LogConfig // tests shrink the device-log lane
+	fw      *firmware.Service
 	alive   map[string]*atomic.Bool // component → still running
+
+	selfRestart bool          // a supervisor restarts us (WithSelfRestart)
+	restart     chan struct{} // closed by requestRestart
+	restartOnce sync.Once
 }
 
 // Addrs are the addresses the listeners actually bound (port 0 resolved).
@@ -80,13 +87,17 @@ func WithListeners(ls map[string]net.Listener, pcs map[string]net.PacketConn) Op
 // minute: enough for CoAP's retransmissions, RFC 7252 §4.8.2).
 func WithOperationTimeout(d time.Duration) Option { return func(a *Appliance) { a.opTimeout = d } }
 
+// WithFirmwareSweep sets how often open firmware deployments are looked
+// at without a device event (tests shorten it).
+func WithFirmwareSweep(d time.Duration) Option { return func(a *Appliance) { a.fwSweep = d } }
+
 // New validates cfg and prepares an appliance; nothing is opened until Run.
 func New(cfg Config, opts ...Option) (*Appliance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	a := &Appliance{cfg: cfg, log: slog.Default(), ready: make(chan struct{}), alive: map[string]*atomic.Bool{},
-		opTimeout: time.Minute}
+		opTimeout: time.Minute, restart: make(chan struct{})}
 	for _, o := range opts {
 		o(a)
 	}
@@ -132,9 +143,10 @@ func (a *Appliance) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if restored, err := ApplyPendingRestore(cfg, a.log); err != nil {
+	restoredBackup, err := ApplyPendingRestore(cfg, a.log)
+	if err != nil {
 		return fmt.Errorf("restore: %w", err)
-	} else if restored {
+	} else if restoredBackup {
 		a.log.Info("restored a backup into the data dir")
 	}
 
@@ -155,6 +167,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	a.db = db
+	if restoredBackup {
+		// The restored audit trail ends at the backup; say that a
+		// restore replaced what came after.
+		if _, err := db.Audit(ctx, store.AuditEntry{Actor: "system", Action: "restore applied",
+			Detail: "data as of the backup; the replaced data dir is kept beside it"}); err != nil {
+			a.log.Warn("audit", "err", err)
+		}
+	}
 	if err := db.SyncResourceTypes(ctx, reg); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -179,7 +199,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	broker := webui.NewBroker()
 	lctx, lcancel := context.WithCancel(ctx)
 	life := &lifecycle{db: db, log: a.base.With("component", "lifecycle"), policy: sets.policy,
-		uplink: map[string]uplinkState{}, ctx: lctx}
+		uplink: map[string]uplinkState{}, ctx: lctx, refusals: make(chan refusal, refusalQueue)}
 	// Deferred calls run last first: stop the post-registration work,
 	// wait for it, and only then close the store (deferred above).
 	defer life.wg.Wait()
@@ -221,6 +241,17 @@ func (a *Appliance) Run(ctx context.Context) error {
 	disp.logs = life.logs
 	a.logs = life.logs
 	logBroker := webui.NewBroker()
+	fw, err := a.firmwareService(ctx, db, srv, life, func(dd store.DeploymentDevice) {
+		broker.Publish(webui.LiveEvent{Kind: "deployment", Endpoint: dd.Endpoint, Time: time.Now().UTC(), Status: dd.State,
+			Deployment: dd.DeploymentID, Progress: dd.Progress})
+	})
+	if err != nil {
+		return fmt.Errorf("firmware: %w", err)
+	}
+	defer fw.Library().Close()
+	life.fw = fw
+	a.fw = fw
+	srv.Handle("/fw/", fw)
 
 	// Bind every socket before anything runs, so a port in use fails the
 	// start with one clear line; until the components own them, a failed
@@ -242,6 +273,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	var dtlsSrv *dtls.Server
 	if cfg.Listen.CoAPS != "" {
 		dcfg := pki.DTLSConfig(db, a.base)
+		life.recordHandshakeRefusals(&dcfg)
 		// Parked sessions outlive a restart (an upgrade), so sleeping
 		// devices do not all handshake again at once.
 		dcfg.SessionFile = filepath.Join(cfg.DataDir, "dtls-sessions")
@@ -279,7 +311,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		opened = append(opened, bsDTLS)
 	}
 
-	prov := &provisioner{db: db, pki: pki, host: host, ports: map[string]int{
+	prov := &provisioner{db: db, pki: pki, host: host, evict: srv.Evict, ports: map[string]int{
 		store.ModeNoSec: portOf(udp.LocalAddr().String()),
 	}}
 	if dtlsSrv != nil {
@@ -313,8 +345,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 		Store: db, Data: webui.NewStoreData(db), Registry: reg,
 		Operations: uiOperations{d: disp, db: db}, Provisioner: prov, Enrollment: prov,
 		Events: broker, LogEvents: logBroker, System: uiSystem{a}, Settings: sets, Registrations: srv,
-		PKI:    uiCredentials{db: db, pki: pki, srv: srv},
-		Logger: a.base,
+		PKI:      uiCredentials{db: db, pki: pki, srv: srv},
+		Firmware: uiFirmware{fw},
+		Logger:   a.base,
 	}, wopts...)
 	if err != nil {
 		return fmt.Errorf("web UI: %w", err)
@@ -357,11 +390,22 @@ func (a *Appliance) Run(ctx context.Context) error {
 		run("bootstrap-dtls", ep.Run)
 	}
 	run("dispatcher", disp.Run)
+	run("firmware", fw.Run)
+	run("refusals", life.recordRefusals)
 	// Registrations and values reach the web UI's live feed once they are
 	// committed, so a page never shows what a crash could take back.
 	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })
 	run("live-logs", func(ctx context.Context) error { logBroker.FollowLogs(ctx, db); return nil })
 	run("http", web.Run)
+	g.Go(func() error {
+		select {
+		case <-a.restart:
+			a.log.Info("restarting as an admin asked")
+			return ErrRestart
+		case <-gctx.Done():
+			return nil
+		}
+	})
 
 	select {
 	case <-web.Ready():
@@ -381,6 +425,12 @@ func (a *Appliance) Run(ctx context.Context) error {
 	}
 	addrs := a.addrs
 	a.mu.Unlock()
+	fl := firmware.Listeners{CoAP: addrs.CoAP, CoAPS: addrs.CoAPS, HTTP: addrs.HTTP}
+	if addrs.HTTPS != "" {
+		// Plain HTTP then only redirects to HTTPS.
+		fl.HTTP, fl.HTTPS = "", addrs.HTTPS
+	}
+	fw.SetListeners(fl)
 	webURL := "http://" + displayAddr(addrs.HTTP) + "/"
 	if addrs.HTTPS != "" {
 		webURL = "https://" + displayAddr(addrs.HTTPS) + "/"
@@ -410,30 +460,55 @@ func (a *Appliance) storeConfig() store.Config {
 	}
 	sc.MaxSizeBytes = a.cfg.Store.MaxSizeMiB << 20
 	sc.Synchronous = store.SyncMode(strings.ToUpper(a.cfg.Store.Synchronous))
+	sc.MinFreeBytes = a.cfg.Store.MinFreeMiB << 20
+	if sc.MinFreeBytes == 0 {
+		sc.MinFreeBytes = -1 // reserve off: SQLITE_FULL alone refuses
+	}
 	return sc
 }
 
 // listenUDP binds a plain CoAP socket, or adopts the activated one.
 func (a *Appliance) listenUDP(name, addr string) (coap.Transport, error) {
+	buf := coap.WithReadBuffer(a.cfg.Listen.UDPReadBufferKiB << 10)
+	var t coap.Transport
 	if pc, ok := a.packets[name].(*net.UDPConn); ok {
-		return coap.NewUDPTransport(pc), nil
+		t = coap.NewUDPTransport(pc, buf)
+	} else {
+		var err error
+		if t, err = coap.ListenUDP(addr, buf); err != nil {
+			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
+		}
 	}
-	t, err := coap.ListenUDP(addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
-	}
+	a.logReadBuffer(name, coap.ReadBuffer(t))
 	return t, nil
 }
 
 func (a *Appliance) listenDTLS(name, addr string, cfg dtls.Config) (*dtls.Server, error) {
+	cfg.ReadBuffer = a.cfg.Listen.UDPReadBufferKiB << 10
+	var s *dtls.Server
+	var err error
 	if pc := a.packets[name]; pc != nil {
-		return dtls.New(pc, cfg)
+		s, err = dtls.New(pc, cfg)
+	} else {
+		s, err = dtls.Listen(addr, cfg)
 	}
-	s, err := dtls.Listen(addr, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 	}
+	a.logReadBuffer(name, s.ReadBuffer())
 	return s, nil
+}
+
+// logReadBuffer says what receive buffer a listener got, and why it may
+// be less than configured (net.core.rmem_max).
+func (a *Appliance) logReadBuffer(name string, got int) {
+	want := a.cfg.Listen.UDPReadBufferKiB << 10
+	if want > 0 && got < want {
+		a.log.Warn("UDP receive buffer smaller than configured; raise net.core.rmem_max",
+			"listener", name, "granted_bytes", got, "configured_bytes", want)
+		return
+	}
+	a.log.Info("UDP receive buffer", "listener", name, "granted_bytes", got)
 }
 
 // displayAddr turns ":8080" / "[::]:8080" into something a browser opens.

@@ -79,11 +79,11 @@ func NewBackups(cfg Config, db *store.DB, log *slog.Logger) *Backups {
 // of each file), a consistent online copy of the database, the PKI dir and
 // the firmware files.
 func (b *Backups) Backup(ctx context.Context, w io.Writer) error {
-	tmp, err := os.MkdirTemp(b.cfg.DataDir, ".backup-")
+	tmp, release, err := store.MakeWorkDir(b.cfg.DataDir, store.BackupWorkPrefix)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer release()
 	snap := filepath.Join(tmp, databaseFile)
 	// SQLite's online backup API (store.BackupTo) copies a consistent
 	// snapshot while the ingestion writer goes on.

@@ -44,6 +44,28 @@ type Config struct {
 	Log     LogConfig     `toml:"log"`
 	Systemd SystemdConfig `toml:"systemd"`
 	Update  UpdateConfig  `toml:"update"`
+	// Firmware is the OTA policy (docs/firmware.md).
+	Firmware FirmwareConfig `toml:"firmware"`
+}
+
+// FirmwareConfig configures the firmware library and deployments.
+type FirmwareConfig struct {
+	// MaxSizeMiB bounds an uploaded image.
+	MaxSizeMiB int64 `toml:"max_size_mib"`
+	// AdvertiseHost is the host name or address Package URIs name; empty:
+	// the address on which each device reached the appliance (set it
+	// behind NAT or with several interfaces).
+	AdvertiseHost string `toml:"advertise_host"`
+	// DeviceTimeout fails a device whose download or update step takes
+	// longer; a deployment may set its own.
+	DeviceTimeout time.Duration `toml:"device_timeout"`
+	// MaxConcurrent is how many devices of a deployment are under way at
+	// once unless the deployment says otherwise.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// FailureThreshold halts a deployment when the failed share of its
+	// devices passes it (0.2 = 20 %); 0 never halts unless a deployment
+	// sets its own.
+	FailureThreshold float64 `toml:"failure_threshold"`
 }
 
 // ListenConfig holds the listen addresses. A port 0 picks a free port; an
@@ -57,6 +79,12 @@ type ListenConfig struct {
 	CoAPS         string `toml:"coaps"`
 	Bootstrap     string `toml:"bootstrap"`
 	BootstrapDTLS string `toml:"bootstrap_dtls"`
+	// UDPReadBufferKiB is the receive buffer asked for on every CoAP and
+	// DTLS socket, so a burst of datagrams waits in the kernel instead of
+	// being dropped. Linux grants at most net.core.rmem_max, which the
+	// package raises (/usr/lib/sysctl.d/60-flownexus.conf); the granted
+	// size is logged. 0 keeps the kernel's default.
+	UDPReadBufferKiB int `toml:"udp_read_buffer_kib"`
 }
 
 // HTTPConfig configures the web UI and REST API server.
@@ -110,6 +138,11 @@ type StoreConfig struct {
 	// acknowledged survives a power cut) or "normal" (faster; survives a
 	// crash or kill, but a power cut can lose the last commits).
 	Synchronous string `toml:"synchronous"`
+	// MinFreeMiB is the free space of the data directory's file system
+	// below which new telemetry is refused (devices retry) and /healthz
+	// reports "degraded". 0 turns the reserve off: only a write that finds
+	// no room at all refuses.
+	MinFreeMiB int64 `toml:"min_free_mib"`
 }
 
 // LogConfig configures the process log.
@@ -154,6 +187,8 @@ func DefaultConfig() Config {
 			CoAPS:         ":5684",
 			Bootstrap:     ":5783",
 			BootstrapDTLS: ":5784",
+			// coap.DefaultReadBuffer.
+			UDPReadBufferKiB: 4096,
 		},
 		LwM2M: LwM2MConfig{
 			AllowUnknownEndpoints: true,
@@ -170,6 +205,7 @@ func DefaultConfig() Config {
 			MaxSizeMiB:    4096,
 			FlushInterval: time.Second,
 			Synchronous:   "full",
+			MinFreeMiB:    16,
 		},
 		Log: LogConfig{Level: "info", Format: "auto"},
 		Systemd: SystemdConfig{
@@ -178,6 +214,11 @@ func DefaultConfig() Config {
 		},
 		Update: UpdateConfig{
 			PublicKeyFile: "/usr/share/flownexus/update.pub",
+		},
+		Firmware: FirmwareConfig{
+			MaxSizeMiB:    64,
+			DeviceTimeout: 30 * time.Minute,
+			MaxConcurrent: 50,
 		},
 	}
 }
@@ -296,8 +337,14 @@ func (c Config) Validate() error {
 	if c.Store.Retention <= 0 {
 		return bad("store.retention", "%s is not positive", c.Store.Retention)
 	}
+	if c.Listen.UDPReadBufferKiB < 0 || c.Listen.UDPReadBufferKiB > 1<<20 {
+		return bad("listen.udp_read_buffer_kib", "%d is not between 0 and 1048576 (1 GiB)", c.Listen.UDPReadBufferKiB)
+	}
 	if c.Store.MaxSizeMiB < 0 {
 		return bad("store.max_size_mib", "%d is negative", c.Store.MaxSizeMiB)
+	}
+	if c.Store.MinFreeMiB < 0 {
+		return bad("store.min_free_mib", "%d is negative", c.Store.MinFreeMiB)
 	}
 	if c.Store.FlushInterval < time.Millisecond || c.Store.FlushInterval > time.Minute {
 		return bad("store.flush_interval", "%s is outside 1ms..1m", c.Store.FlushInterval)
@@ -317,6 +364,21 @@ func (c Config) Validate() error {
 	}
 	if c.Systemd.ShutdownTimeout <= 0 || c.Systemd.ShutdownTimeout > 10*time.Minute {
 		return bad("systemd.shutdown_timeout", "%s is outside (0, 10m]", c.Systemd.ShutdownTimeout)
+	}
+	if c.Firmware.MaxSizeMiB < 1 || c.Firmware.MaxSizeMiB > 4096 {
+		return bad("firmware.max_size_mib", "%d is outside 1..4096", c.Firmware.MaxSizeMiB)
+	}
+	if c.Firmware.DeviceTimeout < time.Second {
+		return bad("firmware.device_timeout", "%s is shorter than 1s", c.Firmware.DeviceTimeout)
+	}
+	if c.Firmware.MaxConcurrent < 1 {
+		return bad("firmware.max_concurrent", "%d is less than 1", c.Firmware.MaxConcurrent)
+	}
+	if c.Firmware.FailureThreshold < 0 || c.Firmware.FailureThreshold > 1 {
+		return bad("firmware.failure_threshold", "%v is outside 0..1", c.Firmware.FailureThreshold)
+	}
+	if len(c.Firmware.AdvertiseHost) > 120 || strings.ContainsAny(c.Firmware.AdvertiseHost, "/ ?#@[]") {
+		return bad("firmware.advertise_host", "%q is not a host name or address", c.Firmware.AdvertiseHost)
 	}
 	if c.Update.PublicKeyFile != "" && !filepath.IsAbs(c.Update.PublicKeyFile) {
 		return bad("update.public_key_file", "%q is not an absolute path", c.Update.PublicKeyFile)

@@ -170,6 +170,8 @@ func TestValidate(t *testing.T) {
 		{"no port", func(c *Config) { c.Listen.CoAP = "localhost" }, "listen.coap"},
 		{"port too big", func(c *Config) { c.Listen.CoAPS = ":70000" }, "listen.coaps"},
 		{"port not a number", func(c *Config) { c.Listen.Bootstrap = ":http" }, "listen.bootstrap"},
+		{"negative read buffer", func(c *Config) { c.Listen.UDPReadBufferKiB = -1 }, "listen.udp_read_buffer_kib"},
+		{"huge read buffer", func(c *Config) { c.Listen.UDPReadBufferKiB = 1<<20 + 1 }, "listen.udp_read_buffer_kib"},
 		{"cert without key", func(c *Config) { c.HTTP.HTTPS = true; c.HTTP.CertFile = "/c.pem" }, "http.cert_file"},
 		{"cert with https off", func(c *Config) { c.HTTP.CertFile, c.HTTP.KeyFile = "/c", "/k" }, "https is off"},
 		{"lifetime", func(c *Config) { c.LwM2M.DefaultLifetime = 0 }, "lwm2m.default_lifetime"},

@@ -373,6 +373,7 @@ func (d *Dispatcher) send(ctx context.Context, op store.Operation) bool {
 func retryable(err error) bool {
 	return errors.Is(err, server.ErrTimeout) || errors.Is(err, server.ErrNotRegistered) ||
 		errors.Is(err, server.ErrClosed) || errors.Is(err, server.ErrReset) ||
+		errors.Is(err, server.ErrDeviceBusy) ||
 		errors.Is(err, context.DeadlineExceeded)
 }
 

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -242,7 +243,18 @@ func EnrollmentReadme(e Enrollment) (string, error) {
 		w("  client-key.pem, client-key.der  the device private key (/0/0/5); keep it secret")
 	}
 	w("")
-	w("This bundle holds secrets and is shown once; FlowNexus does not keep the device key.")
+	switch e.Mode {
+	case store.ModePSK, store.ModeBootstrap:
+		w("This bundle holds secrets. FlowNexus keeps the PSK too (it checks the device's")
+		w("handshakes with it) but shows it only in the enrollment wizard; a lost key is")
+		w("replaced by re-keying the device (device page -> Credentials -> Re-key).")
+	case store.ModeX509:
+		w("This bundle holds secrets. FlowNexus keeps the device certificate, not its private")
+		w("key: a lost key is replaced by re-keying the device (device page -> Credentials).")
+	}
+	w("")
+	w("device.json holds the same for tools: flownexus-sim --bundle <this zip> connects as")
+	w("this device.")
 	return b.String(), nil
 }
 
@@ -258,12 +270,17 @@ func EnrollmentBundle(e Enrollment) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	dev, err := deviceJSON(e)
+	if err != nil {
+		return nil, err
+	}
 	files := []struct {
 		name string
 		data []byte
 	}{
 		{"README.txt", []byte(readme)},
 		{"zephyr.conf", []byte(kconf)},
+		{"device.json", dev},
 	}
 	if e.Mode != store.ModeNoSec {
 		at, err := ModemCommands(e)
@@ -307,6 +324,27 @@ func EnrollmentBundle(e Enrollment) ([]byte, error) {
 		return nil, fmt.Errorf("%w: zip: %w", ErrEnrollment, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// deviceJSON is the bundle's device.json: the endpoint, its server and
+// its PSK, for tools such as flownexus-sim --bundle (the certificate and
+// key are the bundle's PEM files).
+func deviceJSON(e Enrollment) ([]byte, error) {
+	d := struct {
+		Endpoint    string `json:"endpoint"`
+		Mode        string `json:"mode"`
+		ServerURI   string `json:"serverUri"`
+		PSKIdentity string `json:"pskIdentity,omitempty"`
+		PSKKey      string `json:"pskKey,omitempty"`
+	}{Endpoint: e.Endpoint, Mode: e.Mode, ServerURI: e.ServerURI(), PSKIdentity: e.PSKIdentity}
+	if len(e.PSK) > 0 {
+		d.PSKKey = hex.EncodeToString(e.PSK)
+	}
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("%w: device.json: %w", ErrEnrollment, err)
+	}
+	return append(b, '\n'), nil
 }
 
 // zipDirName makes an endpoint name safe as a directory name

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flownexus/flownexus/firmware"
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/store"
@@ -33,6 +34,9 @@ type lifecycle struct {
 	disp   *Dispatcher
 	srv    *server.Server
 	logs   *logCollector
+	// fw moves firmware deployments on when devices speak; nil in tests
+	// of the lifecycle alone.
+	fw *firmware.Service
 
 	// ctx and wg bound the work started after registrations to Run.
 	ctx context.Context
@@ -40,6 +44,8 @@ type lifecycle struct {
 
 	mu     sync.Mutex
 	uplink map[string]uplinkState
+
+	refusals chan refusal // to recordRefusals
 }
 
 // policy is the part of the configuration the web UI can change at run time.
@@ -114,6 +120,9 @@ func (l *lifecycle) endpointRow(r *server.Registration) store.Endpoint {
 // Registered applies the identity rules, records the registration, and
 // starts the auto-observations once the device has its answer.
 func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) error {
+	if err := l.checkName(r); err != nil {
+		return err
+	}
 	// One credential lookup serves the identity rules and the security
 	// mode recorded below.
 	var cred *store.Credential
@@ -135,6 +144,7 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 			l.park(ctx, r)
 		}
 		l.log.Warn("registration refused", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "identity", r.Peer.Identity, "err", err)
+		l.refuse(r.Endpoint, refusalReason(err), r.Peer.Addr.String())
 		return fmt.Errorf("%w: %v", server.ErrForbidden, err)
 	}
 	row := l.endpointRow(r)
@@ -196,19 +206,14 @@ func (l *lifecycle) park(ctx context.Context, r *server.Registration) {
 func (l *lifecycle) afterRegister(r *server.Registration) {
 	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Minute)
 	defer cancel()
+	// Bound to this registration: when the device registers again, what is
+	// still queued here is cancelled instead of piling up (issue 15).
+	ctx = server.ForRegistration(ctx, r.ID)
 	// The server stores the registration once Registered returns; wait
-	// for it so requests go to this registration, not none or the last.
-	for {
-		if cur, ok := l.srv.Registration(r.Endpoint); ok && cur.ID == r.ID {
-			break
-		} else if ok && cur.ID != r.ID && cur.RegisteredAt.After(r.RegisteredAt) {
-			return // a newer Register took over and runs its own
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
+	// for it so requests go to this registration, and give up at once if
+	// it was refused, replaced or ended meanwhile.
+	if err := l.srv.AwaitRegistration(ctx, r.Endpoint, r.ID); err != nil {
+		return
 	}
 	p := l.policy()
 	// The firmware version feeds the device list's filter and the OTA
@@ -243,6 +248,9 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 	}
 	l.armLogs(ctx, r)
 	l.disp.Uplink(r.Endpoint)
+	if l.fw != nil {
+		l.fw.Uplink(r.Endpoint)
+	}
 }
 
 // hasPath reports whether the device announced the object instance of p.
@@ -293,6 +301,9 @@ func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 	}
 	l.sawUplink(r)
 	l.disp.Uplink(r.Endpoint)
+	if l.fw != nil {
+		l.fw.Uplink(r.Endpoint)
+	}
 }
 
 // Deregistered marks the endpoint offline. A registration replaced by a new
@@ -334,6 +345,9 @@ func (l *lifecycle) Notified(ctx context.Context, r *server.Registration, o *ser
 	}
 	if r.QueueMode {
 		l.disp.Uplink(r.Endpoint)
+	}
+	if l.fw != nil {
+		l.fw.Values(r.Endpoint, recs)
 	}
 	return l.ingest(ctx, r.Endpoint, recs, event)
 }
@@ -414,7 +428,7 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
+	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: l.db.Now(), Records: recs, Event: event}); err != nil {
 		return err
 	}
 	l.noteFirmware(ctx, ep, recs)
@@ -432,7 +446,7 @@ func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, ev
 		return
 	}
 	l.noteFirmware(ctx, ep, recs)
-	if err := l.db.IngestWait(ctx, store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}); err != nil {
+	if err := l.db.IngestWait(ctx, store.Batch{Endpoint: ep, Received: l.db.Now(), Records: recs, Event: event}); err != nil {
 		l.log.Info("values not stored", "endpoint", ep, "err", err)
 	}
 }

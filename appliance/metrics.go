@@ -32,6 +32,15 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_device_request_errors_total", "counter", "Requests to devices that failed.", s.RequestErrors)
 	m("flownexus_observations_current", "gauge", "Active observations.", s.Observations)
 	m("flownexus_queued_requests_current", "gauge", "Requests waiting for a queue-mode device.", s.Queued)
+	c := s.CoAP
+	m("flownexus_coap_rate_limited_total", "counter", "Datagrams dropped by the per-peer rate limit or the peer limit.", c.RateLimited)
+	m("flownexus_coap_malformed_total", "counter", "Undecodable or oversized datagrams.", c.Malformed)
+	m("flownexus_coap_overloaded_total", "counter", "Requests and notifications refused (5.03) because a queue was full.", c.Overloaded)
+	m("flownexus_coap_device_busy_total", "counter", "Requests to devices refused because too many already waited for the device.", c.PeerBusy)
+	m("flownexus_coap_trimmed_total", "counter", "Responses cut to a small multiple of the request for an unverified address (RFC 7252 §11.3).", c.Trimmed)
+	m("flownexus_coap_dedup_evicted_total", "counter", "Message ids forgotten early because the deduplication cache was full.", c.DedupEvicted)
+	m("flownexus_coap_queued_current", "gauge", "Incoming requests and notifications waiting for a worker.", c.Queued)
+	m("flownexus_coap_waiting_current", "gauge", "Requests to devices waiting for the device's turn (NSTART).", c.Waiting)
 
 	st := a.db.Stats()
 	m("flownexus_ingest_batches_accepted_total", "counter", "Notification batches accepted by the ingestion queue.", st.Accepted)
@@ -47,6 +56,10 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_retention_deleted_total", "counter", "Rows and chunks removed by retention.", st.RetentionDeleted)
 	m("flownexus_store_wal_bytes", "gauge", "Size of the SQLite write-ahead log file.", st.WALBytes)
 	m("flownexus_store_wal_truncations_total", "counter", "Times readers kept the WAL from restarting until it was truncated.", st.WALTruncates)
+	ds := a.db.DiskState()
+	m("flownexus_disk_full", "gauge", "1 while new telemetry is refused for want of disk space (see /healthz for the reason).", b2i(ds.Full))
+	m("flownexus_disk_free_bytes", "gauge", "Free space of the data directory's file system at the last check.", ds.FreeBytes)
+	m("flownexus_ingest_batches_refused_disk_full_total", "counter", "Batches refused because the disk was full.", ds.Refused)
 
 	a.writeLogMetrics(m)
 
@@ -57,10 +70,18 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 		m("flownexus_dtls_handshakes_total", "counter", "Completed DTLS handshakes.", d.HandshakesOK)
 		m("flownexus_dtls_handshakes_failed_total", "counter", "Failed DTLS handshakes.", d.HandshakesFailed)
 		m("flownexus_dtls_datagrams_dropped_total", "counter", "Datagrams dropped because a session queue was full.", d.Dropped)
+		m("flownexus_dtls_handshakes_evicted_total", "counter", "Handshakes ended before the client returned the cookie, to admit a new ClientHello.", d.Evicted)
 	}
 	m("flownexus_uptime_seconds", "gauge", "Seconds since start.", int64(time.Since(a.started).Seconds()))
 	// Goroutines bound the cost of held work (issue 15: a Register flood
 	// must not pile them up); the benchmark samples this gauge.
 	m("go_goroutines", "gauge", "Goroutines that currently exist.", runtime.NumGoroutine())
 	return bw.Flush()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -2,6 +2,8 @@ package appliance
 
 import (
 	"bufio"
+	"bytes"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,4 +38,40 @@ func TestMetricsGoroutines(t *testing.T) {
 		return
 	}
 	t.Fatal("no go_goroutines gauge in /metrics")
+}
+
+// TestMetricsCountFloodProtection: what the CoAP and DTLS layers refuse
+// under a flood is counted on /metrics (issue 13 §4, issue 15).
+func TestMetricsCountFloodProtection(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	c, err := net.Dial("udp", ta.a.Addrs().CoAP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 3 {
+		if _, err := c.Write([]byte{0x40}); err != nil { // shorter than a CoAP header
+			t.Fatal(err)
+		}
+	}
+	metrics := func() string {
+		var b bytes.Buffer
+		if err := ta.a.writeMetrics(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	eventually(t, "malformed datagrams counted", func() bool {
+		return strings.Contains(metrics(), "\nflownexus_coap_malformed_total 3\n")
+	})
+	out := metrics()
+	for _, name := range []string{
+		"flownexus_coap_rate_limited_total", "flownexus_coap_overloaded_total", "flownexus_coap_device_busy_total",
+		"flownexus_coap_trimmed_total", "flownexus_coap_dedup_evicted_total", "flownexus_coap_queued_current",
+		"flownexus_coap_waiting_current", "flownexus_dtls_handshakes_evicted_total",
+	} {
+		if !strings.Contains(out, "\n"+name+" ") {
+			t.Errorf("%s missing from /metrics", name)
+		}
+	}
 }

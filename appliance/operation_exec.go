@@ -136,7 +136,7 @@ func (d *Dispatcher) keep(ctx context.Context, ep string, recs []lwm2m.Record) {
 	if len(recs) == 0 {
 		return
 	}
-	if err := d.db.Ingest(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs}); err != nil {
+	if err := d.db.Ingest(store.Batch{Endpoint: ep, Received: d.db.Now(), Records: recs}); err != nil {
 		d.log.Debug("reading not kept", "endpoint", ep, "err", err)
 	}
 }

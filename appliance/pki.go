@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/flownexus/flownexus/lwm2m"
 )
 
 // PKI errors.
@@ -30,7 +32,7 @@ var (
 	ErrBadCA = errors.New("pki: not a usable CA certificate")
 	// ErrBadEndpointName is returned for an endpoint name that cannot be a
 	// certificate subject.
-	ErrBadEndpointName = errors.New("pki: bad endpoint name")
+	ErrBadEndpointName = lwm2m.ErrBadEndpointName
 )
 
 // Files under the PKI directory. Keys and certificates are 0600, the
@@ -338,17 +340,7 @@ func (p *PKI) IssueDevice(endpoint string) (DeviceCertificate, error) {
 
 // checkEndpointName keeps names that are usable as a CN and in a Kconfig
 // string: non-empty, printable, at most 64 bytes (X.520 ub-common-name).
-func checkEndpointName(ep string) error {
-	if ep == "" || len(ep) > 64 {
-		return fmt.Errorf("%w: %q must be 1 to 64 bytes", ErrBadEndpointName, ep)
-	}
-	for _, r := range ep {
-		if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
-			return fmt.Errorf("%w: %q may hold only printable ASCII without quotes, backslashes or spaces", ErrBadEndpointName, ep)
-		}
-	}
-	return nil
-}
+func checkEndpointName(ep string) error { return lwm2m.CheckEndpointName(ep) }
 
 // SerialString formats a certificate serial as store.Credential.CertSerial
 // holds it.

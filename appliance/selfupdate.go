@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,6 +31,9 @@ var (
 	ErrUpdatePackage   = errors.New("update: not a flownexus package")
 	ErrUpdateBusy      = errors.New("update: another update is in progress")
 	ErrUpdateTooLarge  = errors.New("update: package too large")
+	// ErrUpdateNoKey: the appliance has no key to check packages with,
+	// so self-update is not set up; nothing uploaded is looked at.
+	ErrUpdateNoKey = errors.New("update: self-update is not set up")
 )
 
 // PackageName is the Debian package the appliance is installed from.
@@ -136,9 +140,9 @@ func (u *Updater) Verify(pkgPath string, signature []byte) (PackageInfo, error) 
 // verifySigned checks the signature, the package name and the architecture:
 // all a rollback package needs, since it is older by design.
 func (u *Updater) verifySigned(pkgPath string, signature []byte) (PackageInfo, error) {
-	key, err := minisign.PublicKeyFromFile(u.keyFile)
+	key, err := u.publicKey()
 	if err != nil {
-		return PackageInfo{}, fmt.Errorf("update: public key %s: %w", u.keyFile, err)
+		return PackageInfo{}, err
 	}
 	pkg, err := os.ReadFile(pkgPath)
 	if err != nil {
@@ -161,11 +165,29 @@ func (u *Updater) verifySigned(pkgPath string, signature []byte) (PackageInfo, e
 	return info, nil
 }
 
+// publicKey reads the release key; a missing or unreadable one is
+// ErrUpdateNoKey with what to install where.
+func (u *Updater) publicKey() (minisign.PublicKey, error) {
+	key, err := minisign.PublicKeyFromFile(u.keyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return key, fmt.Errorf("%w: the public key %s is missing; install the release's minisign public key there "+
+			"(the .deb ships it; see docs/operations.md, \"Self-update\") or set update.public_key_file", ErrUpdateNoKey, u.keyFile)
+	}
+	if err != nil {
+		return key, fmt.Errorf("%w: the public key %s does not load (%v); install the release's minisign public key there", ErrUpdateNoKey, u.keyFile, err)
+	}
+	return key, nil
+}
+
 // Submit takes an uploaded package and its minisign signature, verifies
 // them and hands the install to the root helper. It returns once the
 // request is queued; Status reports the outcome. A refused package leaves
 // nothing behind.
 func (u *Updater) Submit(ctx context.Context, pkg io.Reader, signature []byte) (PackageInfo, error) {
+	// Without a key nothing can be verified: say so before reading the upload.
+	if _, err := u.publicKey(); err != nil {
+		return PackageInfo{}, err
+	}
 	if err := os.MkdirAll(u.dir, 0o700); err != nil {
 		return PackageInfo{}, fmt.Errorf("update: %w", err)
 	}

@@ -22,6 +22,8 @@ import (
 	"aead.dev/minisign"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/flownexus/flownexus/webui"
 )
 
 // makeDeb builds a minimal Debian binary package (deb(5)): an ar archive of
@@ -277,8 +279,13 @@ func TestUpdateMissingPublicKey(t *testing.T) {
 	f.cfg.Update.PublicKeyFile = filepath.Join(t.TempDir(), "none.pub")
 	u := NewUpdater(f.cfg, WithUpdateArch("arm64"), WithInstalledVersion("1.0"))
 	deb, sig := f.signed(makeDeb(t, control("flownexus", "2.0", "arm64"), ".gz"))
-	if _, err := u.Submit(context.Background(), bytes.NewReader(deb), sig); err == nil || !strings.Contains(err.Error(), "public key") {
-		t.Fatalf("err = %v, want a public key error", err)
+	_, err := u.Submit(context.Background(), bytes.NewReader(deb), sig)
+	if !errors.Is(err, ErrUpdateNoKey) || !strings.Contains(err.Error(), f.cfg.Update.PublicKeyFile) || !strings.Contains(err.Error(), "install") {
+		t.Fatalf("err = %v, want ErrUpdateNoKey naming the file and how to install it", err)
+	}
+	// The web UI shows it as 503 with the same words, never a 500.
+	if werr := httpError(err); !errors.Is(werr, webui.ErrUnavailable) {
+		t.Fatalf("httpError(%v) = %v, want webui.ErrUnavailable", err, werr)
 	}
 }
 

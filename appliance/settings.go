@@ -37,11 +37,19 @@ func newSettings(ctx context.Context, db *store.DB, cfg Config) (*settings, erro
 		AutoObserve:         cfg.LwM2M.Observe.Single,
 		QueueWindowSeconds:  int(cfg.LwM2M.QueueAwakeWindow / time.Second),
 		AllowUnknownDevices: cfg.LwM2M.AllowUnknownEndpoints,
+		CompositeObjects:    []int{},
+	}
+	for _, id := range cfg.LwM2M.Observe.CompositeObjects {
+		v.CompositeObjects = append(v.CompositeObjects, int(id))
 	}
 	var saved webui.Settings
 	switch err := db.Setting(ctx, settingsKey, &saved); {
 	case err == nil:
 		if err := validateSettings(saved); err == nil {
+			if saved.CompositeObjects == nil {
+				// Saved before the setting existed: keep the conffile's.
+				saved.CompositeObjects = v.CompositeObjects
+			}
 			v, s.saved = saved, true
 		}
 	case !errors.Is(err, store.ErrNotFound):
@@ -77,11 +85,13 @@ func (s *settings) SaveSettings(ctx context.Context, v webui.Settings) error {
 func (s *settings) policy() policy {
 	v := s.cur.Load()
 	p := policy{
-		AllowUnknown:     v.AllowUnknownDevices,
-		AwakeWindow:      time.Duration(v.QueueWindowSeconds) * time.Second,
-		CompositeObjects: s.base.LwM2M.Observe.CompositeObjects,
-		LogAutoStart:     v.LogAutoStart,
-		LogClass:         v.LogClass,
+		AllowUnknown: v.AllowUnknownDevices,
+		AwakeWindow:  time.Duration(v.QueueWindowSeconds) * time.Second,
+		LogAutoStart: v.LogAutoStart,
+		LogClass:     v.LogClass,
+	}
+	for _, id := range v.CompositeObjects {
+		p.CompositeObjects = append(p.CompositeObjects, uint16(id))
 	}
 	for _, raw := range v.AutoObserve {
 		if path, err := lwm2m.ParsePath(raw); err == nil {

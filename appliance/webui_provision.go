@@ -21,14 +21,39 @@ type provisioner struct {
 	pki   *PKI
 	host  string
 	ports map[string]int // mode → port devices use
+	// evict ends a registration made with the old credential (re-key).
+	evict func(ctx context.Context, endpoint string) bool
 }
 
 var (
 	_ webui.Provisioner = (*provisioner)(nil)
 	_ webui.Enrollment  = (*provisioner)(nil)
+	_ webui.Rekeyer     = (*provisioner)(nil)
 )
 
 func (p *provisioner) Provision(ctx context.Context, req webui.ProvisionRequest) (webui.Credentials, error) {
+	return p.issue(ctx, req, p.pki.Provision)
+}
+
+// Rekey gives an existing device new credentials (a lost key, a
+// compromised device, a mode change): the old ones stop working at once
+// and its current registration ends.
+func (p *provisioner) Rekey(ctx context.Context, req webui.ProvisionRequest) (webui.Credentials, error) {
+	if _, err := p.db.Endpoint(ctx, req.Endpoint); err != nil {
+		return webui.Credentials{}, err
+	}
+	c, err := p.issue(ctx, req, p.pki.Reissue)
+	if err != nil {
+		return c, err
+	}
+	if p.evict != nil {
+		p.evict(ctx, req.Endpoint)
+	}
+	return c, nil
+}
+
+func (p *provisioner) issue(ctx context.Context, req webui.ProvisionRequest,
+	do func(context.Context, CredentialWriter, ProvisionRequest) (Provisioned, error)) (webui.Credentials, error) {
 	if err := checkEndpointName(req.Endpoint); err != nil {
 		return webui.Credentials{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
 	}
@@ -37,7 +62,7 @@ func (p *provisioner) Provision(ctx context.Context, req webui.ProvisionRequest)
 	default:
 		return webui.Credentials{}, fmt.Errorf("%w: security mode %q (want nosec, psk, x509 or bootstrap)", webui.ErrInvalid, req.Mode)
 	}
-	pr, err := p.pki.Provision(ctx, p.db, ProvisionRequest{Endpoint: req.Endpoint, Mode: req.Mode,
+	pr, err := do(ctx, p.db, ProvisionRequest{Endpoint: req.Endpoint, Mode: req.Mode,
 		PSKIdentity: req.PSKIdentity, PSKKey: req.PSKKey})
 	if err != nil {
 		return webui.Credentials{}, err
@@ -50,6 +75,8 @@ func (p *provisioner) Provision(ctx context.Context, req webui.ProvisionRequest)
 	}
 	e := p.enrollment(out)
 	out.ServerURI = e.ServerURI()
+	// Provisioned now: its earlier refusals are history.
+	_ = p.db.ClearRefusal(ctx, req.Endpoint)
 	return out, nil
 }
 

@@ -13,12 +13,16 @@ import (
 // uiSystem gives the web UI the appliance itself (webui.System).
 type uiSystem struct{ a *Appliance }
 
-var _ webui.System = uiSystem{}
+var (
+	_ webui.System    = uiSystem{}
+	_ webui.Restarter = uiSystem{}
+)
 
 func (s uiSystem) Info(ctx context.Context) (webui.SystemInfo, error) {
 	a := s.a
 	addrs := a.Addrs()
-	info := webui.SystemInfo{Version: Version, Started: a.started, DataDir: a.cfg.DataDir}
+	info := webui.SystemInfo{Version: Version, Started: a.started, DataDir: a.cfg.DataDir,
+		RestorePending: a.restorePending(), CanRestart: a.selfRestart}
 	for _, p := range []struct{ name, addr string }{
 		{"http", addrs.HTTP}, {"coap", addrs.CoAP}, {"coaps", addrs.CoAPS},
 		{"bootstrap", addrs.Bootstrap}, {"bootstrap-dtls", addrs.BootstrapDTLS},
@@ -64,6 +68,16 @@ func (s uiSystem) SelfUpdate(ctx context.Context, pkg io.Reader, signature []byt
 	return nil
 }
 
+// Restart ends the appliance so that systemd starts it again; by hand
+// otherwise (webui.Restarter).
+func (s uiSystem) Restart(context.Context) error {
+	if !s.a.requestRestart() {
+		return fmt.Errorf("%w: FlowNexus was not started by systemd here, so it cannot restart itself: "+
+			"stop it and start it again (Ctrl-C, then make run)", webui.ErrUnavailable)
+	}
+	return nil
+}
+
 func (s uiSystem) CACertificate(context.Context) ([]byte, error) {
 	return s.a.pki.CACertPEM(), nil
 }
@@ -81,6 +95,8 @@ func httpError(err error) error {
 		return nil
 	case errors.Is(err, ErrUpdateTooLarge):
 		return fmt.Errorf("%w: %v", webui.ErrTooLarge, err)
+	case errors.Is(err, ErrUpdateNoKey):
+		return fmt.Errorf("%w: %v", webui.ErrUnavailable, err)
 	case errors.Is(err, ErrUpdateBusy), errors.Is(err, ErrDataDirNotEmpty):
 		return fmt.Errorf("%w: %v", webui.ErrConflict, err)
 	case errors.Is(err, ErrBackupInvalid), errors.Is(err, ErrUpdateSignature), errors.Is(err, ErrUpdateArch),

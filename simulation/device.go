@@ -43,6 +43,8 @@ type DeviceConfig struct {
 	CoAP coap.Config
 	// Logs shapes what the Event Log (object 20) logs.
 	Logs LogConfig
+	// FirmwareUpdate is how the device takes firmware (Object 5).
+	FirmwareUpdate FirmwareConfig
 }
 
 // DefaultDeviceConfig returns a 1.1 UDP device with a 300 s lifetime.
@@ -84,6 +86,38 @@ type Device struct {
 	steps    int // Steps while logging
 	reboots  int
 	accelXYZ [3]float64
+	fw       *fwUpdater
+	runCtx   context.Context
+}
+
+// runContext is the context of the device's Run (background otherwise),
+// for work the device does on its own, like a firmware download.
+func (d *Device) runContext() context.Context {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.runCtx == nil {
+		return context.Background()
+	}
+	return d.runCtx
+}
+
+// FirmwareVersion is the version the device reports in 3/0/3.
+func (d *Device) FirmwareVersion() string {
+	v, _ := d.device.Get(pathFWVersion)
+	return v.Str()
+}
+
+// PackageURI is the last Package URI (5/0/1) written to the device.
+func (d *Device) PackageURI() string {
+	v, _ := d.firmware.Get(lwm2m.NewPath(objFirmware, 0, 1))
+	return v.Str()
+}
+
+// FirmwareState returns Object 5's State and Update Result.
+func (d *Device) FirmwareState() (state, result int64) {
+	s, _ := d.firmware.Get(pathFWState)
+	r, _ := d.firmware.Get(pathFWResult)
+	return s.Int(), r.Int()
 }
 
 // deviceOption configures NewDevice.
@@ -172,6 +206,9 @@ func NewDevice(cfg DeviceConfig, opts ...DeviceOption) (*Device, error) {
 	if err := d.build(o.reg); err != nil {
 		return nil, fmt.Errorf("simulation: device %q: %w", cfg.Endpoint, err)
 	}
+	if err := d.installFirmware(cfg.FirmwareUpdate); err != nil {
+		return nil, fmt.Errorf("simulation: device %q: %w", cfg.Endpoint, err)
+	}
 	return d, nil
 }
 
@@ -193,6 +230,9 @@ func (d *Device) Object(id uint16) (*client.ValueObject, bool) {
 
 // Run registers the device and serves the server until ctx ends.
 func (d *Device) Run(ctx context.Context) error {
+	d.mu.Lock()
+	d.runCtx = ctx
+	d.mu.Unlock()
 	if d.dial == nil {
 		return d.client.Run(ctx)
 	}
@@ -312,15 +352,6 @@ func (d *Device) build(reg *lwm2m.Registry) error {
 		return errors.Join(
 			d.temp.Set(lwm2m.NewPath(objTemp, inst, resMinMeas), lwm2m.Float(t)),
 			d.temp.Set(lwm2m.NewPath(objTemp, inst, resMaxMeas), lwm2m.Float(t)))
-	})
-	d.firmware.OnExecute(2, func(uint16, string) error {
-		st, _ := d.firmware.Get(lwm2m.NewPath(objFirmware, 0, 3))
-		if st.Int() != 2 {
-			// Update is only possible once a package is Downloaded (Object 5
-			// state 2); devices refuse it otherwise.
-			return fmt.Errorf("simulation: firmware update in state %d: %w", st.Int(), client.ErrMethodNotAllowed)
-		}
-		return nil
 	})
 	d.eventLog.OnExecute(4011, func(uint16, string) error { return d.setLogging(true) })
 	d.eventLog.OnExecute(4012, func(uint16, string) error { return d.setLogging(false) })

@@ -65,9 +65,15 @@ type Config struct {
 	// Dial, when set, makes each device's transport when the device starts
 	// (lwm2m/dtls plugs in here).
 	Dial DialFunc
-	// ConfirmableNotify makes the devices notify with CON messages; the
+	// ConfirmableNotify makes the devices notify with CON messages, so
+	// that every notification is acknowledged (or retransmitted); the
 	// fleet then measures how long each waited for its ACK (Stats.Ack).
 	ConfirmableNotify bool
+	// Firmware is how every device takes firmware updates (Object 5);
+	// FirmwareFailures gives, per failure mode (FailIntegrity …), the
+	// share of devices that simulate it (0..1, deterministic from Seed).
+	Firmware         FirmwareConfig
+	FirmwareFailures map[string]float64
 }
 
 // DefaultConfig returns a fleet of 10 devices with a 300 s lifetime.
@@ -96,6 +102,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("simulation: fleet: %w: %d devices", client.ErrBadRequest, c.Devices)
 	case c.QueueShare < 0 || c.QueueShare > 1:
 		return fmt.Errorf("simulation: fleet: %w: queue share %v is not in 0..1", client.ErrBadRequest, c.QueueShare)
+	case !validFailures(c.FirmwareFailures):
+		return fmt.Errorf("simulation: fleet: %w: firmware failure shares must be known modes in 0..1 and sum to at most 1", client.ErrBadRequest)
 	case c.Server == "" && c.Dial == nil:
 		return fmt.Errorf("simulation: fleet: %w: no server", client.ErrBadRequest)
 	case c.Lifetime < time.Second:
@@ -128,6 +136,7 @@ type Fleet struct {
 	acks                                   ackHistogram
 	allRegistered                          chan struct{}
 	allOnce                                sync.Once
+	ackLog                                 *AckLog
 }
 
 // Option configures a Fleet.
@@ -148,6 +157,11 @@ func WithDeviceLog(l *slog.Logger) Option {
 	return func(f *Fleet) { f.devLog = l }
 }
 
+// WithAckLog records every reading the server acknowledged in l.
+func WithAckLog(l *AckLog) Option {
+	return func(f *Fleet) { f.ackLog = l }
+}
+
 // New builds a fleet and all its devices (not yet started).
 func New(cfg Config, opts ...Option) (*Fleet, error) {
 	if len(cfg.Endpoints) > 0 {
@@ -165,6 +179,7 @@ func New(cfg Config, opts ...Option) (*Fleet, error) {
 	}
 	reg := lwm2m.NewRegistry()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
+	frng := rand.New(rand.NewPCG(cfg.Seed, 0xf1a1)) // firmware failures, apart from the start schedule
 	nQueue := int(float64(cfg.Devices)*cfg.QueueShare + 0.5)
 	queue := make([]bool, cfg.Devices)
 	for _, i := range rng.Perm(cfg.Devices)[:nQueue] {
@@ -190,6 +205,8 @@ func New(cfg Config, opts ...Option) (*Fleet, error) {
 		dc.CoAP = cfg.CoAP
 		dc.Logs = cfg.Logs
 		dc.ConfirmableNotify = cfg.ConfirmableNotify
+		dc.FirmwareUpdate = cfg.Firmware
+		dc.FirmwareUpdate.Failure = pickFailure(frng.Float64(), cfg.FirmwareFailures)
 		dopts := []DeviceOption{WithDeviceRegistry(reg), WithDeviceEvents(f.onEvent), WithDeviceLogger(f.devLog)}
 		if cfg.Dial != nil {
 			dopts = append(dopts, WithDeviceDial(cfg.Dial))
@@ -233,6 +250,9 @@ func (f *Fleet) Stats() Stats {
 }
 
 func (f *Fleet) onEvent(e client.Event) {
+	if f.ackLog != nil {
+		f.ackLog.Record(e)
+	}
 	switch e.Kind {
 	case client.EventRegistered:
 		f.regs.Add(1)
@@ -402,4 +422,30 @@ func sortByStart(order []int, starts []time.Duration) {
 		}
 		return a - b
 	})
+}
+
+var failureModes = []string{FailIntegrity, FailStorage, FailConnection, FailUpdate}
+
+func validFailures(m map[string]float64) bool {
+	sum := 0.0
+	for k, v := range m {
+		if v < 0 || v > 1 || !slices.Contains(failureModes, k) {
+			return false
+		}
+		sum += v
+	}
+	return sum <= 1
+}
+
+// pickFailure maps a uniform draw onto the failure shares, in a fixed
+// order so that a seed always gives the same devices the same failures.
+func pickFailure(x float64, shares map[string]float64) string {
+	acc := 0.0
+	for _, m := range failureModes {
+		acc += shares[m]
+		if x < acc {
+			return m
+		}
+	}
+	return FailNone
 }

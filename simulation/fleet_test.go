@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -271,5 +272,37 @@ func TestFleetConfig(t *testing.T) {
 		if a.devices[i].Temperature() != b.devices[i].Temperature() {
 			t.Fatal("device values are not deterministic for a seed")
 		}
+	}
+}
+
+// TestFleetFirmwareFailureShares: failure modes go to about their share of
+// the devices, the same devices for the same seed.
+func TestFleetFirmwareFailureShares(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Devices = 200
+	cfg.FirmwareFailures = map[string]float64{FailIntegrity: 0.2, FailUpdate: 0.1}
+	count := func() (map[string]int, []string) {
+		f, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		var order []string
+		for _, d := range f.Devices() {
+			n[d.cfg.FirmwareUpdate.Failure]++
+			order = append(order, d.cfg.FirmwareUpdate.Failure)
+		}
+		return n, order
+	}
+	n, first := count()
+	if n[FailIntegrity] < 20 || n[FailIntegrity] > 60 || n[FailUpdate] < 5 || n[FailUpdate] > 40 || n[FailStorage] != 0 {
+		t.Fatalf("failures %v", n)
+	}
+	if _, again := count(); !slices.Equal(first, again) {
+		t.Fatal("the same seed gave other failures")
+	}
+	cfg.FirmwareFailures = map[string]float64{"meteor": 0.1}
+	if _, err := New(cfg); err == nil {
+		t.Fatal("unknown failure mode accepted")
 	}
 }

@@ -70,11 +70,11 @@ func (d *DB) BackupTo(ctx context.Context, dest string) error {
 // Backup writes a consistent copy of the live database to w: it backs up
 // into a temporary file next to the database and streams that.
 func (d *DB) Backup(ctx context.Context, w io.Writer) error {
-	dir, err := os.MkdirTemp(filepath.Dir(d.cfg.Path), ".backup-")
+	dir, release, err := MakeWorkDir(filepath.Dir(d.cfg.Path), BackupWorkPrefix)
 	if err != nil {
 		return fmt.Errorf("store: backup: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	defer release()
 	tmp := filepath.Join(dir, "flownexus.db")
 	if err := d.BackupTo(ctx, tmp); err != nil {
 		return err

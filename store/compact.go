@@ -132,7 +132,7 @@ func (d *DB) compact(ctx context.Context, limit int) (int, error) {
 		d.writeWaiting(ctx)
 	}
 	began := time.Now()
-	if _, err := d.w.ExecContext(ctx, `DELETE FROM resource WHERE id <= ?`, maxRow); err != nil {
+	if err := d.deleteCompacted(ctx, maxRow); err != nil {
 		return 0, err
 	}
 	d.noteCompactLock(began)

@@ -59,4 +59,14 @@
 // short transactions that step back while telemetry waits, so a log flood
 // only fills its own queue. Retention by age (reception time) and by size
 // (a running count kept in device_log_size) is the lane's too.
+//
+// # Faults
+//
+// While the data directory's file system is below Config.MinFreeBytes,
+// or after SQLite reported SQLITE_FULL, Ingest refuses with ErrDiskFull
+// (space.go) until the free space returns; DiskState says why. Readings
+// without a time of their own are stamped by a clock that never runs
+// backwards (clock.go), so a wall clock set back does not reorder them.
+// Backups stage their copy in a locked work directory that the next Open
+// removes if its owner was killed (workdir.go).
 package store

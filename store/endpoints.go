@@ -185,7 +185,7 @@ func (d *DB) SetEndpointSecurityMode(ctx context.Context, name, mode string) err
 func (d *DB) DeleteEndpoint(ctx context.Context, name string) error {
 	var ids []int64
 	defer d.regs.invalidate() // after the write: see regCache
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.txResettingMarks(ctx, func(tx *sql.Tx) error {
 		var id int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, name).Scan(&id); err != nil {
 			return err

@@ -15,6 +15,10 @@ var (
 	// ErrQueueFull: the ingestion queue is full; the caller should answer
 	// 5.03 Service Unavailable so the device retries.
 	ErrQueueFull = errors.New("ingestion queue full")
+	// ErrDiskFull: the data directory's file system is (nearly) full; new
+	// telemetry is refused (answer 5.03 so the device keeps it and
+	// retries) until space returns. See DiskState.
+	ErrDiskFull = errors.New("disk full")
 	// ErrClosed: the database is closed.
 	ErrClosed = errors.New("store closed")
 )

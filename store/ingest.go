@@ -125,6 +125,9 @@ func (d *DB) enqueue(b Batch, then func(error)) error {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
+	if err := d.refuseIfFull(b.Endpoint); err != nil {
+		return err
+	}
 	d.ingestMu.RLock()
 	defer d.ingestMu.RUnlock()
 	if d.closed.Load() {
@@ -354,8 +357,16 @@ func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
 	}
 commit:
 	d.queuedRecords.Add(-int64(n))
-	err := d.commit(ctx, bs, n)
-	if err != nil {
+	err := d.noteWriteErr(d.commit(ctx, bs, n))
+	if errors.Is(err, ErrDiskFull) {
+		// Retrying batch by batch would only fail again. Every batch
+		// gets the error, so that no device is acknowledged.
+		d.failFull(bs, err)
+		errs = make([]error, len(bs))
+		for i := range errs {
+			errs[i] = err
+		}
+	} else if err != nil {
 		// One bad batch (say, for an endpoint deleted meanwhile) must not
 		// take the others down: retry one by one, a few times each.
 		d.log.Warn("ingestion commit failed; retrying batch by batch", "err", err, "batches", len(bs))

@@ -33,6 +33,9 @@ func parseOverrides(m map[string]time.Duration) (map[[2]uint16]time.Duration, er
 // RetentionResult says what one retention pass removed.
 type RetentionResult struct {
 	Chunks, MinuteRollups, HourRollups, Events, Logs, Sessions int64
+	// Audit entries older than AuditRetention; Refusals of names not
+	// refused again within the raw retention (or beyond the newest 1000).
+	Audit, Refusals int64
 	// SizeChunks are chunks removed to get under MaxSizeBytes.
 	SizeChunks int64
 }
@@ -122,6 +125,12 @@ func (d *DB) ApplyRetention(ctx context.Context) (RetentionResult, error) {
 	}
 	if r.Sessions, err = d.deleteBatched(ctx, `DELETE FROM session WHERE id_hash IN (SELECT id_hash FROM session WHERE expires <= ? LIMIT ?)`, now); err != nil {
 		return r, wrap(err, "retention")
+	}
+	if r.Audit, err = d.deleteBatched(ctx, `DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE t < ? LIMIT ?)`, now-d.cfg.AuditRetention.Milliseconds()); err != nil {
+		return r, wrap(err, "retention")
+	}
+	if r.Refusals, err = d.trimRefusals(ctx, cut); err != nil {
+		return r, err
 	}
 	if d.cfg.MaxSizeBytes > 0 {
 		for i := 0; i < 10000; i++ {

@@ -43,6 +43,9 @@ type Config struct {
 	// than raw readings so long-range charts outlive them.
 	MinuteRollupRetention time.Duration
 	HourRollupRetention   time.Duration
+	// AuditRetention keeps the audit trail (who did what) longer than
+	// telemetry: a year by default.
+	AuditRetention time.Duration
 	// MaxSizeBytes caps the database's used size (0: no cap); the oldest
 	// telemetry goes first when it is exceeded.
 	MaxSizeBytes int64
@@ -63,6 +66,10 @@ type Config struct {
 	// commits). Group commit keeps FULL's cost per reading low; see
 	// docs/operations.md for the measured trade-off.
 	Synchronous SyncMode
+	// MinFreeBytes is the free space of the data directory's file system
+	// below which Ingest refuses new telemetry with ErrDiskFull (0:
+	// DefaultMinFreeBytes, negative: only SQLITE_FULL refuses).
+	MinFreeBytes int64
 }
 
 // SyncMode is a PRAGMA synchronous value for a WAL database.
@@ -97,6 +104,7 @@ func DefaultConfig() Config {
 		Retention:             30 * 24 * time.Hour,
 		MinuteRollupRetention: 90 * 24 * time.Hour,
 		HourRollupRetention:   2 * 365 * 24 * time.Hour,
+		AuditRetention:        365 * 24 * time.Hour,
 		RetentionInterval:     time.Minute,
 		CompactInterval:       time.Minute,
 		CompactRows:           200000,
@@ -161,6 +169,7 @@ type DB struct {
 	overrides     map[[2]uint16]time.Duration
 
 	stats stats
+	space space
 	subs  subscribers
 	tel   telemetryCache
 	regs  regCache
@@ -198,6 +207,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 	if cfg.HourRollupRetention <= 0 {
 		cfg.HourRollupRetention = def.HourRollupRetention
 	}
+	if cfg.AuditRetention <= 0 {
+		cfg.AuditRetention = def.AuditRetention
+	}
 	if cfg.RetentionInterval <= 0 {
 		cfg.RetentionInterval = def.RetentionInterval
 	}
@@ -218,10 +230,14 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 			return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 		}
 	}
+	// What a backup killed half-way left (see MakeWorkDir).
+	if _, err := RemoveStaleWorkDirs(filepath.Dir(cfg.Path), BackupWorkPrefix); err != nil {
+		return nil, err
+	}
 	d := &DB{
 		cfg:     cfg,
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		now:     time.Now,
+		now:     defaultClock(),
 		queue:   make(chan *batch, cfg.QueueSize),
 		closing: make(chan struct{}),
 		walNext: walHardLimit,
@@ -309,6 +325,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		d.ck.Close()
 		return nil, err
 	}
+	d.CheckSpace()
 	return d, nil
 }
 
@@ -412,6 +429,9 @@ func wrap(err error, format string, args ...any) error {
 	ctx := fmt.Sprintf(format, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("store: %s: %w", ctx, ErrNotFound)
+	}
+	if isSQLiteFull(err) {
+		return fmt.Errorf("store: %s: %w: %w", ctx, ErrDiskFull, err)
 	}
 	var se sqlite3.Error
 	if errors.As(err, &se) {

@@ -23,6 +23,7 @@ func (d *DB) checkpointLoop(ctx context.Context, every time.Duration) {
 			if _, err := d.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil && ctx.Err() == nil {
 				d.log.Warn("checkpoint failed", "err", err)
 			}
+			d.CheckSpace()
 		}
 	}
 }

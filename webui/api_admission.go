@@ -22,6 +22,9 @@ func (s *Server) acceptDevice(c *echo.Context) error {
 	if err := s.deps.Store.SetEndpointPending(ctx, ep, false); err != nil {
 		return err
 	}
+	if err := s.deps.Store.ClearRefusal(ctx, ep); err != nil {
+		s.log.Warn("refusals not cleared", "endpoint", ep, "err", err)
+	}
 	s.audit(c, "accept device", ep)
 	return nil
 }

@@ -141,11 +141,11 @@ func (s *Server) apiSetup(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(c, "setup", u.Name)
 	sess, err := s.login(c, u)
 	if err != nil {
 		return err
 	}
+	s.audit(c, "setup", u.Name)
 	return c.JSON(http.StatusCreated, map[string]any{"token": sess.ID, "csrf": sess.CSRF, "user": toUserJSON(u)})
 }
 

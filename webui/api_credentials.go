@@ -28,6 +28,20 @@ func (s *Server) apiRevokeDevice(c *echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"endpoint": ep, "revoked": true})
 }
 
+// pageRevokeDevice is the device page's Revoke button.
+func (s *Server) pageRevokeDevice(c *echo.Context) error {
+	ep := c.Param("ep")
+	back := "/devices/" + urlPathEscape(ep)
+	if err := s.needCredentials(); err != nil {
+		return formError(c, back, err)
+	}
+	if err := s.deps.PKI.Revoke(c.Request().Context(), ep); err != nil {
+		return formError(c, back, err)
+	}
+	s.audit(c, "revoke credential", ep)
+	return c.Redirect(http.StatusSeeOther, back+"?flash="+urlQueryEscape("Credential revoked: "+ep+" can no longer connect until it is re-keyed."))
+}
+
 // apiImportCA adds a foreign CA (PEM or DER in the body) whose device
 // certificates the CoAPS listener accepts (admin).
 func (s *Server) apiImportCA(c *echo.Context) error {

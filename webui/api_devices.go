@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/flownexus/flownexus/lwm2m"
 	"github.com/flownexus/flownexus/store"
@@ -38,6 +37,10 @@ func (s *Server) status(d store.Endpoint) string {
 	switch {
 	case d.Pending:
 		return "pending"
+	case !d.Online && d.LastSeen.IsZero() && d.RegisteredAt.IsZero():
+		// Provisioned and waiting for its first registration: not a
+		// device that went away.
+		return "never-connected"
 	case !d.Online:
 		return "offline"
 	case d.QueueMode && s.now().Sub(d.LastSeen) > time.Duration(s.queueWindow.Load()):
@@ -214,14 +217,10 @@ func toCredentialsJSON(cr Credentials) credentialsJSON {
 
 // checkEndpointName accepts what LwM2M clients use (urn:imei:…, uuids,
 // host-like names) and refuses what would break paths, logs or the UI.
+// checkEndpointName is the one rule for endpoint names (lwm2m), as a 422.
 func checkEndpointName(ep string) error {
-	if ep == "" || len(ep) > 128 {
-		return errorf(http.StatusUnprocessableEntity, "endpoint name must have 1 to 128 characters")
-	}
-	for _, r := range ep {
-		if unicode.IsControl(r) || unicode.IsSpace(r) || r == '/' || r == '?' || r == '#' || r == '&' {
-			return errorf(http.StatusUnprocessableEntity, "endpoint name may not contain %q", r)
-		}
+	if err := lwm2m.CheckEndpointName(ep); err != nil {
+		return errorf(http.StatusUnprocessableEntity, "%s", err.Error())
 	}
 	return nil
 }

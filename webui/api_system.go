@@ -46,6 +46,11 @@ func CheckSettings(st Settings) error {
 	if err := checkLogSettings(st); err != nil {
 		return err
 	}
+	for _, id := range st.CompositeObjects {
+		if id < 0 || id > 65535 {
+			return unprocessable("compositeObjects: %d is not an object id (0 to 65535)", id)
+		}
+	}
 	for _, p := range st.AutoObserve {
 		if _, err := parseObservePath(p); err != nil {
 			return unprocessable("autoObserve %q: %v", p, err)
@@ -64,6 +69,8 @@ func (s *Server) apiPutSettings(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	old := st
+	old.AutoObserve = append([]string(nil), st.AutoObserve...)
 	if err := decodeJSON(c, &st); err != nil {
 		return err
 	}
@@ -74,7 +81,7 @@ func (s *Server) apiPutSettings(c *echo.Context) error {
 		return err
 	}
 	s.setQueueWindow(st)
-	s.audit(c, "settings", "")
+	s.auditSettings(c, old, st)
 	return c.JSON(http.StatusOK, st)
 }
 
@@ -124,12 +131,19 @@ func (s *Server) apiBackup(c *echo.Context) error {
 		return err
 	}
 	w := c.Response()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="flownexus-backup-`+s.now().UTC().Format("20060102-150405")+`.db"`)
+	// A backup is a gzip-compressed tar archive (appliance/backup.go):
+	// name and type say so, as docs/operations.md does.
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+backupFileName(s.now())+`"`)
 	s.audit(c, "backup", "")
 	// Errors after the first byte can only cut the download short; the
 	// client sees a truncated file, which restore refuses.
 	return s.deps.System.Backup(c.Request().Context(), w)
+}
+
+// backupFileName is what a downloaded backup is called.
+func backupFileName(t time.Time) string {
+	return "flownexus-backup-" + t.UTC().Format("20060102-150405") + ".tar.gz"
 }
 
 // uploadFile opens a multipart file field; a missing field is 400.
@@ -169,7 +183,7 @@ func (s *Server) apiRestore(c *echo.Context) error {
 	if err := s.restore(c); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "restored"})
+	return c.JSON(http.StatusOK, map[string]string{"status": "staged", "message": restoreStaged})
 }
 
 func (s *Server) selfUpdate(c *echo.Context) error {

@@ -435,6 +435,11 @@ func TestSettingsAndSystemAPI(t *testing.T) {
 	if res.StatusCode != 200 || !bytes.HasPrefix(b, []byte("SQLite format 3")) {
 		t.Fatalf("backup: %d", res.StatusCode)
 	}
+	// A backup is a .tar.gz: the download's name and type say so.
+	if ct, cd := res.Header.Get("Content-Type"), res.Header.Get("Content-Disposition"); ct != "application/gzip" ||
+		!strings.HasPrefix(cd, `attachment; filename="flownexus-backup-`) || !strings.HasSuffix(cd, `.tar.gz"`) {
+		t.Fatalf("backup download: Content-Type %q, Content-Disposition %q", ct, cd)
+	}
 	upload := func(c *client, path string, files map[string][]byte) (*http.Response, []byte) {
 		var buf bytes.Buffer
 		mw := multipart.NewWriter(&buf)
@@ -628,4 +633,40 @@ func TestAdmission(t *testing.T) {
 	a.want(204, "DELETE", "/api/v1/devices/stranger", nil)
 	a.want(404, "DELETE", "/api/v1/devices/stranger", nil)
 	v.want(404, "GET", "/api/v1/devices/stranger", nil)
+}
+
+// After a restore the System page says a restart applies it and offers
+// one when the appliance can restart itself, or says to restart by hand.
+func TestRestoreThenRestart(t *testing.T) {
+	e, a, o, _ := adminEnv(t)
+	page := func() string {
+		res, b := a.cookieClient().do("GET", "/system", nil)
+		if res.StatusCode != 200 {
+			t.Fatalf("system page: %d", res.StatusCode)
+		}
+		return string(b)
+	}
+	if p := page(); strings.Contains(p, "restore-pending") {
+		t.Fatal("restart offered with nothing staged")
+	}
+	e.sys.restored = []byte("SQLite format 3\x00")
+	if p := page(); !strings.Contains(p, `id="restart-by-hand"`) || strings.Contains(p, `id="restart-form"`) {
+		t.Fatalf("not under systemd: want the by-hand hint, no button:\n%s", p)
+	}
+	if m := a.want(503, "POST", "/api/v1/system/restart", nil); !strings.Contains(m["error"].(string), "start it again") {
+		t.Fatalf("restart by hand: %v", m)
+	}
+	e.sys.canRestart = true
+	if p := page(); !strings.Contains(p, `id="restart-form"`) {
+		t.Fatalf("under systemd: want the restart button:\n%s", p)
+	}
+	o.want(403, "POST", "/api/v1/system/restart", nil)
+	a.want(202, "POST", "/api/v1/system/restart", nil)
+	if e.sys.restarts != 1 {
+		t.Fatalf("restarts = %d", e.sys.restarts)
+	}
+	// /healthz carries the start time a waiting page compares.
+	if m := (&client{e: e}).want(200, "GET", "/healthz", nil); m["started"] == "" || m["started"] == nil {
+		t.Fatalf("healthz: %v", m)
+	}
 }

@@ -39,7 +39,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 				c.Set(ctxSession, sess)
 				c.Set(ctxViaCookie, viaCookie)
 			} else if !viaCookie {
-				if u, err := s.lookupAPIToken(r.Context(), tok); err == nil {
+				if u, err := s.lookupNamedToken(c, tok); err == nil {
+					c.Set(ctxUser, u)
+				} else if u, err := s.lookupAPIToken(r.Context(), tok); err == nil {
 					c.Set(ctxUser, u)
 				}
 			} else {
@@ -148,24 +150,33 @@ func sameOrigin(r *http.Request) bool {
 
 // loginCheck applies the rate limit and checks the password; it returns the
 // user on success.
+//
+// A user is locked out from the address that failed, not from every
+// address (else anyone on the LAN could lock the admin out), for a time
+// that doubles with each lock (a mistyping user waits a minute, a guesser
+// ever longer). Failures against one name from anywhere only slow that
+// name down, by a backoff capped at a minute. An address that sprays many
+// names is locked on its own, looser count. An admin can lift all of it
+// for a user (Users page, unlock).
 func (s *Server) loginCheck(c *echo.Context, name, password string) (store.User, error) {
 	now := s.now()
-	// A user is locked out from the address that failed, not from every
-	// address (else anyone on the LAN could lock the admin out), and an
-	// address that sprays many names is locked on its own, looser count.
 	ip := c.RealIP()
-	pair := "user:" + strings.ToLower(name) + "@" + ip
-	if wait := s.ipLimiter.blocked("ip:"+ip, now); wait > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-		s.metrics.loginLockouts.Add(1)
-		return store.User{}, errorf(http.StatusTooManyRequests, "too many failed logins from this address; try again in %s", wait.Round(time.Second))
+	lname := strings.ToLower(name)
+	pair, nameKey := "user:"+lname+"@"+ip, "name:"+lname
+	checks := []struct {
+		l   *limiter
+		key string
+		msg string
+	}{
+		{s.ipLimiter, "ip:" + ip, "too many failed logins from this address; try again in %s"},
+		{s.limiter, pair, "too many failed logins; try again in %s"},
+		{s.nameLimiter, nameKey, "too many failed logins for this user; try again in %s"},
 	}
-	keys := []string{pair}
-	for _, k := range keys {
-		if wait := s.limiter.blocked(k, now); wait > 0 {
+	for _, ch := range checks {
+		if wait := ch.l.blocked(ch.key, now); wait > 0 {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			s.metrics.loginLockouts.Add(1)
-			return store.User{}, errorf(http.StatusTooManyRequests, "too many failed logins; try again in %s", wait.Round(time.Second))
+			return store.User{}, errorf(http.StatusTooManyRequests, ch.msg, wait.Round(time.Second))
 		}
 	}
 	u, err := s.deps.Store.UserByName(c.Request().Context(), name)
@@ -181,19 +192,20 @@ func (s *Server) loginCheck(c *echo.Context, name, password string) (store.User,
 	}
 	if !ok {
 		s.metrics.loginFailures.Add(1)
-		locked := s.ipLimiter.fail("ip:"+ip, now)
-		for _, k := range keys {
-			locked = s.limiter.fail(k, now) || locked
+		var wait time.Duration
+		for _, ch := range checks {
+			if ch.l.fail(ch.key, now) {
+				wait = max(wait, ch.l.lockedUntil(ch.key, now).Sub(now))
+			}
 		}
-		if locked {
-			c.Response().Header().Set("Retry-After", strconv.Itoa(int(s.cfg.LoginLockout/time.Second)))
-			return store.User{}, errorf(http.StatusTooManyRequests, "too many failed logins; locked for %s", s.cfg.LoginLockout)
+		if wait > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			return store.User{}, errorf(http.StatusTooManyRequests, "too many failed logins; locked for %s", wait.Round(time.Second))
 		}
 		return store.User{}, errorf(http.StatusUnauthorized, "wrong user name or password")
 	}
-	for _, k := range keys {
-		s.limiter.succeed(k)
-	}
+	s.limiter.succeed(pair)
+	s.nameLimiter.succeed(nameKey)
 	u.LastLogin = now
 	if err := s.deps.Store.TouchUserLogin(c.Request().Context(), u.ID, now); err != nil {
 		s.log.Warn("record last login", "user", u.Name, "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m"
@@ -97,6 +98,12 @@ type Provisioner interface {
 	Provision(ctx context.Context, req ProvisionRequest) (Credentials, error)
 }
 
+// Rekeyer is a Provisioner that can give an existing device new
+// credentials, ending the old ones; an unknown endpoint wraps ErrNotFound.
+type Rekeyer interface {
+	Rekey(ctx context.Context, req ProvisionRequest) (Credentials, error)
+}
+
 // Enrollment renders what a device needs to join, from its fresh
 // credentials: the Zephyr Kconfig fragment, nRF91 AT%CMNG commands and a zip
 // bundle of both plus the certificates.
@@ -128,6 +135,12 @@ type System interface {
 	WriteMetrics(w io.Writer) error
 }
 
+// Restarter is a System that can restart the appliance (to apply a staged
+// restore); one that cannot wraps ErrUnavailable saying how to do it by hand.
+type Restarter interface {
+	Restart(ctx context.Context) error
+}
+
 // SettingsStore loads and saves the policy the web UI edits; invalid
 // settings wrap ErrInvalid.
 type SettingsStore interface {
@@ -136,10 +149,29 @@ type SettingsStore interface {
 }
 
 // Firmware is the firmware library and its deployments; nil until the
-// firmware package lands, and then the routes answer 501.
+// appliance wires it, and then the routes answer 501. Unknown images,
+// deployments or endpoints wrap ErrNotFound (webui's or store's); bad
+// uploads ErrInvalid or ErrTooLarge; deleting an image in use ErrConflict.
 type Firmware interface {
-	Upload(ctx context.Context, name, version string, r io.Reader) (FirmwareImage, error)
+	// Stage streams an upload to disk and checks it; the multipart form
+	// may carry the version after the file, so it is committed after.
+	Stage(ctx context.Context, r io.Reader) (StagedFirmware, error)
 	List(ctx context.Context) ([]FirmwareImage, error)
-	Deploy(ctx context.Context, imageID string, endpoints []string) (string, error)
+	Delete(ctx context.Context, imageID string) error
+	Deploy(ctx context.Context, imageID string, req DeployRequest) (string, error)
 	Deployment(ctx context.Context, id string) (Deployment, error)
+	Deployments(ctx context.Context) ([]Deployment, error)
+	Cancel(ctx context.Context, id string) error
+	// Retry puts the failed devices back in line; it returns how many.
+	Retry(ctx context.Context, id string) (int, error)
+	// History is a device's part in every deployment, newest first.
+	History(ctx context.Context, endpoint string) ([]DeploymentDevice, error)
+	// Downloads serves the devices' HTTP(S) downloads under /fw/.
+	Downloads() http.Handler
+}
+
+// StagedFirmware is an upload on disk, not yet in the library.
+type StagedFirmware interface {
+	Commit(ctx context.Context, m FirmwareMeta) (FirmwareImage, error)
+	Discard()
 }

@@ -56,8 +56,9 @@ func (ec *enrollCache) get(id string, user int64, now time.Time) (*enrollment, b
 	return e, true
 }
 
-// enroll provisions a device and renders its configuration.
-func (s *Server) enroll(c *echo.Context, ep, mode string) (*enrollment, error) {
+// enroll provisions a device, or with rekey gives an existing one new
+// credentials (admins only), and renders its configuration.
+func (s *Server) enroll(c *echo.Context, ep, mode string, rekey bool) (*enrollment, error) {
 	if s.deps.Provisioner == nil || s.deps.Enrollment == nil {
 		return nil, errorf(http.StatusServiceUnavailable, "provisioning is not available")
 	}
@@ -65,11 +66,25 @@ func (s *Server) enroll(c *echo.Context, ep, mode string) (*enrollment, error) {
 	if err != nil {
 		return nil, err
 	}
-	cr, err := s.deps.Provisioner.Provision(c.Request().Context(), req)
-	if err != nil {
-		return nil, err
+	var cr Credentials
+	if rekey {
+		rk, ok := s.deps.Provisioner.(Rekeyer)
+		if !ok {
+			return nil, errorf(http.StatusServiceUnavailable, "re-keying is not available")
+		}
+		if u, _ := currentUser(c); Role(u.Role) != RoleAdmin {
+			return nil, errorf(http.StatusForbidden, "only an admin may re-key a device")
+		}
+		if cr, err = rk.Rekey(c.Request().Context(), req); err != nil {
+			return nil, err
+		}
+		s.audit(c, "re-key "+req.Mode, req.Endpoint)
+	} else {
+		if cr, err = s.deps.Provisioner.Provision(c.Request().Context(), req); err != nil {
+			return nil, err
+		}
+		s.audit(c, "provision "+req.Mode, req.Endpoint)
 	}
-	s.audit(c, "provision", req.Endpoint)
 	kc, err := s.deps.Enrollment.Kconfig(cr)
 	if err != nil {
 		return nil, err
@@ -94,7 +109,7 @@ func (s *Server) apiEnroll(c *echo.Context) error {
 	if err := decodeJSON(c, &body); err != nil {
 		return err
 	}
-	e, err := s.enroll(c, body.Endpoint, body.Security.Mode)
+	e, err := s.enroll(c, body.Endpoint, body.Security.Mode, false)
 	if err != nil {
 		return err
 	}

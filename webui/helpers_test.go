@@ -375,6 +375,29 @@ func (o *testOps) List(ctx context.Context, ep string, limit int) ([]store.Opera
 type testProvisioner struct{ db *store.DB }
 
 func (p *testProvisioner) Provision(ctx context.Context, req ProvisionRequest) (Credentials, error) {
+	c, sc, err := p.build(req)
+	if err != nil {
+		return c, err
+	}
+	if _, err := p.db.ProvisionEndpoint(ctx, sc); err != nil {
+		return Credentials{}, err
+	}
+	return c, nil
+}
+
+// Rekey replaces an existing device's credential (webui.Rekeyer).
+func (p *testProvisioner) Rekey(ctx context.Context, req ProvisionRequest) (Credentials, error) {
+	if _, err := p.db.Endpoint(ctx, req.Endpoint); err != nil {
+		return Credentials{}, err
+	}
+	c, sc, err := p.build(req)
+	if err != nil {
+		return c, err
+	}
+	return c, p.db.SetCredential(ctx, sc)
+}
+
+func (p *testProvisioner) build(req ProvisionRequest) (Credentials, store.Credential, error) {
 	c := Credentials{Endpoint: req.Endpoint, Mode: req.Mode, ServerURI: "coaps://192.0.2.1:5684"}
 	sc := store.Credential{Endpoint: req.Endpoint, Mode: req.Mode}
 	switch req.Mode {
@@ -394,7 +417,7 @@ func (p *testProvisioner) Provision(ctx context.Context, req ProvisionRequest) (
 			NotBefore: time.Now(), NotAfter: time.Now().Add(24 * time.Hour)}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 		if err != nil {
-			return c, err
+			return c, sc, err
 		}
 		kd, _ := x509.MarshalECPrivateKey(key)
 		c.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
@@ -404,10 +427,7 @@ func (p *testProvisioner) Provision(ctx context.Context, req ProvisionRequest) (
 	default:
 		c.ServerURI = "coap://192.0.2.1:5683"
 	}
-	if _, err := p.db.ProvisionEndpoint(ctx, sc); err != nil {
-		return Credentials{}, err
-	}
-	return c, nil
+	return c, sc, nil
 }
 
 type testEnrollment struct{}
@@ -445,11 +465,22 @@ type testSystem struct {
 	started  time.Time
 	restored []byte
 	updated  []byte
+	// canRestart: run "under systemd"; restarts counts the restarts asked.
+	canRestart bool
+	restarts   int
+}
+
+func (s *testSystem) Restart(context.Context) error {
+	if !s.canRestart {
+		return fmt.Errorf("not started by systemd: stop it and start it again: %w", ErrUnavailable)
+	}
+	s.restarts++
+	return nil
 }
 
 func (s *testSystem) Info(ctx context.Context) (SystemInfo, error) {
 	n, _ := s.db.UsedBytes(ctx)
-	return SystemInfo{Version: "1.2.3-test", Started: s.started, DataDir: "/var/lib/flownexus", DBSize: uint64(n), DiskFree: 10 << 30, DiskTotal: 32 << 30,
+	return SystemInfo{Version: "1.2.3-test", Started: s.started, RestorePending: s.restored != nil, CanRestart: s.canRestart, DataDir: "/var/lib/flownexus", DBSize: uint64(n), DiskFree: 10 << 30, DiskTotal: 32 << 30,
 		Ports: []Port{{"http", "127.0.0.1:8080"}, {"coap", ":5683"}, {"coaps", ":5684"}}}, nil
 }
 

@@ -109,5 +109,11 @@ func (s *Server) healthz(c *echo.Context) error {
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	// The appliance runs but refuses telemetry while the disk is full: a
+	// probe must see it (503), and the reason says what to do. started
+	// tells a page waiting out a restart that a new process answers.
+	if ds := s.deps.Store.DiskState(); ds.Full {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "degraded", "reason": ds.Reason, "started": rfc3339(s.started)})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "started": rfc3339(s.started)})
 }

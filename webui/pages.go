@@ -34,6 +34,8 @@ var templateFuncs = template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"bytes": humanBytes,
+	// statusText is a device status as a person reads it.
+	"statusText": func(st string) string { return strings.ReplaceAll(st, "-", " ") },
 	"ibytes": func(n int64) string {
 		if n < 0 {
 			return "—"
@@ -43,7 +45,11 @@ var templateFuncs = template.FuncMap{
 	"pathEsc": func(s string) string { return urlPathEscape(s) },
 	"join":    strings.Join,
 	"add":     func(a, b int) int { return a + b },
-	"sub":     func(a, b int) int { return a - b },
+	"pct":     progressPct,
+	"fwDeployments": func(d []Deployment, can bool, csrf string) deploymentsPartial {
+		return deploymentsPartial{Deployments: d, CanOperate: can, CSRF: csrf}
+	},
+	"sub": func(a, b int) int { return a - b },
 	"objectsData": func(d store.Endpoint, o []objectView, can bool) objectsPartial {
 		return objectsPartial{Device: d, Objects: o, CanOperate: can}
 	},
@@ -80,7 +86,10 @@ type view struct {
 	Version string
 	Flash   string
 	Error   string
-	Data    any
+	// Alert is a condition of the whole appliance every page shows (disk
+	// full), "" when there is none.
+	Alert string
+	Data  any
 }
 
 func (v view) CanOperate() bool { return Role(v.User.Role).rank() >= RoleOperator.rank() }
@@ -98,6 +107,9 @@ func (s *Server) newView(c *echo.Context, title, nav string, data any) view {
 		v.CSRF = sess.CSRF
 	}
 	v.Flash = c.QueryParam("flash")
+	if ds := s.deps.Store.DiskState(); ds.Full {
+		v.Alert = "Disk full — new telemetry is refused until space is freed (devices keep it and retry): " + ds.Reason
+	}
 	return v
 }
 

@@ -11,11 +11,11 @@ import (
 )
 
 func (s *Server) pageUsers(c *echo.Context) error {
-	us, err := s.deps.Store.Users(c.Request().Context())
+	d, err := s.usersData(c)
 	if err != nil {
 		return err
 	}
-	v := s.newView(c, "Users", "users", us)
+	v := s.newView(c, "Users", "users", d)
 	v.Error = c.QueryParam("error")
 	return s.render(c, http.StatusOK, "users", v)
 }
@@ -52,6 +52,20 @@ func (s *Server) pageUsersUpdate(c *echo.Context) error {
 	case "password":
 		pw := c.FormValue("password")
 		p.Password, what = &pw, "password reset"
+	case "delete":
+		u, err := s.deleteUser(c, c.Param("name"))
+		if err != nil {
+			return formError(c, "/users", err)
+		}
+		return back(c, "/users", u.Name+" deleted; their audit entries stay.")
+	case "unlock":
+		u, err := s.deps.Store.UserByName(c.Request().Context(), c.Param("name"))
+		if err != nil {
+			return formError(c, "/users", err)
+		}
+		s.unlockUser(u.Name)
+		s.audit(c, "user unlock", u.Name)
+		return back(c, "/users", u.Name+" unlocked.")
 	default:
 		return formError(c, "/users", unprocessable("unknown action"))
 	}
@@ -91,6 +105,7 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 	if err := s.needSettings(); err != nil {
 		return err
 	}
+	old, _ := s.deps.Settings.LoadSettings(c.Request().Context())
 	var st Settings
 	var err error
 	if st.RetentionDays, err = strconv.Atoi(strings.TrimSpace(c.FormValue("retentionDays"))); err != nil {
@@ -108,6 +123,14 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 	if err := logSettingsForm(c, &st); err != nil {
 		return formError(c, "/settings", err)
 	}
+	st.CompositeObjects = []int{}
+	for _, f := range strings.FieldsFunc(c.FormValue("compositeObjects"), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' }) {
+		id, err := strconv.Atoi(f)
+		if err != nil {
+			return formError(c, "/settings", unprocessable("composite auto-observe: %q is not an object id", f))
+		}
+		st.CompositeObjects = append(st.CompositeObjects, id)
+	}
 	if err := CheckSettings(st); err != nil {
 		return formError(c, "/settings", err)
 	}
@@ -115,14 +138,18 @@ func (s *Server) pageSettingsPost(c *echo.Context) error {
 		return formError(c, "/settings", err)
 	}
 	s.setQueueWindow(st)
-	s.audit(c, "settings", "")
+	s.auditSettings(c, old, st)
 	return back(c, "/settings", "Settings saved.")
 }
+
+// restoreStaged is what an admin reads after a restore: nothing changed yet.
+const restoreStaged = "Backup verified and staged: it replaces the current data when FlowNexus restarts."
 
 type systemData struct {
 	Info   SystemInfo
 	Uptime string
 	Ready  bool
+	Audit  []store.AuditEntry // admins only
 }
 
 func (s *Server) pageSystem(c *echo.Context) error {
@@ -130,7 +157,13 @@ func (s *Server) pageSystem(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := s.newView(c, "System", "system", systemData{Info: in, Uptime: s.now().Sub(in.Started).Round(time.Second).String(), Ready: s.deps.System != nil})
+	d := systemData{Info: in, Uptime: s.now().Sub(in.Started).Round(time.Second).String(), Ready: s.deps.System != nil}
+	if u, _ := currentUser(c); Role(u.Role) == RoleAdmin {
+		if d.Audit, err = s.deps.Store.AuditLog(c.Request().Context(), 0, 50); err != nil {
+			return err
+		}
+	}
+	v := s.newView(c, "System", "system", d)
 	v.Error = c.QueryParam("error")
 	return s.render(c, http.StatusOK, "system", v)
 }
@@ -139,7 +172,7 @@ func (s *Server) pageRestore(c *echo.Context) error {
 	if err := s.restore(c); err != nil {
 		return formError(c, "/system", err)
 	}
-	return back(c, "/system", "Backup restored.")
+	return back(c, "/system", restoreStaged)
 }
 
 func (s *Server) pageSelfUpdate(c *echo.Context) error {
@@ -147,23 +180,6 @@ func (s *Server) pageSelfUpdate(c *echo.Context) error {
 		return formError(c, "/system", err)
 	}
 	return back(c, "/system", "Update installed; it runs after the next restart.")
-}
-
-type firmwareData struct {
-	Enabled bool
-	Images  []FirmwareImage
-}
-
-func (s *Server) pageFirmware(c *echo.Context) error {
-	d := firmwareData{Enabled: s.deps.Firmware != nil}
-	if d.Enabled {
-		imgs, err := s.deps.Firmware.List(c.Request().Context())
-		if err != nil {
-			return err
-		}
-		d.Images = imgs
-	}
-	return s.render(c, http.StatusOK, "firmware", s.newView(c, "Firmware", "firmware", d))
 }
 
 var _ = store.RoleAdmin

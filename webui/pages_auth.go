@@ -43,10 +43,10 @@ func (s *Server) pageSetupPost(c *echo.Context) error {
 		v.Error = msg
 		return s.render(c, code, "setup", v)
 	}
-	s.audit(c, "setup", u.Name)
 	if _, err := s.login(c, u); err != nil {
 		return err
 	}
+	s.audit(c, "setup", u.Name)
 	return back(c, "/", "Welcome, "+u.Name+". Enroll your first device to get started.")
 }
 

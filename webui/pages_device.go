@@ -17,6 +17,7 @@ type objectView struct {
 	ID        uint16
 	Name      string
 	Instances []instanceView
+	Open      bool // has a recent value: shown unfolded
 }
 
 type instanceView struct {
@@ -37,6 +38,7 @@ type resourceView struct {
 	Writable   bool
 	Executable bool
 	Numeric    bool
+	Confirm    string // a destructive execute: what to ask about
 }
 
 type devicePageData struct {
@@ -44,9 +46,11 @@ type devicePageData struct {
 	Status  string
 	Objects []objectView
 	Ops     []store.Operation
-	Events  []DeviceEvent
+	Events  eventsPanel
 	Logs    logView
 	Charts  []resourceView
+	// Destructive lists the executes the op form asks about.
+	Destructive string
 }
 
 // IPSO sensors (Smart Objects guideline) carry their unit as a value of
@@ -140,7 +144,12 @@ func (s *Server) objectTree(links string, latest []Reading) []objectView {
 				rp := ip.Append(rid)
 				rv := resourceView{Path: rp.Relative(), ID: rid, Name: "Resource " + rp.Relative(), Readable: true, Writable: true, Executable: true}
 				if m, ok := s.deps.Registry.Resource(oid, rid); ok {
-					rv.Name, rv.Units, rv.Type, rv.Ops = m.Name, m.Units, m.Type.String(), m.Operations.String()
+					rv.Name, rv.Units, rv.Type, rv.Ops = m.Name, unitLabel(m.Units), m.Type.String(), m.Operations.String()
+					if rv.Executable = m.Operations&lwm2m.OpExecute != 0; rv.Executable {
+						if what, ok := destructiveExecutes[[2]uint16{oid, rid}]; ok {
+							rv.Confirm = what
+						}
+					}
 					rv.Readable, rv.Writable, rv.Executable = m.Operations&lwm2m.OpRead != 0, m.Operations&lwm2m.OpWrite != 0, m.Operations&lwm2m.OpExecute != 0
 					switch m.Type {
 					case lwm2m.TypeInteger, lwm2m.TypeUnsigned, lwm2m.TypeFloat:
@@ -156,9 +165,9 @@ func (s *Server) objectTree(links string, latest []Reading) []objectView {
 					var parts []string
 					for _, r := range rs {
 						if r.Path.Len() == 4 {
-							parts = append(parts, r.Path.Relative()[len(rp.Relative())+1:]+": "+r.Value.Text())
+							parts = append(parts, r.Path.Relative()[len(rp.Relative())+1:]+": "+valueText(r.Value, rv.Type))
 						} else {
-							parts = append(parts, r.Value.Text())
+							parts = append(parts, valueText(r.Value, rv.Type))
 						}
 						if r.Time.After(rv.Time) {
 							rv.Time = r.Time
@@ -190,10 +199,12 @@ func (s *Server) devicePage(c *echo.Context) (devicePageData, error) {
 		return devicePageData{}, err
 	}
 	pd := devicePageData{Device: d, Status: s.status(d), Objects: s.objectTree(d.ObjectLinks, latest)}
+	openObjects(pd.Objects, s.now())
+	pd.Destructive = destructiveList(pd.Objects)
 	for _, o := range pd.Objects {
 		for _, in := range o.Instances {
 			for _, r := range in.Resources {
-				if r.Numeric && !r.Time.IsZero() {
+				if chartable(r, o.ID) {
 					pd.Charts = append(pd.Charts, r)
 				}
 			}
@@ -217,13 +228,17 @@ func (s *Server) pageDevice(c *echo.Context) error {
 			return err
 		}
 	}
-	if pd.Events, err = s.deps.Data.Events(ctx, pd.Device.Name, 20); err != nil {
+	evs, err := s.deps.Data.Events(ctx, pd.Device.Name, eventsFetch)
+	if err != nil {
 		return err
 	}
+	pd.Events = s.eventsPanel(c, evs)
 	if pd.Logs, err = s.buildLogView(c, pd.Device.Name, false); err != nil {
 		return err
 	}
-	return s.render(c, http.StatusOK, "device", s.newView(c, pd.Device.Name, "devices", pd))
+	v := s.newView(c, pd.Device.Name, "devices", pd)
+	v.Error = c.QueryParam("error")
+	return s.render(c, http.StatusOK, "device", v)
 }
 
 // objectsPartial carries what the objects fragment needs, including
@@ -263,11 +278,11 @@ func (s *Server) partialEvents(c *echo.Context) error {
 	if _, err := s.deps.Store.Endpoint(c.Request().Context(), ep); err != nil {
 		return err
 	}
-	evs, err := s.deps.Data.Events(c.Request().Context(), ep, 20)
+	evs, err := s.deps.Data.Events(c.Request().Context(), ep, eventsFetch)
 	if err != nil {
 		return err
 	}
-	return s.partial(c, "events", evs)
+	return s.partial(c, "events", s.eventsPanel(c, evs))
 }
 
 type opResult struct {

@@ -23,6 +23,8 @@ type deviceListData struct {
 	PrevURL   string
 	NextURL   string
 	Firmwares []string
+	// Refused are the names whose registrations were refused, newest first.
+	Refused []store.Refusal
 }
 
 // deviceList runs the list query for the page and its live refreshes.
@@ -65,6 +67,9 @@ func (s *Server) pageDevices(c *echo.Context) error {
 		return err
 	}
 	if d.Firmwares, err = s.deps.Store.FirmwareVersions(c.Request().Context()); err != nil {
+		return err
+	}
+	if d.Refused, err = s.deps.Store.Refusals(c.Request().Context(), 100); err != nil {
 		return err
 	}
 	return s.render(c, http.StatusOK, "devices", s.newView(c, "Devices", "devices", d))

@@ -79,8 +79,8 @@ func TestPageForms(t *testing.T) {
 			t.Fatalf("enroll %v: %d", f, res.StatusCode)
 		}
 	}
-	if res := oc.post("/enroll", url.Values{"endpoint": {"dev-e"}, "mode": {"x509"}}); res.StatusCode != 200 {
-		t.Fatalf("enroll x509: %d", res.StatusCode)
+	if res := oc.post("/enroll", url.Values{"endpoint": {"dev-e"}, "mode": {"x509"}}); res.StatusCode != 303 || !strings.HasPrefix(location(res), "/enroll/") {
+		t.Fatalf("enroll x509: %d %s", res.StatusCode, location(res))
 	}
 	if res := oc.post("/enroll", url.Values{"endpoint": {"dev-e"}, "mode": {"x509"}}); res.StatusCode != 409 {
 		t.Fatalf("enroll twice: %d", res.StatusCode)
@@ -160,7 +160,7 @@ func TestPageRestoreMultipartCSRF(t *testing.T) {
 	if res := send("wrong", "SQLite format 3\x00x"); res.StatusCode != 403 {
 		t.Fatalf("restore form with a wrong CSRF token: %d", res.StatusCode)
 	}
-	if res := send(a.csrf, "SQLite format 3\x00x"); res.StatusCode != 303 || !strings.Contains(location(res), "restored") || e.sys.restored == nil {
+	if res := send(a.csrf, "SQLite format 3\x00x"); res.StatusCode != 303 || !strings.Contains(location(res), "staged") || !strings.Contains(location(res), "restarts") || e.sys.restored == nil {
 		t.Fatalf("restore form: %d %s", res.StatusCode, location(res))
 	}
 	if res := send(a.csrf, "junk"); !strings.Contains(location(res), "not a FlowNexus backup") {

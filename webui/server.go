@@ -26,14 +26,16 @@ type Server struct {
 	version     string
 	started     time.Time
 
-	echo      *echo.Echo
-	pages     *pageSet
-	limiter   *limiter // failed logins per (user, address)
-	ipLimiter *limiter // failed logins per address, any user
-	metrics   *httpMetrics
-	enrolls   *enrollCache
-	setupMu   sync.Mutex
-	dummyHash string
+	echo        *echo.Echo
+	pages       *pageSet
+	limiter     *limiter // failed logins per (user, address)
+	ipLimiter   *limiter // failed logins per address, any user
+	nameLimiter *limiter // failed logins per user, any address: a short backoff
+	reveals     *revealCache
+	metrics     *httpMetrics
+	enrolls     *enrollCache
+	setupMu     sync.Mutex
+	dummyHash   string
 
 	httpLn, tlsLn net.Listener
 	addrMu        sync.Mutex
@@ -95,8 +97,10 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	s.started = s.now()
-	s.limiter = newLimiter(cfg.LoginFailures, cfg.LoginWindow, cfg.LoginLockout)
+	s.limiter = newLimiter(cfg.LoginFailures, cfg.LoginWindow, cfg.LoginLockout).withBackoff(cfg.LoginLockout / 15)
 	s.ipLimiter = newLimiter(4*cfg.LoginFailures, cfg.LoginWindow, cfg.LoginLockout)
+	s.nameLimiter = newLimiter(2*cfg.LoginFailures, cfg.LoginWindow, time.Minute).withBackoff(5 * time.Second)
+	s.reveals = newRevealCache(cfg.EnrollTTL)
 	s.enrolls = newEnrollCache(cfg.EnrollTTL)
 	h, err := HashPassword("timing-equaliser")
 	if err != nil {

@@ -119,6 +119,11 @@ type SystemInfo struct {
 	DiskFree  uint64
 	DiskTotal uint64
 	DBSize    uint64
+	// RestorePending: a verified backup waits for the next start.
+	RestorePending bool
+	// CanRestart: the appliance can restart itself (systemd brings it
+	// back); otherwise someone restarts it by hand.
+	CanRestart bool
 }
 
 // Port is one listener in use.
@@ -140,6 +145,9 @@ type Settings struct {
 	LogMaxMiB        int  `json:"logMaxMiB"`
 	LogAutoStart     bool `json:"logAutoStart"`
 	LogClass         int  `json:"logClass"`
+	// CompositeObjects are the sensor objects whose announced instances
+	// one composite observation covers at every registration (LwM2M 1.1+).
+	CompositeObjects []int `json:"compositeObjects"`
 }
 
 // FirmwareImage is one image in the library.
@@ -149,22 +157,62 @@ type FirmwareImage struct {
 	Version string    `json:"version"`
 	SHA256  string    `json:"sha256"`
 	Size    int64     `json:"size"`
+	Notes   string    `json:"notes,omitempty"`
+	Target  string    `json:"target,omitempty"`
 	Created time.Time `json:"created"`
+}
+
+// FirmwareMeta describes an uploaded image.
+type FirmwareMeta struct {
+	Version, Name, Notes, Target string
+}
+
+// DeployRequest is a deployment's devices and rollout policy (zero: the
+// appliance's defaults).
+type DeployRequest struct {
+	Endpoints []string `json:"endpoints"`
+	// CurrentVersion adds every device now reporting this firmware
+	// version (3/0/3): a group by filter.
+	CurrentVersion string `json:"currentVersion,omitempty"`
+	// MaxConcurrent devices under way at once; TimeoutSeconds per device
+	// step; FailureThreshold (0..1) halts the deployment when the failed
+	// share passes it.
+	MaxConcurrent    int     `json:"maxConcurrent"`
+	TimeoutSeconds   int     `json:"timeoutSeconds"`
+	FailureThreshold float64 `json:"failureThreshold"`
 }
 
 // Deployment is a rollout of an image to devices.
 type Deployment struct {
-	ID      string             `json:"id"`
-	Status  string             `json:"status"`
-	Devices []DeploymentDevice `json:"devices"`
+	ID               string             `json:"id"`
+	FirmwareID       string             `json:"firmwareId"`
+	Version          string             `json:"version"`
+	Status           string             `json:"status"`
+	Reason           string             `json:"reason,omitempty"`
+	Size             int64              `json:"size"`
+	MaxConcurrent    int                `json:"maxConcurrent"`
+	TimeoutSeconds   int                `json:"timeoutSeconds"`
+	FailureThreshold float64            `json:"failureThreshold"`
+	Counts           map[string]int     `json:"counts"`
+	Created          time.Time          `json:"created"`
+	Devices          []DeploymentDevice `json:"devices"`
 }
 
-// DeploymentDevice is one device's progress in a deployment.
+// DeploymentDevice is one device's progress in a deployment. Result is the
+// last Object 5 Update Result (5/0/5) and its meaning; Progress counts the
+// bytes of the image served to the device.
 type DeploymentDevice struct {
-	Endpoint string `json:"endpoint"`
-	State    string `json:"state"`
-	Result   string `json:"result,omitempty"`
-	Error    string `json:"error,omitempty"`
+	Deployment  string    `json:"deployment,omitempty"`
+	Version     string    `json:"version,omitempty"`
+	Endpoint    string    `json:"endpoint"`
+	State       string    `json:"state"`
+	Result      string    `json:"result,omitempty"`
+	ResultCode  int       `json:"resultCode"`
+	Error       string    `json:"error,omitempty"`
+	Method      string    `json:"method,omitempty"`
+	Progress    int64     `json:"progress"`
+	FromVersion string    `json:"fromVersion,omitempty"`
+	Updated     time.Time `json:"updated"`
 }
 
 // LiveEvent is one item of the live feed. Kind is "registered",
@@ -182,4 +230,8 @@ type LiveEvent struct {
 	Logs []logJSON `json:"logs,omitempty"`
 	// Skipped counts lines of the same commit left out of Logs.
 	Skipped int `json:"skipped,omitempty"`
+	// Deployment and Progress: kind "deployment", a device's state
+	// (Status) or download progress (bytes) in a firmware deployment.
+	Deployment int64 `json:"deployment,omitempty"`
+	Progress   int64 `json:"progress,omitempty"`
 }

@@ -10,13 +10,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m/client"
-	"github.com/flownexus/flownexus/lwm2m/coap"
-	"github.com/flownexus/flownexus/lwm2m/dtls"
 	"github.com/flownexus/flownexus/simulation"
 )
 
@@ -25,21 +24,46 @@ var errUsage = errors.New("usage")
 
 // options are the parsed command line.
 type options struct {
-	fleet       simulation.Config
-	pskPrefix   string
-	pskKey      []byte
+	fleet simulation.Config
+	// creds are the DTLS credentials: --psk-key and --psk-identity-prefix,
+	// --cert, --key and --ca, or a --bundle.
+	creds       simulation.Credentials
 	duration    time.Duration
 	logLevel    slog.Level
 	logJSON     bool
 	statsEvery  time.Duration
 	deviceDebug bool
+	ackLog      string
 }
+
+const about = `flownexus-sim: a fleet of simulated LwM2M devices (temperature sensors with
+the Device, Firmware and queue-mode behaviour of a Zephyr client) for trying
+and load-testing a FlowNexus appliance or any LwM2M server.
+
+  flownexus-sim --server coap://127.0.0.1:5683 --devices 20
+  flownexus-sim --bundle urn_imei_359000000000042-enrollment.zip   # a device enrolled in the wizard (PSK or certificate)
+  flownexus-sim --server coaps://127.0.0.1:5684 --endpoint urn:imei:1 --cert client.pem --key client-key.pem --ca ca.pem
+
+It runs until Ctrl-C (or --duration), then de-registers every device.
+
+flags:
+`
 
 // parseArgs reads the command line into a fleet configuration.
 func parseArgs(args []string, out io.Writer) (options, error) {
 	o := options{fleet: simulation.DefaultConfig()}
 	fs := flag.NewFlagSet("flownexus-sim", flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, about)
+		fs.PrintDefaults()
+	}
+	var (
+		bundle   = fs.String("bundle", "", "the enrollment wizard's zip bundle: one device with its name, server and credentials")
+		certFile = fs.String("cert", "", "device certificate (PEM) for a coaps:// server, with --key and --ca")
+		keyFile  = fs.String("key", "", "device private key (PEM)")
+		caFile   = fs.String("ca", "", "CA certificate (PEM) that signed the server's certificate (System → CA certificate)")
+	)
 	var (
 		lifetime    = fs.Int("lifetime", 300, "registration lifetime in seconds")
 		version     = fs.String("lwm2m-version", "1.1", "LwM2M version the devices speak: 1.0, 1.1 or 1.2")
@@ -48,7 +72,14 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		logLevel    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		seed        = fs.Uint64("seed", 1, "random seed; the same seed gives the same fleet")
 		coapTimeout = fs.Duration("ack-timeout", 2*time.Second, "CoAP ACK_TIMEOUT (RFC 7252 §4.8)")
+		fwProtos    = fs.String("fw-protocols", "0,1,2,3", "firmware download protocols the devices announce in 5/0/8: 0 CoAP, 1 CoAPS, 2 HTTP, 3 HTTPS")
+		fwFail      = map[string]*float64{}
 	)
+	fs.Int64Var(&o.fleet.Firmware.Delivery, "fw-delivery", 2, "firmware delivery the devices announce in 5/0/9: 0 pull, 1 push, 2 both")
+	fs.IntVar(&o.fleet.Firmware.BlockSize, "fw-block-size", 256, "Block2 size of firmware downloads, 16..1024 (Zephyr's CONFIG_LWM2M_COAP_BLOCK_SIZE)")
+	for _, m := range []string{simulation.FailIntegrity, simulation.FailStorage, simulation.FailConnection, simulation.FailUpdate} {
+		fwFail[m] = fs.Float64("fw-fail-"+m, 0, "share of devices (0..1) whose firmware update fails with "+m)
+	}
 	fs.StringVar(&o.fleet.Server, "server", o.fleet.Server, "LwM2M server URI, coap://host:port or coaps://host:port")
 	fs.IntVar(&o.fleet.Devices, "devices", o.fleet.Devices, "number of devices")
 	fs.StringVar(&o.fleet.EndpointPrefix, "endpoint-prefix", o.fleet.EndpointPrefix, "endpoint name prefix; devices are named prefix0000, prefix0001, …")
@@ -69,18 +100,21 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.fleet.LogSendEvery, "log-send-every", 0, "each device sends new log lines to /dp this often (0: never; the server observes LogData instead)")
 	fs.Float64Var(&o.fleet.TempMin, "temp-min", o.fleet.TempMin, "lowest simulated temperature, °C")
 	fs.Float64Var(&o.fleet.TempMax, "temp-max", o.fleet.TempMax, "highest simulated temperature, °C")
-	fs.StringVar(&o.pskPrefix, "psk-identity-prefix", "", "DTLS PSK identity = prefix + endpoint name")
+	fs.StringVar(&o.creds.PSKPrefix, "psk-identity-prefix", "", "DTLS PSK identity = prefix + endpoint name (leave empty for devices enrolled in the wizard: their identity is the endpoint name)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
 	fs.DurationVar(&o.statsEvery, "stats-every", 5*time.Second, "log fleet progress this often")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON instead of text")
 	fs.BoolVar(&o.deviceDebug, "device-logs", false, "log every device's client events too")
-	fs.BoolVar(&o.fleet.ConfirmableNotify, "confirmable", false, "notify with CON messages and report their acknowledgement latency (ack_p50, ack_p99)")
+	fs.StringVar(&o.ackLog, "ack-log", "", "append every reading the server acknowledged (CON notification ACKed, Send answered 2.04) to this file as JSON lines")
+	fs.BoolVar(&o.fleet.ConfirmableNotify, "confirmable", false, "send notifications as CON, so that each is acknowledged, and report their acknowledgement latency (ack_p50, ack_p99)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return o, errUsage
+			return o, flag.ErrHelp
 		}
 		return o, fmt.Errorf("%w: %w", errUsage, err)
 	}
+	serverSet := false
+	fs.Visit(func(f *flag.Flag) { serverSet = serverSet || f.Name == "server" })
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
@@ -108,20 +142,47 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	if o.fleet.Logs.BurstEvery < 0 || o.fleet.Logs.BurstLines < 0 || o.fleet.Logs.OversizeEvery < 0 || o.fleet.Logs.OversizeBytes < 0 || o.fleet.LogSendEvery < 0 {
 		return o, fmt.Errorf("%w: log options must not be negative", errUsage)
 	}
+	var err error
+	if o.fleet.Firmware.Protocols, err = parseProtocols(*fwProtos); err != nil {
+		return o, fmt.Errorf("%w: --fw-protocols: %w", errUsage, err)
+	}
+	o.fleet.FirmwareFailures = map[string]float64{}
+	for m, v := range fwFail {
+		if *v != 0 {
+			o.fleet.FirmwareFailures[m] = *v
+		}
+	}
 	cc := o.fleet.CoAP
 	cc.ACKTimeout = *coapTimeout
 	o.fleet.CoAP = cc
 	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return o, fmt.Errorf("%w: --log-level %q", errUsage, *logLevel)
 	}
-	addrs, err := parseSourceAddrs(*sources)
+	var addrs []netip.Addr
+	addrs, err = parseSourceAddrs(*sources)
 	if err != nil {
 		return o, fmt.Errorf("%w: --source-addrs: %w", errUsage, err)
 	}
 	o.fleet.SourceAddrs = addrs
 	if *pskKey != "" {
-		if o.pskKey, err = hex.DecodeString(*pskKey); err != nil || len(o.pskKey) == 0 {
+		if o.creds.PSK, err = hex.DecodeString(*pskKey); err != nil || len(o.creds.PSK) == 0 {
 			return o, fmt.Errorf("%w: --psk-key is not hex", errUsage)
+		}
+	}
+	if *certFile != "" || *keyFile != "" || *caFile != "" {
+		if err := loadCertFiles(&o, *certFile, *keyFile, *caFile); err != nil {
+			return o, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		if o.creds.PSK != nil {
+			return o, fmt.Errorf("%w: --psk-key and --cert exclude each other", errUsage)
+		}
+	}
+	if *bundle != "" {
+		if o.creds.PSK != nil || o.creds.CertPEM != nil || *endpoints != "" {
+			return o, fmt.Errorf("%w: --bundle brings the endpoint and credentials: leave out --endpoint, --psk-key and --cert", errUsage)
+		}
+		if err := applyBundle(&o, *bundle, serverSet); err != nil {
+			return o, fmt.Errorf("%w: --bundle: %w", errUsage, err)
 		}
 	}
 	u, err := url.Parse(o.fleet.Server)
@@ -130,17 +191,33 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	}
 	switch u.Scheme {
 	case "coap":
-		if o.pskKey != nil {
-			return o, fmt.Errorf("%w: --psk-key needs a coaps:// server", errUsage)
+		if o.creds.PSK != nil || o.creds.CertPEM != nil {
+			return o, fmt.Errorf("%w: --psk-key and --cert need a coaps:// server", errUsage)
 		}
 	case "coaps":
-		if o.pskKey == nil {
-			return o, fmt.Errorf("%w: a coaps:// server needs --psk-key (and usually --psk-identity-prefix)", errUsage)
+		if o.creds.PSK == nil && o.creds.CertPEM == nil {
+			return o, fmt.Errorf("%w: a coaps:// server needs credentials: --bundle FILE (from the enrollment wizard), --psk-key HEX (the identity is the endpoint name, as the wizard provisions it; --psk-identity-prefix only for fleets provisioned with one), or --cert, --key and --ca", errUsage)
 		}
 	default:
 		return o, fmt.Errorf("%w: --server scheme %q (want coap or coaps)", errUsage, u.Scheme)
 	}
 	return o, nil
+}
+
+// parseProtocols reads "0,1,2" (Object 5 resource 8 values).
+func parseProtocols(s string) ([]int64, error) {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || n < 0 || n > 5 {
+			return nil, fmt.Errorf("%q is not a protocol number 0..5", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // parseSourceAddrs reads "127.0.0.1-127.0.0.8" or "127.0.0.1,127.0.0.5".
@@ -186,10 +263,11 @@ func parseSourceAddrs(s string) ([]netip.Addr, error) {
 // run parses the command line, builds the fleet and runs it.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	o, err := parseArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // --help: the usage is printed, and asking for it is no error
+	}
 	if err != nil {
-		if err != errUsage { // a bare errUsage is -h: flag printed the help
-			fmt.Fprintln(stderr, "flownexus-sim:", err)
-		}
+		fmt.Fprintln(stderr, "flownexus-sim:", err)
 		return err
 	}
 	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel})
@@ -197,10 +275,25 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel})
 	}
 	log := slog.New(h)
-	if o.pskKey != nil {
-		o.fleet.Dial = pskDialer(o)
+	if o.creds.PSK != nil || o.creds.CertPEM != nil {
+		if o.fleet.Dial, err = simulation.DTLSDialer(o.fleet.Server, o.creds, log); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		// A coaps:// firmware download opens its own session with the
+		// device's credentials, as Zephyr's pull client does.
+		if o.fleet.Firmware.Dial, err = simulation.DTLSDialerTo(o.creds, log); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
 	}
 	opts := []simulation.Option{simulation.WithLogger(log)}
+	if o.ackLog != "" {
+		f, err := os.OpenFile(o.ackLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--ack-log: %w", err)
+		}
+		defer f.Close()
+		opts = append(opts, simulation.WithAckLog(simulation.NewAckLog(f)))
+	}
 	if !o.deviceDebug {
 		opts = append(opts, simulation.WithDeviceLog(slog.New(slog.DiscardHandler)))
 	}
@@ -247,21 +340,4 @@ func logStats(log *slog.Logger, s simulation.Stats) {
 		"registrations", s.Registrations, "updates", s.Updates, "notifications", s.Notifications,
 		"sends", s.Sends, "failures", s.Failures, "sleep_periods", s.SleepPeriods,
 		"acks", s.Ack.Count, "ack_p50", s.Ack.P50, "ack_p99", s.Ack.P99, "ack_max", s.Ack.Max)
-}
-
-// pskDialer makes each device's DTLS session (lwm2m/dtls) with identity
-// prefix + endpoint name and the shared key.
-func pskDialer(o options) simulation.DialFunc {
-	host := strings.TrimPrefix(o.fleet.Server, "coaps://")
-	host = strings.TrimSuffix(host, "/")
-	if !strings.Contains(host, ":") || strings.HasSuffix(host, "]") {
-		host += ":" + strconv.Itoa(5684)
-	}
-	return func(ctx context.Context, endpoint, _ string) (coap.Transport, coap.Peer, error) {
-		c, err := dtls.Dial(ctx, host, dtls.ClientConfig{PSKIdentity: o.pskPrefix + endpoint, PSK: o.pskKey})
-		if err != nil {
-			return nil, coap.Peer{}, err
-		}
-		return c, c.Peer(), nil
-	}
 }

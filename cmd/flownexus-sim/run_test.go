@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/server"
+	"github.com/flownexus/flownexus/simulation"
 )
 
 // TestParseArgsRefusals: every bad flag is a usage error with a message.
@@ -29,6 +32,8 @@ func TestParseArgsRefusals(t *testing.T) {
 		{"--log-level", "loud"},
 		{"--log-format", "7"},
 		{"--log-burst-every", "-1"},
+		{"--fw-protocols", "0,9"},
+		{"--fw-protocols", "x"},
 		{"extra"},
 	} {
 		var out bytes.Buffer
@@ -43,6 +48,30 @@ func TestParseArgsRefusals(t *testing.T) {
 	addrs, err := parseSourceAddrs("127.0.0.1-127.0.0.3, 127.0.0.9")
 	if err != nil || len(addrs) != 4 || addrs[2].String() != "127.0.0.3" {
 		t.Fatalf("source addrs %v %v", addrs, err)
+	}
+}
+
+func TestParseFirmwareFlags(t *testing.T) {
+	var out bytes.Buffer
+	o, err := parseArgs([]string{"--fw-protocols", "0,2", "--fw-delivery", "1", "--fw-block-size", "1024", "--fw-fail-integrity", "0.1", "--fw-fail-update", "0.05"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := o.fleet.Firmware
+	if len(fw.Protocols) != 2 || fw.Protocols[1] != 2 || fw.Delivery != 1 || fw.BlockSize != 1024 ||
+		o.fleet.FirmwareFailures["integrity"] != 0.1 || o.fleet.FirmwareFailures["update"] != 0.05 || len(o.fleet.FirmwareFailures) != 2 {
+		t.Fatalf("firmware options %+v %v", fw, o.fleet.FirmwareFailures)
+	}
+	// Shares are checked by the fleet: over 1 in total, or a block size
+	// that is no power of two, fail the start with a message.
+	for _, args := range [][]string{
+		{"--fw-fail-integrity", "0.7", "--fw-fail-storage", "0.7", "--duration", "1ms"},
+		{"--fw-block-size", "100", "--duration", "1ms"},
+	} {
+		out.Reset()
+		if err := run(context.Background(), args, &out); err == nil {
+			t.Errorf("%q: no error", args)
+		}
 	}
 }
 
@@ -157,5 +186,39 @@ func TestParseConfirmable(t *testing.T) {
 		if err != nil || o.fleet.ConfirmableNotify != tc.want {
 			t.Fatalf("%q: ConfirmableNotify %v, %v", tc.args, o.fleet.ConfirmableNotify, err)
 		}
+	}
+}
+
+// TestRunAckLog: --ack-log keeps every reading the server acknowledged,
+// one JSON line each, readable with simulation.ReadAckLog.
+func TestRunAckLog(t *testing.T) {
+	_, tr := startTestServer(t)
+	path := filepath.Join(t.TempDir(), "acked.jsonl")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--server", "coap://" + tr.LocalAddr().String(),
+		"--endpoint", "ack-a", "--start-spread", "10ms", "--send-every", "100ms", "--confirmable",
+		"--ack-log", path, "--duration", "5s"}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	acked, err := simulation.ReadAckLog(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acked) == 0 {
+		t.Fatalf("nothing acknowledged in 5 s of Sends; log:\n%s", out.String())
+	}
+	for _, a := range acked {
+		if a.Endpoint != "ack-a" || a.Value == "" || a.TimeMS == 0 {
+			t.Fatalf("entry %+v", a)
+		}
+	}
+	var bad bytes.Buffer
+	if err := run(context.Background(), []string{"--ack-log", filepath.Join(t.TempDir(), "no", "such", "dir", "x")}, &bad); err == nil {
+		t.Fatal("an unwritable --ack-log was accepted")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/flownexus/flownexus/appliance"
 )
@@ -59,6 +61,80 @@ func cmdUser(ctx context.Context, args []string, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "user %s created with role %s in %s\n", u.Name, u.Role, cfg.DatabasePath())
 	return nil
+}
+
+// cmdToken is `flownexus token create <name> --role R [--expires D] |
+// token list | token revoke <name>` (../shared/API.md).
+func cmdToken(ctx context.Context, args []string, e env) error {
+	const syntax = "flownexus token create <name> --role admin|operator|viewer [--expires never|90d|12h|2027-01-31] | token list | token revoke <name>"
+	if len(args) == 0 {
+		return usageErr("token: %s", syntax)
+	}
+	sub := args[0]
+	fs := newFlagSet("token "+sub, e)
+	var cf configFlags
+	cf.register(fs)
+	role := fs.String("role", "", "admin, operator or viewer (create)")
+	expires := fs.String("expires", "never", "never, a duration (90d, 12h) or a date (create)")
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"create": 1, "list": 0, "revoke": 1}
+	n, ok := want[sub]
+	if !ok {
+		return usageErr("token: unknown subcommand %q: %s", sub, syntax)
+	}
+	if len(pos) != n {
+		return usageErr("token %s takes %d name(s), got %d: %s", sub, n, len(pos), syntax)
+	}
+	cfg, _, err := cf.load()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	switch sub {
+	case "create":
+		if *role == "" {
+			return usageErr("token create: --role admin|operator|viewer is required")
+		}
+		t, err := appliance.CreateToken(ctx, cfg, pos[0], *role, *expires)
+		if err != nil {
+			return err
+		}
+		exp := "never"
+		if !t.Expires.IsZero() {
+			exp = t.Expires.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(e.stderr, "token %s created with role %s, expires %s; it is shown only now:\n", t.Name, t.Role, exp)
+		fmt.Fprintln(e.stdout, t.Secret)
+	case "list":
+		ts, err := appliance.ListTokens(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tROLE\tEXPIRES\tLAST USED\tCREATED BY")
+		for _, t := range ts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, orNever(t.Expires), orNever(t.LastUsed), t.CreatedBy)
+		}
+		return tw.Flush()
+	case "revoke":
+		if err := appliance.RevokeToken(ctx, cfg, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "token %s revoked\n", pos[0])
+	}
+	return nil
+}
+
+func orNever(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func cmdBackup(ctx context.Context, args []string, e env) error {

@@ -1,7 +1,7 @@
 // Command flownexus is the FlowNexus appliance: an offline LwM2M
 // device-management server with its own web UI, run by systemd.
 //
-// Subcommands: serve, user add, backup, restore, update-helper, version.
+// Subcommands: serve, user add, token, firmware add, backup, restore, update-helper, version.
 // See flownexus(1) and docs/operations.md.
 package main
 
@@ -15,13 +15,18 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/flownexus/flownexus/appliance"
 )
 
-// exit codes: 0 success, 1 the command failed, 2 the command line is wrong.
+// exit codes: 0 success, 1 the command failed, 2 the command line is wrong,
+// 75 (EX_TEMPFAIL) serve stopped for a restart an admin asked for, which
+// systemd's Restart=on-failure carries out.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK      = 0
+	exitFail    = 1
+	exitUsage   = 2
+	exitRestart = 75
 )
 
 func main() {
@@ -51,6 +56,11 @@ commands:
                           run the appliance (or only check the configuration)
   user add <name> --role admin|operator|viewer [--config FILE] [--data-dir DIR]
                           create a user; the password is read from stdin
+  token create <name> --role admin|operator|viewer [--expires never|90d|12h|DATE]
+  token list | token revoke <name>
+                          long-lived API tokens (Authorization: Bearer <token>)
+  firmware add <file> --version V [--name N] [--config FILE] [--data-dir DIR]
+                          add a firmware image to the library
   backup --out FILE [--config FILE] [--data-dir DIR]
                           write a backup archive (database, PKI, firmware)
   restore --in FILE [--force] [--config FILE] [--data-dir DIR]
@@ -71,6 +81,10 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdServe(ctx, args[1:], e)
 	case "user":
 		err = cmdUser(ctx, args[1:], e)
+	case "token":
+		err = cmdToken(ctx, args[1:], e)
+	case "firmware":
+		err = cmdFirmware(ctx, args[1:], e)
 	case "backup":
 		err = cmdBackup(ctx, args[1:], e)
 	case "restore":
@@ -93,6 +107,9 @@ func run(ctx context.Context, args []string, e env) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.Is(err, appliance.ErrRestart):
+		fmt.Fprintln(e.stderr, "flownexus: stopped for a restart; systemd starts it again")
+		return exitRestart
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(e.stderr, "flownexus: %s\n", oneLine(err))
 		return exitUsage

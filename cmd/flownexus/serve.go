@@ -105,6 +105,11 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	opts := []appliance.Option{appliance.WithLogger(log)}
+	if appliance.UnderSystemd(e.getenv) {
+		// systemd's Restart=on-failure starts us again after a restart
+		// an admin asked for in the web UI.
+		opts = append(opts, appliance.WithSelfRestart())
+	}
 	if len(sockets.Listeners) > 0 || len(sockets.PacketConns) > 0 {
 		opts = append(opts, appliance.WithListeners(sockets.Listeners, sockets.PacketConns))
 	}

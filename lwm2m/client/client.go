@@ -165,6 +165,12 @@ type Event struct {
 	// (EventNotified of a CON notification that was acknowledged); 0
 	// otherwise. Load tools take their acknowledgement latency from it.
 	Latency time.Duration
+	// Acked are the readings the server acknowledged: those of a
+	// confirmable notification whose empty ACK came back (EventNotified),
+	// or of a Send answered 2.04 (EventSent); nil otherwise. A simulator
+	// keeps them to check, after a server crash, that everything
+	// acknowledged was stored.
+	Acked []lwm2m.Record
 }
 
 // Stats are a client's counters.
@@ -305,14 +311,16 @@ func (c *Client) objectsChanged() {
 	c.TriggerUpdate()
 }
 
-func (c *Client) event(k EventKind, err error) { c.eventLatency(k, err, 0) }
+func (c *Client) event(k EventKind, err error) { c.eventWith(k, err, 0, nil) }
 
-func (c *Client) eventLatency(k EventKind, err error, latency time.Duration) {
+// eventWith reports an event with how long a CON notification waited for
+// its ACK and the readings the server acknowledged.
+func (c *Client) eventWith(k EventKind, err error, latency time.Duration, acked []lwm2m.Record) {
 	if c.events == nil {
 		return
 	}
 	loc, _ := c.Location()
-	c.events(Event{Kind: k, Endpoint: c.cfg.Endpoint, Location: loc, Err: err, Latency: latency})
+	c.events(Event{Kind: k, Endpoint: c.cfg.Endpoint, Location: loc, Err: err, Latency: latency, Acked: acked})
 }
 
 // preferredFormat is the ct of the registration's root link.

@@ -106,7 +106,11 @@ func (c *Client) emit(o *Observation, recs []lwm2m.Record, con bool) {
 		case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, coap.ErrClosed):
 			c.log.Debug("notification failed", "err", err)
 		}
-		c.eventLatency(EventNotified, err, latency)
+		var acked []lwm2m.Record
+		if err == nil {
+			acked = recs
+		}
+		c.eventWith(EventNotified, err, latency, acked)
 	}()
 }
 

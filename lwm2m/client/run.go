@@ -384,7 +384,7 @@ func (c *Client) SendRecords(ctx context.Context, recs []lwm2m.Record) error {
 		return err
 	}
 	c.stats.sends.Add(1)
-	c.event(EventSent, nil)
+	c.eventWith(EventSent, nil, 0, recs)
 	return nil
 }
 

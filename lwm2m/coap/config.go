@@ -34,15 +34,32 @@ type Config struct {
 	BlockSize int
 	// MaxBodySize bounds a body reassembled from blocks, in both directions.
 	MaxBodySize int
+	// MaxDedup bounds the remembered message ids (§4.5). Each is kept
+	// EXCHANGE_LIFETIME; a flood from many source addresses would keep
+	// millions, so past this the oldest are forgotten early (counted as
+	// DedupEvicted). About 200 bytes each.
+	MaxDedup int
 	// MaxBlockTransfers bounds concurrently reassembled Block1 bodies.
 	MaxBlockTransfers int
 	// Workers is the number of handler goroutines. A peer's requests and
-	// notifications always go to the same worker, so they are handled in
-	// arrival order; different peers are handled in parallel.
+	// notifications are handled one at a time, in arrival order; different
+	// peers in parallel, taking turns under overload (round-robin across
+	// peers, so no peer is served more than another for where its address
+	// hashes to).
 	Workers int
-	// QueueLength bounds each worker's queue. When it is full, confirmable
-	// requests get 5.03 and other messages are dropped (counted).
+	// QueueLength bounds the work queued for the workers, per worker (the
+	// endpoint queues at most Workers × QueueLength jobs). When it is
+	// full, confirmable requests get 5.03 and other messages are dropped
+	// (counted as Overloaded).
 	QueueLength int
+	// PeerQueueLength bounds the jobs queued for one peer, so that one
+	// peer cannot fill the endpoint's queue; over it, the same 5.03.
+	PeerQueueLength int
+	// MaxWaiting bounds the outgoing requests waiting for one of a peer's
+	// NSTART slots. A request over it fails at once with ErrPeerBusy
+	// (counted as PeerBusy) instead of waiting: a device that does not
+	// answer must not collect an unbounded queue of callers.
+	MaxWaiting int
 	// PeerRate and PeerBurst rate-limit datagrams per peer (a token bucket)
 	// so that a flood from one peer cannot starve the others. PeerRate 0
 	// disables the limit.
@@ -52,6 +69,15 @@ type Config struct {
 	// peers are dropped (counted as rate-limited) until idle ones are
 	// forgotten, so spoofed source addresses cannot exhaust memory.
 	MaxPeers int
+	// AmplificationFactor bounds what is sent to a peer whose address is
+	// not verified (RFC 7252 §11.3): a response is at most this many times
+	// the size of its request — a large body goes in smaller Block2
+	// blocks, a diagnostic is cut. A peer is verified once it has answered a
+	// message sent to it (its ACK, RST or response proves it receives at
+	// that address), or when the application calls Verify; DTLS peers
+	// always are (the handshake's cookie exchange did it). Negative turns
+	// the limit off.
+	AmplificationFactor int
 	// PeerIdle is how long per-peer state (rate limit, message id counter)
 	// is kept after the last datagram.
 	PeerIdle time.Duration
@@ -70,12 +96,17 @@ func DefaultConfig() Config {
 		BlockSize:         1024,
 		MaxBodySize:       4 << 20,
 		MaxBlockTransfers: 4096,
+		MaxDedup:          1 << 19,
 		Workers:           8,
 		QueueLength:       256,
+		PeerQueueLength:   64,
+		MaxWaiting:        64,
 		PeerRate:          1000,
 		PeerBurst:         2000,
 		MaxPeers:          200000,
 		PeerIdle:          5 * time.Minute,
+
+		AmplificationFactor: 3,
 	}
 }
 
@@ -123,6 +154,9 @@ func (c Config) normalized() Config {
 	if c.MaxBodySize <= 0 {
 		c.MaxBodySize = d.MaxBodySize
 	}
+	if c.MaxDedup <= 0 {
+		c.MaxDedup = d.MaxDedup
+	}
 	if c.MaxBlockTransfers <= 0 {
 		c.MaxBlockTransfers = d.MaxBlockTransfers
 	}
@@ -132,11 +166,20 @@ func (c Config) normalized() Config {
 	if c.QueueLength <= 0 {
 		c.QueueLength = d.QueueLength
 	}
+	if c.PeerQueueLength <= 0 {
+		c.PeerQueueLength = d.PeerQueueLength
+	}
+	if c.MaxWaiting <= 0 {
+		c.MaxWaiting = d.MaxWaiting
+	}
 	if c.PeerBurst <= 0 {
 		c.PeerBurst = d.PeerBurst
 	}
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = d.MaxPeers
+	}
+	if c.AmplificationFactor == 0 {
+		c.AmplificationFactor = d.AmplificationFactor
 	}
 	if c.PeerIdle <= 0 {
 		c.PeerIdle = d.PeerIdle

@@ -20,17 +20,35 @@ type dedupItem struct {
 // entries live equally long, so insertion order is expiry order: a FIFO
 // gives expiry without ever scanning the cache (go-coap's UDP server scans
 // its whole response cache on every packet).
+//
+// It holds at most max entries: under a flood from many (spoofed) source
+// addresses the oldest are forgotten early (evicted counts them), so a
+// retransmission older than that could run its handler twice — better
+// than memory growing with the flood for EXCHANGE_LIFETIME.
 type dedupCache struct {
-	m    map[midKey]*dedupEntry
-	fifo []dedupItem
-	head int
+	m       map[midKey]*dedupEntry
+	fifo    []dedupItem
+	head    int
+	max     int
+	evicted uint64
 }
 
-func newDedupCache() dedupCache { return dedupCache{m: make(map[midKey]*dedupEntry)} }
+func newDedupCache(max int) dedupCache {
+	return dedupCache{m: make(map[midKey]*dedupEntry), max: max}
+}
 
 func (c *dedupCache) get(k midKey) *dedupEntry { return c.m[k] }
 
 func (c *dedupCache) add(k midKey, expires int64) *dedupEntry {
+	for len(c.m) >= c.max && c.head < len(c.fifo) {
+		it := c.fifo[c.head]
+		c.fifo[c.head] = dedupItem{}
+		c.head++
+		if d := c.m[it.key]; d != nil && d.expires == it.expires {
+			delete(c.m, it.key)
+			c.evicted++
+		}
+	}
 	d := &dedupEntry{expires: expires}
 	c.m[k] = d
 	c.fifo = append(c.fifo, dedupItem{key: k, expires: expires})
@@ -48,6 +66,11 @@ func (c *dedupCache) expire(now int64) {
 			delete(c.m, it.key)
 		}
 	}
+	c.compact()
+}
+
+// compact drops the consumed head of the FIFO once it is most of it.
+func (c *dedupCache) compact() {
 	if c.head > 1024 && c.head*2 > len(c.fifo) {
 		n := copy(c.fifo, c.fifo[c.head:])
 		clear(c.fifo[n:])

@@ -5,7 +5,6 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
-	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -28,7 +27,6 @@ type Endpoint struct {
 	cfg     Config
 	log     *slog.Logger
 	onReset func(Peer, []byte)
-	seed    maphash.Seed
 
 	ctx    context.Context // set by Run; handlers get it
 	cancel context.CancelFunc
@@ -43,7 +41,8 @@ type Endpoint struct {
 	block1    map[block1Key]*block1State
 	rng       *rand.Rand
 	lastSweep int64
-	shards    []chan job
+	waiting   int // outgoing requests waiting for an NSTART slot
+	queue     *fairQueue
 	workers   sync.WaitGroup
 
 	stats counters
@@ -67,15 +66,14 @@ func NewEndpoint(t Transport, h Handler, cfg Config, opts ...EndpointOption) *En
 		h:      h,
 		cfg:    cfg.normalized(),
 		log:    slog.New(slog.DiscardHandler),
-		seed:   maphash.MakeSeed(),
 		peers:  make(map[PeerKey]*peerState),
 		out:    make(map[midKey]*exchange),
 		tokens: make(map[string]*exchange),
 		obs:    make(map[string]*Observation),
-		dedup:  newDedupCache(),
 		block1: make(map[block1Key]*block1State),
 		rng:    rand.New(rand.NewChaCha8(seed)),
 	}
+	e.dedup = newDedupCache(e.cfg.MaxDedup)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(e)
@@ -83,10 +81,7 @@ func NewEndpoint(t Transport, h Handler, cfg Config, opts ...EndpointOption) *En
 	if e.h == nil {
 		e.h = HandlerFunc(func(context.Context, *Request) *Response { return ErrorResponse(NotFound, "no handler") })
 	}
-	e.shards = make([]chan job, e.cfg.Workers)
-	for i := range e.shards {
-		e.shards[i] = make(chan job, e.cfg.QueueLength)
-	}
+	e.queue = newFairQueue(e.cfg.Workers*e.cfg.QueueLength, e.cfg.PeerQueueLength)
 	return e
 }
 
@@ -104,9 +99,9 @@ func (e *Endpoint) LocalAddr() net.Addr { return e.t.LocalAddr() }
 // fails every pending exchange with ErrClosed and waits for its workers. It
 // returns nil when stopped through ctx.
 func (e *Endpoint) Run(ctx context.Context) error {
-	for i := range e.shards {
+	for range e.cfg.Workers {
 		e.workers.Add(1)
-		go e.work(e.shards[i])
+		go e.work()
 	}
 	stop := context.AfterFunc(ctx, func() { _ = e.t.Close() })
 	defer stop()
@@ -193,14 +188,13 @@ func (e *Endpoint) shutdown() {
 		}
 		p.waiters = nil
 	}
+	e.waiting = 0
 	e.mu.Unlock()
 	for _, x := range pending {
 		e.finish(x, nil, ErrClosed)
 	}
 	e.cancel()
-	for _, s := range e.shards {
-		close(s)
-	}
+	e.queue.close()
 	e.workers.Wait()
 }
 
@@ -291,26 +285,27 @@ type job struct {
 	fn    func()       // generic work
 }
 
-// dispatch queues work for the peer's worker; false when the queue is full.
+// dispatch queues work for the workers; false when the peer's queue or
+// the endpoint's is full (counted as overloaded).
 func (e *Endpoint) dispatch(j job) bool {
-	i := int(maphash.Comparable(e.seed, j.peer.Key()) % uint64(len(e.shards)))
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return false
-	}
-	select {
-	case e.shards[i] <- j:
+	switch e.queue.push(j.peer.Key(), j) {
+	case accepted:
 		return true
-	default:
-		e.stats.overloaded.Add(1)
+	case refusedClosed:
 		return false
 	}
+	e.stats.overloaded.Add(1)
+	return false
 }
 
-func (e *Endpoint) work(q chan job) {
+// work runs queued jobs, a peer's one at a time, until the queue closes.
+func (e *Endpoint) work() {
 	defer e.workers.Done()
-	for j := range q {
+	for {
+		j, p, ok := e.queue.pop()
+		if !ok {
+			return
+		}
 		switch {
 		case j.fn != nil:
 			j.fn()
@@ -319,5 +314,6 @@ func (e *Endpoint) work(q chan job) {
 		default:
 			e.serve(j)
 		}
+		e.queue.done(p)
 	}
 }

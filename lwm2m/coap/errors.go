@@ -19,6 +19,9 @@ var (
 	// between blocks, blocks came out of order, or it grew past
 	// MaxBodySize).
 	ErrBlockTransfer = errors.New("coap: block-wise transfer failed")
+	// ErrPeerBusy: Config.MaxWaiting requests already wait for the peer
+	// (NSTART, RFC 7252 §4.7); the request was not sent.
+	ErrPeerBusy = errors.New("coap: too many requests waiting for the peer")
 	// ErrNotObserved: the peer answered an observe request without an
 	// Observe option, so no observation was established (RFC 7641 §3.1).
 	ErrNotObserved = errors.New("coap: observation not established")

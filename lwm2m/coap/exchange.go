@@ -321,6 +321,7 @@ func (e *Endpoint) receiveAckRst(m *Message, from Peer) {
 	}
 	delete(e.out, mk)
 	x.acked = true
+	e.verifiedLocked(mk.peer)
 	if x.timer != nil {
 		x.timer.Stop()
 	}
@@ -399,6 +400,7 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 		return
 	}
 	if x := e.tokens[string(m.Token)]; x != nil && x.key == k {
+		e.verifiedLocked(k)
 		d := e.dedup.add(mk, ns+e.cfg.exchangeLifetime().Nanoseconds())
 		d.done = true
 		var ack []byte

@@ -2,6 +2,7 @@ package coap
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -9,12 +10,13 @@ import (
 // rate limit, the message id counter (message ids are per endpoint pair,
 // RFC 7252 §4.4) and the NSTART slots (§4.7). No goroutine, no timer.
 type peerState struct {
-	tokens  float64
-	last    int64 // unix nanos of the last bucket refill
-	seen    int64 // unix nanos of the last datagram in either direction
-	mid     uint16
-	active  int             // outstanding interactions (NSTART)
-	waiters []chan struct{} // requests waiting for a slot, FIFO
+	tokens   float64
+	last     int64 // unix nanos of the last bucket refill
+	seen     int64 // unix nanos of the last datagram in either direction
+	mid      uint16
+	active   int             // outstanding interactions (NSTART)
+	waiters  []chan struct{} // requests waiting for a slot, FIFO
+	verified bool            // it answered a message sent to it (RFC 7252 §11.3)
 }
 
 // peerLocked returns (creating) the state of a peer; e.mu is held.
@@ -73,8 +75,14 @@ func (e *Endpoint) acquire(ctx context.Context, k PeerKey) error {
 		e.mu.Unlock()
 		return nil
 	}
+	if len(p.waiters) >= e.cfg.MaxWaiting {
+		e.mu.Unlock()
+		e.stats.peerBusy.Add(1)
+		return fmt.Errorf("%w: %d waiting", ErrPeerBusy, e.cfg.MaxWaiting)
+	}
 	w := make(chan struct{})
 	p.waiters = append(p.waiters, w)
+	e.waiting++
 	e.mu.Unlock()
 	select {
 	case <-w:
@@ -90,6 +98,7 @@ func (e *Endpoint) acquire(ctx context.Context, k PeerKey) error {
 		for i, x := range p.waiters {
 			if x == w {
 				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+				e.waiting--
 				e.mu.Unlock()
 				return ctx.Err()
 			}
@@ -112,6 +121,7 @@ func (e *Endpoint) release(k PeerKey) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		e.waiting--
 		close(w)
 		return
 	}
@@ -144,5 +154,36 @@ func (e *Endpoint) sweep(now time.Time) {
 		if ns > b.expires {
 			delete(e.block1, k)
 		}
+	}
+}
+
+// Verify marks a peer's address as verified (RFC 7252 §11.3): responses to
+// it are no longer held to AmplificationFactor. The endpoint verifies a
+// peer by itself once the peer answers a message sent to it; an
+// application calls Verify when the peer proved it receives at its
+// address otherwise — an LwM2M Update naming the registration id the
+// server sent there, for example.
+func (e *Endpoint) Verify(p Peer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.peerLocked(p.Key(), time.Now().UnixNano()).verified = true
+}
+
+// verified reports whether responses to p may be larger than its requests.
+func (e *Endpoint) verified(p Peer) bool {
+	if p.Secure() || e.cfg.AmplificationFactor < 0 {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.peers[p.Key()]
+	return st != nil && st.verified
+}
+
+// verifiedLocked records that a peer answered what was sent to it; e.mu is
+// held.
+func (e *Endpoint) verifiedLocked(k PeerKey) {
+	if st := e.peers[k]; st != nil {
+		st.verified = true
 	}
 }

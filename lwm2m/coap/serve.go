@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // block1Key identifies a Block1 transfer: the peer and the request's method
@@ -197,9 +198,14 @@ func (e *Endpoint) respond(j job, resp *Response) {
 	if asked {
 		num, szx = b2.Num, min(szx, b2.SZX)
 	}
-	m, err := e.block2(m, resp, num, szx, asked)
+	base := m
+	m, err := e.block2(cloneShallow(base), resp, num, szx, asked)
 	if err != nil {
 		m = &Message{Code: BadOption, Token: req.Token, Payload: []byte(err.Error())}
+	}
+	verified := e.verified(j.peer)
+	if !verified {
+		m = e.fitUnverified(req, base, m, resp, num, szx)
 	}
 	e.mu.Lock()
 	separate := d.emptyAck
@@ -266,4 +272,57 @@ func (e *Endpoint) block2(m *Message, resp *Response, num uint32, szx uint8, ask
 		m.SetOption(ETag, h.Sum(nil))
 	}
 	return m, nil
+}
+
+// minAnswer is what an unverified peer may always get, whatever the size
+// of its request: an error code with a short diagnostic, a 16-byte block.
+const minAnswer = 64
+
+// fitUnverified keeps a response to a peer whose address is not verified
+// within AmplificationFactor times its request (RFC 7252 §11.3: no
+// responses to unverified sources "significantly larger than the
+// request"): a body goes in smaller Block2 blocks, which the peer then
+// asks for one by one (RFC 7959 §2.4 lets the server pick a smaller block
+// size than asked, the block number scaled to the same offset), and an
+// error's diagnostic is cut. base is the response before block2 cut it.
+func (e *Endpoint) fitUnverified(req, base, m *Message, resp *Response, num uint32, szx uint8) *Message {
+	limit := max(e.cfg.AmplificationFactor*req.size(), minAnswer)
+	if m.size() <= limit {
+		return m
+	}
+	e.stats.trimmed.Add(1)
+	if !m.Code.IsSuccess() {
+		cut := cloneShallow(m)
+		room := max(limit-(m.size()-len(m.Payload)), 0)
+		cut.Payload = truncateUTF8(m.Payload, room)
+		return cut
+	}
+	if len(resp.Payload) == 0 && resp.Body == nil {
+		return m
+	}
+	off := int64(num) << (szx + 4)
+	smallest := m
+	for s := int(szx) - 1; s >= 0; s-- {
+		b, err := e.block2(cloneShallow(base), resp, uint32(off>>(s+4)), uint8(s), true)
+		if err != nil {
+			return m
+		}
+		smallest = b
+		if b.size() <= limit {
+			break
+		}
+	}
+	return smallest
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character
+// (a diagnostic payload is UTF-8, RFC 7252 §5.5.2).
+func truncateUTF8(s []byte, n int) []byte {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -5,7 +5,7 @@ import "sync/atomic"
 type counters struct {
 	received, sent, requests, notifications, duplicates, retransmissions,
 	timeouts, resets, rejected, rateLimited, malformed, overloaded,
-	staleNotifications, writeErrors atomic.Uint64
+	staleNotifications, writeErrors, peerBusy, trimmed atomic.Uint64
 }
 
 // Stats are an endpoint's counters since it was created, for /metrics.
@@ -24,7 +24,12 @@ type Stats struct {
 	Overloaded         uint64 // work refused because a queue was full, or consumer errors
 	StaleNotifications uint64 // notifications older than the last one (RFC 7641 §3.4)
 	WriteErrors        uint64
+	PeerBusy           uint64 // outgoing requests refused: MaxWaiting already waited for the peer
+	Trimmed            uint64 // responses cut to AmplificationFactor for an unverified peer
+	DedupEvicted       uint64 // message ids forgotten early, MaxDedup being reached
 	// Gauges.
+	Queued       int // jobs waiting for a worker
+	Waiting      int // outgoing requests waiting for an NSTART slot
 	Peers        int // peers with state
 	Exchanges    int // messages awaiting ACK/RST
 	Pending      int // requests awaiting a response
@@ -41,9 +46,13 @@ func (e *Endpoint) Stats() Stats {
 		Resets: e.stats.resets.Load(), Rejected: e.stats.rejected.Load(), RateLimited: e.stats.rateLimited.Load(),
 		Malformed: e.stats.malformed.Load(), Overloaded: e.stats.overloaded.Load(),
 		StaleNotifications: e.stats.staleNotifications.Load(), WriteErrors: e.stats.writeErrors.Load(),
+		PeerBusy: e.stats.peerBusy.Load(), Trimmed: e.stats.trimmed.Load(),
 	}
 	e.mu.Lock()
+	s.DedupEvicted = e.dedup.evicted
 	s.Peers, s.Exchanges, s.Pending, s.Observations, s.Dedup = len(e.peers), len(e.out), len(e.tokens), len(e.obs), e.dedup.len()
+	s.Waiting = e.waiting
 	e.mu.Unlock()
+	s.Queued = e.queue.len()
 	return s
 }

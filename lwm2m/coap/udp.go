@@ -11,13 +11,16 @@ import (
 // "coap://" scheme). With a fixed remote (DialUDP) it only talks to that
 // peer and drops datagrams from anyone else.
 type udpTransport struct {
-	conn   *net.UDPConn
-	remote netip.AddrPort // zero for a listener
+	conn       *net.UDPConn
+	remote     netip.AddrPort // zero for a listener
+	readBuffer int            // receive buffer granted, bytes (0: unknown)
 }
 
 // ListenUDP opens a UDP socket on addr ("127.0.0.1:5683", ":0", "[::1]:0")
-// serving any number of peers.
-func ListenUDP(addr string) (Transport, error) {
+// serving any number of peers, with a receive buffer of DefaultReadBuffer
+// unless WithReadBuffer says otherwise (ReadBuffer tells what the kernel
+// granted).
+func ListenUDP(addr string, opts ...UDPOption) (Transport, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coap: listen %q: %w", addr, err)
@@ -26,12 +29,18 @@ func ListenUDP(addr string) (Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coap: listen %q: %w", addr, err)
 	}
-	return &udpTransport{conn: c}, nil
+	return NewUDPTransport(c, opts...), nil
 }
 
 // NewUDPTransport wraps an already open socket (for example one handed over
-// by systemd socket activation).
-func NewUDPTransport(c *net.UDPConn) Transport { return &udpTransport{conn: c} }
+// by systemd socket activation), sizing its receive buffer like ListenUDP.
+// A buffer the kernel refuses is not an error: ReadBuffer reports what it
+// granted.
+func NewUDPTransport(c *net.UDPConn, opts ...UDPOption) Transport {
+	o := udpOpts(opts)
+	got, _ := SetReadBuffer(c, o.readBuffer)
+	return &udpTransport{conn: c, readBuffer: got}
+}
 
 // DialUDP opens a client-side socket bound to local (may be "" or
 // "127.0.0.2:0" to pick a source address) that talks to the server at

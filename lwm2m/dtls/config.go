@@ -71,6 +71,10 @@ type Config struct {
 	SessionFile string
 	// MTU is passed to pion for handshake fragmentation.
 	MTU int
+	// ReadBuffer is the UDP receive buffer to ask for, in bytes
+	// (DefaultConfig: coap.DefaultReadBuffer; 0 keeps the kernel's
+	// default; see coap.SetReadBuffer).
+	ReadBuffer int
 	// Logger receives handshake failures and session events.
 	Logger *slog.Logger
 	// OnEvent, when set, is called (synchronously, keep it short) on each
@@ -122,6 +126,7 @@ func DefaultConfig() Config {
 		MaxSessions:      200_000,
 		MaxHandshakes:    1024,
 		MTU:              1280,
+		ReadBuffer:       coap.DefaultReadBuffer,
 	}
 }
 
@@ -154,6 +159,7 @@ func (c *Config) normalise() error {
 	if c.MTU <= 0 {
 		c.MTU = d.MTU
 	}
+
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -13,7 +13,7 @@ func FuzzImportSessions(f *testing.F) {
 	f.Add([]byte("FNXDTLS1\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x01\x07\x7f\x00\x00\x01\x13\x88\x01x\x02ab"))
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s := &Server{byID: map[uint64]*session{}, byAddr: map[netip.AddrPort]*session{}, byIdentity: map[string]*session{}}
+		s := &Server{byID: map[uint64]*session{}, byAddr: map[netip.AddrPort]*session{}, byIdentity: map[string]*session{}, older: map[string]*session{}}
 		s.cfg.SessionLifetime = 1 << 62
 		s.cfg.MaxSessions = 1 << 20
 		n, err := s.ImportSessions(bytes.NewReader(b))

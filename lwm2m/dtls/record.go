@@ -12,6 +12,7 @@ const (
 	contentCID       = 25 // tls12_cid, RFC 9146 §4
 
 	handshakeClientHello = 1
+	handshakeServerHello = 2
 
 	recordHeaderLen = 13 // type(1) version(2) epoch(2) sequence(6) length(2)
 
@@ -75,6 +76,16 @@ func isClientHello(b []byte) bool {
 		return false
 	}
 	return b[h.headerLen] == handshakeClientHello
+}
+
+// isServerHello reports whether the first record of b is an epoch-0
+// handshake record carrying a ServerHello.
+func isServerHello(b []byte) bool {
+	h, err := parseRecordHeader(b)
+	if err != nil || h.contentType != contentHandshake || h.epoch != 0 || h.length < 1 {
+		return false
+	}
+	return b[h.headerLen] == handshakeServerHello
 }
 
 // fixClientHelloVersions rewrites, in place, the record-layer version of

@@ -109,6 +109,8 @@ func FuzzRecordParsing(f *testing.F) {
 		record(contentHandshake, 0xfe00, 0, handshakeClientHello, 40),
 		append(record(contentHandshake, 0xfe00, 0, handshakeClientHello, 4), record(contentHandshake, 0x0000, 0, handshakeClientHello, 3)...),
 		record(contentAppData, 0xfefd, 1, 0, 30),
+		record(contentHandshake, 0xfefd, 0, handshakeServerHello, 40),
+		record(contentHandshake, 0xfefd, 1, handshakeServerHello, 40),
 		cidRecord(42, 16),
 		{0x40, 0x01, 0x12, 0x34},
 		{},
@@ -123,6 +125,9 @@ func FuzzRecordParsing(f *testing.F) {
 			}
 		}
 		hello := isClientHello(b)
+		if isServerHello(b) && (hello || err != nil || h.epoch != 0) {
+			t.Fatalf("ServerHello classification of % x", b)
+		}
 		fixed := append([]byte(nil), b...)
 		changed := fixClientHelloVersions(fixed)
 		if changed && !hello && !bytes.Equal(fixed[:1], b[:1]) {

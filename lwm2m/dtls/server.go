@@ -36,11 +36,20 @@ type Server struct {
 	log  *slog.Logger
 	base pion.Config
 
-	mu          sync.Mutex
-	byID        map[uint64]*session
-	byAddr      map[netip.AddrPort]*session
-	byIdentity  map[string]*session
+	mu         sync.Mutex
+	byID       map[uint64]*session
+	byAddr     map[netip.AddrPort]*session
+	byIdentity map[string]*session
+	// older is each identity's previous session, kept while the newest
+	// lives: Zephyr's firmware pull client opens a second session with
+	// the device's own credentials for the download (Object 5 Package
+	// URI), which must not end the LwM2M session.
+	older       map[string]*session
 	handshaking int
+	// halfOpen lists handshakes in the order they started, for
+	// admitHelloLocked to evict the oldest unverified one; entries that
+	// got past the cookie exchange or ended are skipped and dropped.
+	halfOpen []*session
 
 	inbound   chan inbound
 	ctx       context.Context // cancelled by Close
@@ -49,7 +58,8 @@ type Server struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
-	stats serverStats
+	stats      serverStats
+	readBuffer int // receive buffer the kernel granted, bytes
 }
 
 type inbound struct {
@@ -67,10 +77,13 @@ type Stats struct {
 	Parked           uint64
 	Resumed          uint64
 	Dropped          uint64 // datagrams dropped because a session's queue was full
+	// Evicted counts handshakes ended before the client returned the
+	// cookie, to make room for a new ClientHello (admitHelloLocked).
+	Evicted uint64
 }
 
 type serverStats struct {
-	handshakesOK, handshakesFailed, parked, resumed, dropped atomic.Uint64
+	handshakesOK, handshakesFailed, parked, resumed, dropped, evicted atomic.Uint64
 }
 
 // Listen opens a UDP socket on addr ("127.0.0.1:5684") and returns a Server
@@ -79,11 +92,6 @@ func Listen(addr string, cfg Config) (*Server, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dtls: listen %s: %w", addr, err)
-	}
-	if uc, ok := pc.(*net.UDPConn); ok {
-		// Bursts of handshakes (a fleet reconnecting after an outage)
-		// overflow the default buffer; the kernel caps this at rmem_max.
-		_ = uc.SetReadBuffer(4 << 20)
 	}
 	s, err := New(pc, cfg)
 	if err != nil {
@@ -106,10 +114,17 @@ func New(sock net.PacketConn, cfg Config) (*Server, error) {
 		byID:       make(map[uint64]*session),
 		byAddr:     make(map[netip.AddrPort]*session),
 		byIdentity: make(map[string]*session),
+		older:      make(map[string]*session),
 		inbound:    make(chan inbound, 1024),
 		done:       make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if uc, ok := sock.(*net.UDPConn); ok {
+		// Bursts of handshakes (a fleet reconnecting after an outage)
+		// overflow the kernel's default buffer. What was granted is
+		// reported by ReadBuffer; less than asked is not an error.
+		s.readBuffer, _ = coap.SetReadBuffer(uc, cfg.ReadBuffer)
+	}
 	s.base = pion.Config{
 		CipherSuites:         cfg.CipherSuites,
 		ExtendedMasterSecret: pion.RequestExtendedMasterSecret,
@@ -241,7 +256,7 @@ func (s *Server) dispatch(b []byte, from netip.AddrPort) {
 // the same address must not tear down the old association before the client
 // proves it is there).
 func (s *Server) newSessionLocked(addr netip.AddrPort, old *session) *session {
-	if s.handshaking >= s.cfg.MaxHandshakes || len(s.byID) >= s.cfg.MaxSessions || s.ctx.Err() != nil {
+	if len(s.byID) >= s.cfg.MaxSessions || s.ctx.Err() != nil || !s.admitHelloLocked() {
 		return nil
 	}
 	id := s.newIDLocked()
@@ -273,6 +288,7 @@ func (s *Server) newSessionLocked(addr netip.AddrPort, old *session) *session {
 	s.byID[id] = sess
 	s.byAddr[addr] = sess
 	s.handshaking++
+	s.trackHalfOpenLocked(sess)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -304,11 +320,16 @@ func (s *Server) established(sess *session, identity string) {
 			evict = append(evict, old)
 		}
 	}
-	// One association per identity: a device that handshakes again
-	// (reboot, lost state) replaces its old session, which bounds memory
-	// and leaves no stale session that could still be written to.
+	// At most two associations per identity: a device that handshakes
+	// again (reboot, lost state, a firmware download's own session) keeps
+	// its previous session and loses the one before, which bounds memory
+	// and leaves at most one stale session, never written to by the
+	// LwM2M server (requests follow the registration's session).
 	if prev, ok := s.byIdentity[identity]; ok && prev != sess {
-		evict = append(evict, prev)
+		if old := s.older[identity]; old != nil && old != sess && old != prev {
+			evict = append(evict, old)
+		}
+		s.older[identity] = prev
 	}
 	s.byIdentity[identity] = sess
 	for _, e := range evict {
@@ -332,6 +353,7 @@ func (s *Server) emit(kind EventKind, p coap.Peer, err error) {
 // failed is called when a handshake did not complete.
 func (s *Server) failed(sess *session, err error) {
 	s.stats.handshakesFailed.Add(1)
+	evicted := sess.evicted.Load()
 	s.mu.Lock()
 	s.handshaking--
 	s.forgetLocked(sess)
@@ -342,7 +364,7 @@ func (s *Server) failed(sess *session, err error) {
 	}
 	s.mu.Unlock()
 	sess.close()
-	if !errors.Is(err, net.ErrClosed) {
+	if !errors.Is(err, net.ErrClosed) && !evicted {
 		sess.mu.Lock()
 		offered := sess.offered
 		sess.mu.Unlock()
@@ -368,6 +390,12 @@ func (s *Server) forgetLocked(sess *session) {
 	}
 	if id := sess.ident(); id != "" && s.byIdentity[id] == sess {
 		delete(s.byIdentity, id)
+		if o := s.older[id]; o != nil {
+			s.byIdentity[id] = o
+			delete(s.older, id)
+		}
+	} else if id != "" && s.older[id] == sess {
+		delete(s.older, id)
 	}
 }
 
@@ -423,6 +451,10 @@ func (s *Server) WriteTo(b []byte, to coap.Peer) error {
 	}
 	return sess.write(b)
 }
+
+// ReadBuffer is the UDP receive buffer the kernel granted, in bytes (0
+// when unknown).
+func (s *Server) ReadBuffer() int { return s.readBuffer }
 
 // LocalAddr is the UDP address the server listens on.
 func (s *Server) LocalAddr() net.Addr { return s.sock.LocalAddr() }
@@ -484,6 +516,7 @@ func (s *Server) Stats() Stats {
 	st.Parked = s.stats.parked.Load()
 	st.Resumed = s.stats.resumed.Load()
 	st.Dropped = s.stats.dropped.Load()
+	st.Evicted = s.stats.evicted.Load()
 	return st
 }
 
@@ -610,3 +643,58 @@ func (nopConn) LocalAddr() net.Addr                       { return &net.UDPAddr{
 func (nopConn) SetDeadline(time.Time) error               { return nil }
 func (nopConn) SetReadDeadline(time.Time) error           { return nil }
 func (nopConn) SetWriteDeadline(time.Time) error          { return nil }
+
+// admitHelloLocked makes room for a new handshake; s.mu is held. Under
+// MaxHandshakes it admits at once. At the limit it ends the oldest
+// handshake whose client has not returned the HelloVerifyRequest cookie:
+// a spoofed source never does, a real client does within a round trip
+// (RFC 6347 §4.2.1), so a flood of forged ClientHellos only displaces
+// other forged ones and real devices still get through. pion keeps the
+// cookie state, so a handshake exists from the first ClientHello on; this
+// bounds how many and how long. Handshakes past the cookie are never
+// evicted; with MaxHandshakes of them in progress new ones are refused
+// (the client retransmits). Evicted ones finish closing on their own
+// goroutine, so up to twice MaxHandshakes may exist for a moment.
+func (s *Server) admitHelloLocked() bool {
+	if s.handshaking < s.cfg.MaxHandshakes {
+		return true
+	}
+	if s.handshaking >= 2*s.cfg.MaxHandshakes {
+		return false
+	}
+	for len(s.halfOpen) > 0 {
+		old := s.halfOpen[0]
+		s.halfOpen[0] = nil
+		s.halfOpen = s.halfOpen[1:]
+		if !old.awaitingCookie() || s.byID[old.id] != old {
+			continue // past the cookie, or already gone
+		}
+		old.evicted.Store(true)
+		s.forgetLocked(old)
+		s.stats.evicted.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			old.close()
+		}()
+		return true
+	}
+	return false
+}
+
+// trackHalfOpenLocked remembers a new handshake for eviction, dropping
+// from the list those past the cookie or gone once it has grown to twice
+// the handshakes allowed (so it stays bounded without a scan per hello).
+func (s *Server) trackHalfOpenLocked(sess *session) {
+	if len(s.halfOpen) >= 2*s.cfg.MaxHandshakes {
+		keep := s.halfOpen[:0]
+		for _, h := range s.halfOpen {
+			if h.awaitingCookie() && s.byID[h.id] == h {
+				keep = append(keep, h)
+			}
+		}
+		clear(s.halfOpen[len(keep):])
+		s.halfOpen = keep
+	}
+	s.halfOpen = append(s.halfOpen, sess)
+}

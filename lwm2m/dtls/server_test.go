@@ -288,6 +288,9 @@ func TestSleepingDeviceResumesOnNewPort(t *testing.T) {
 	}
 }
 
+// TestNewHandshakeReplacesSameIdentity: an identity keeps its two newest
+// sessions (the LwM2M session and, for example, a firmware download's own
+// session); a third handshake ends the oldest.
 func TestNewHandshakeReplacesSameIdentity(t *testing.T) {
 	srv := pskServer(t)
 	addr := srv.LocalAddr().String()
@@ -300,10 +303,22 @@ func TestNewHandshakeReplacesSameIdentity(t *testing.T) {
 	if p1.Session == p2.Session {
 		t.Fatal("two handshakes share a session")
 	}
-	if err := srv.WriteTo([]byte("x"), p1); !errors.Is(err, ErrNoSession) {
-		t.Fatalf("write to replaced session: %v", err)
+	if err := srv.WriteTo([]byte("x"), p1); err != nil {
+		t.Fatalf("write to the first of two sessions: %v", err)
 	}
-	if st := srv.Stats(); st.Sessions != 1 {
+	if st := srv.Stats(); st.Sessions != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	c3 := dial(t, addr, ClientConfig{PSKIdentity: "dev-1", PSK: devKey})
+	roundTrip(t, c3, "c")
+	<-srv.peers
+	if err := srv.WriteTo([]byte("x"), p1); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("write to the replaced oldest session: %v", err)
+	}
+	if err := srv.WriteTo([]byte("x"), p2); err != nil {
+		t.Fatalf("write to the previous session: %v", err)
+	}
+	if st := srv.Stats(); st.Sessions != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }

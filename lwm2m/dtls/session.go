@@ -31,6 +31,7 @@ type session struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last datagram either way
 	created    int64        // unix nanoseconds
 	received   atomic.Uint32
+	evicted    atomic.Bool // ended by admitHelloLocked before the cookie came back
 
 	mu          sync.Mutex
 	addr        netip.AddrPort
@@ -52,6 +53,15 @@ func (s *session) isEstablished() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.established
+}
+
+// awaitingCookie reports a handshake whose client has not yet returned
+// the HelloVerifyRequest cookie: not established, not closed, and pion has
+// sent no ServerHello.
+func (s *session) awaitingCookie() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.established && s.vc != nil && !s.vc.verified.Load()
 }
 
 func (s *session) isLive() bool {

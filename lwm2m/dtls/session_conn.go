@@ -38,6 +38,10 @@ type sessionConn struct {
 	// to, once set, is where writes go instead of pion's remote address:
 	// the session's address, which follows the device (RFC 9146 §6).
 	to atomic.Pointer[netip.AddrPort]
+	// verified is set once pion sends its ServerHello: it only does
+	// after the client returned the HelloVerifyRequest's cookie, which
+	// proves the client receives at its address (RFC 6347 §4.2.1).
+	verified atomic.Bool
 }
 
 // sessionQueue is the number of datagrams a session buffers between the
@@ -92,6 +96,9 @@ func (c *sessionConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	if to := c.to.Load(); to != nil {
 		addr = net.UDPAddrFromAddrPort(*to)
+	}
+	if !c.verified.Load() && isServerHello(b) {
+		c.verified.Store(true)
 	}
 	return c.sock.WriteTo(b, addr)
 }

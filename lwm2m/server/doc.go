@@ -17,6 +17,11 @@
 // Device requests take the endpoint name, wait for a queue-mode device to
 // wake (until ctx ends) and fail with ErrNotRegistered, ErrTimeout or a
 // *ResponseError wrapping ErrNotFound, ErrMethodNotAllowed ….
+// A request belongs to the registration it was sent to: when that ends
+// (new Register, De-register, expiry, eviction) it is cancelled, in flight
+// or queued, with ErrRegistrationEnded; ForRegistration keeps a caller's
+// follow-up work from reaching a later registration. At most
+// coap.Config.MaxWaiting requests queue for one device (ErrDeviceBusy).
 //
 // Registrations and observations can outlive the process: a Persister
 // (WithPersister) is told of every change, and Restore gives them back at

@@ -33,6 +33,14 @@ var (
 	ErrTimeout = errors.New("device did not answer in time")
 	// ErrNotRegistered: no current registration for the endpoint.
 	ErrNotRegistered = errors.New("endpoint not registered")
+	// ErrRegistrationEnded: the registration a request was made for ended
+	// (replaced by a new Register, de-registered, expired or evicted)
+	// before the request completed, or before it was sent. It wraps
+	// ErrNotRegistered: the device has forgotten what was asked of it.
+	ErrRegistrationEnded = fmt.Errorf("registration ended: %w", ErrNotRegistered)
+	// ErrDeviceBusy: too many requests already wait for the device
+	// (coap.Config.MaxWaiting); the request was not sent.
+	ErrDeviceBusy = errors.New("too many requests waiting for the device")
 	// ErrReset: the device rejected the request with RST.
 	ErrReset = errors.New("device reset the exchange")
 	// ErrDecode: the device's payload could not be decoded.
@@ -119,6 +127,8 @@ func transportErr(ep string, err error) error {
 		return fmt.Errorf("server: %s: %w", ep, ErrReset)
 	case errors.Is(err, coap.ErrClosed):
 		return fmt.Errorf("server: %s: %w", ep, ErrClosed)
+	case errors.Is(err, coap.ErrPeerBusy):
+		return fmt.Errorf("server: %s: %w: %w", ep, ErrDeviceBusy, err)
 	}
 	return fmt.Errorf("server: %s: %w", ep, err)
 }

@@ -71,11 +71,16 @@ func (s *Server) observe(ctx context.Context, endpoint string, m *coap.Message, 
 	m.Token = tok[:]
 	o.ID = hex.EncodeToString(tok[:])
 	s.st.requests.Add(1)
-	co, resp, err := t.ep.Observe(ctx, t.peer, m, func(n *coap.Notification) error {
+	bctx, bcancel := s.bind(ctx, reg)
+	defer bcancel()
+	co, resp, err := t.ep.Observe(bctx, t.peer, m, func(n *coap.Notification) error {
 		return s.notified(reg, o, base, n)
 	})
 	if err != nil && resp == nil {
 		s.st.requestErrors.Add(1)
+		if e := endedErr(bctx, endpoint); e != nil {
+			return nil, nil, e
+		}
 		return nil, nil, transportErr(endpoint, err)
 	}
 	s.wakeUp(reg)
@@ -218,9 +223,14 @@ func (s *Server) CancelObservation(ctx context.Context, o *Observation, proactiv
 		return err
 	}
 	s.st.requests.Add(1)
+	ctx, bcancel := s.bind(ctx, t.reg)
+	defer bcancel()
 	resp, err := c.Cancel(ctx)
 	if err != nil {
 		s.st.requestErrors.Add(1)
+		if e := endedErr(ctx, o.Endpoint); e != nil {
+			return e
+		}
 		return transportErr(o.Endpoint, err)
 	}
 	s.wakeUp(t.reg)

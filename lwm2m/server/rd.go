@@ -76,6 +76,7 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 	snap.QueueMode = p.q || strings.Contains(snap.Binding, "Q")
 	snap.ExpiresAt = now.Add(snap.Lifetime)
 	check := snap
+	defer s.settled(s.registering(snap.ID))
 	if err := s.h.Registered(ctx, &check); err != nil {
 		s.st.refused.Add(1)
 		s.log.Info("registration refused", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)
@@ -209,6 +210,9 @@ func (s *Server) update(ctx context.Context, r *coap.Request, id string) *coap.R
 	} else {
 		s.persist.SaveRegistration(snap)
 	}
+	// The registration id was sent only to the device's address: naming
+	// it proves the sender receives there (RFC 7252 §11.3).
+	r.Endpoint.Verify(r.Peer)
 	s.h.Updated(ctx, snap)
 	resp = coap.NewResponse(coap.Changed)
 	resp.Then = func() { s.wakeUp(reg) }
@@ -265,6 +269,7 @@ func (s *Server) Evict(ctx context.Context, endpoint string) bool {
 // caller to forget outside the lock; s.mu is held.
 func (s *Server) removeLocked(reg *registration) []*Observation {
 	reg.finished = true
+	reg.endLocked()
 	if s.byID[reg.snap.ID] == reg {
 		delete(s.byID, reg.snap.ID)
 	}

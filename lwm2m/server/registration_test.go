@@ -352,3 +352,33 @@ func TestDuplicateMessageID(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+// TestExpiryIgnoresWallClockSteps: a registration expires by the
+// monotonic clock, so setting the wall clock forward (or back) neither
+// expires a healthy registration early nor keeps a dead one. The expiry
+// timer is a time.AfterFunc, and the re-check in expire is time.Until of
+// ExpiresAt: both are monotonic only while ExpiresAt keeps the monotonic
+// reading that time.Now gives it. Stripping it (UTC, Round(0), a value
+// read back from storage) would make expiry follow the wall clock; this
+// test keeps that from happening unnoticed.
+func TestExpiryIgnoresWallClockSteps(t *testing.T) {
+	rec := newRecorder()
+	s, addr := testServer(t, testConfig(), rec)
+	d := newDevice(t, addr)
+	d.register("steady")
+	rec.next(t, "registered")
+	if resp := d.req(coap.POST, d.loc, []string{"lt=3600"}, nil); resp.Code != coap.Changed {
+		t.Fatalf("update: %s", resp.Code)
+	}
+	rec.next(t, "updated")
+	s.mu.Lock()
+	reg := s.byEP["steady"]
+	times := map[string]time.Time{"RegisteredAt": reg.snap.RegisteredAt, "LastUpdate": reg.snap.LastUpdate, "ExpiresAt": reg.snap.ExpiresAt}
+	s.mu.Unlock()
+	for name, v := range times {
+		// time.Time.String shows the monotonic reading as "m=±…".
+		if !strings.Contains(v.String(), " m=") {
+			t.Errorf("%s = %v has no monotonic reading: expiry would follow wall-clock steps", name, v)
+		}
+	}
+}

@@ -35,6 +35,10 @@ func (s *Server) awaitTarget(ctx context.Context, endpoint string) (target, erro
 			s.mu.Unlock()
 			return target{}, fmt.Errorf("server: %s: %w", endpoint, ErrNotRegistered)
 		}
+		if id, ok := boundTo(ctx); ok && reg.snap.ID != id {
+			s.mu.Unlock()
+			return target{}, fmt.Errorf("server: %s: registration %s: %w", endpoint, id, ErrRegistrationEnded)
+		}
 		// A request woken by an uplink goes at once, however short the
 		// window: the device has just shown it is listening. A restored
 		// registration not yet bound to a transport waits for its
@@ -97,9 +101,14 @@ func (s *Server) Request(ctx context.Context, endpoint string, m *coap.Message) 
 // queue-mode device's awake window.
 func (s *Server) do(ctx context.Context, endpoint string, t target, m *coap.Message) (*coap.Message, error) {
 	s.st.requests.Add(1)
+	ctx, cancel := s.bind(ctx, t.reg)
+	defer cancel()
 	resp, err := t.ep.Do(ctx, t.peer, m)
 	if err != nil {
 		s.st.requestErrors.Add(1)
+		if e := endedErr(ctx, endpoint); e != nil {
+			return nil, e
+		}
 		return nil, transportErr(endpoint, err)
 	}
 	s.wakeUp(t.reg)

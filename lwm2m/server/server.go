@@ -34,6 +34,10 @@ type Server struct {
 	routes []route
 	eps    map[*coap.Endpoint]struct{}
 	queued int // requests waiting for a queue-mode device
+	// pending holds the ids of Registers being handled (accepted by
+	// the Handler, not stored yet), for AwaitRegistration; the channel
+	// closes once the Register is stored or refused.
+	pending map[string]chan struct{}
 
 	// awake is Config.AwakeWindow, changeable while running.
 	awake atomic.Int64
@@ -69,6 +73,10 @@ type registration struct {
 	wake     chan struct{}           // closed and replaced on every uplink
 	timer    *time.Timer             // expiry
 	finished bool
+	// ctx ends with the registration; requests to the device are bound
+	// to it (regctx.go). Made on first use; guarded by Server.mu.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 // New returns a server; start it with Serve.
@@ -98,6 +106,7 @@ func New(cfg Config, opts ...Option) *Server {
 		byID:    make(map[string]*registration),
 		byEP:    make(map[string]*registration),
 		byPeer:  make(map[coap.PeerKey]*registration),
+		pending: make(map[string]chan struct{}),
 		eps:     make(map[*coap.Endpoint]struct{}),
 	}
 	for _, o := range opts {
@@ -305,6 +314,11 @@ func (s *Server) Stats() Stats {
 		a.Overloaded += c.Overloaded
 		a.StaleNotifications += c.StaleNotifications
 		a.WriteErrors += c.WriteErrors
+		a.PeerBusy += c.PeerBusy
+		a.Trimmed += c.Trimmed
+		a.DedupEvicted += c.DedupEvicted
+		a.Queued += c.Queued
+		a.Waiting += c.Waiting
 		a.Peers += c.Peers
 		a.Exchanges += c.Exchanges
 		a.Pending += c.Pending

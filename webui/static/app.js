@@ -47,6 +47,7 @@
     es.onerror = function () { if (live) live.classList.remove("on"); body.dataset.sse = "error"; };
     var device = function (m) {
       var ev = JSON.parse(m.data);
+      if (ev.kind !== "unregistered") touchLastSeen(ev);
       fire("fxdevice", ev);
       if (pageEndpoint === ev.endpoint) updateStatus(ev);
       enrollSeen(ev);
@@ -54,14 +55,29 @@
     ["registered", "updated", "unregistered"].forEach(function (k) { es.addEventListener(k, device); });
     es.addEventListener("value", function (m) {
       var ev = JSON.parse(m.data);
+      touchLastSeen(ev);
       if (pageEndpoint === ev.endpoint) {
         fire("fxvalue", ev);
         chartAppend(ev);
       }
     });
+    es.addEventListener("deployment", function (m) { fire("fxdeployment", JSON.parse(m.data)); });
     es.addEventListener("operation", function (m) {
       var ev = JSON.parse(m.data);
       if (pageEndpoint === ev.endpoint) fire("fxop", ev);
+    });
+  }
+
+  // "Last seen" follows what arrives, in the device list and the device
+  // page header (the server's value is the same: the newest uplink).
+  function touchLastSeen(ev) {
+    if (!ev.endpoint || !ev.time) return;
+    var cells = [];
+    document.querySelectorAll("td.lastseen").forEach(function (td) { if (td.dataset.endpoint === ev.endpoint) cells.push(td); });
+    if (pageEndpoint === ev.endpoint) { var h = document.getElementById("dev-lastseen"); if (h) cells.push(h); }
+    var t = when(ev.time).replace(/Z$/, "") + "Z";
+    cells.forEach(function (c) {
+      if (!c.dataset.t || c.dataset.t < ev.time) { c.dataset.t = ev.time; c.textContent = t; }
     });
   }
 
@@ -118,8 +134,54 @@
     document.getElementById("op-path").value = btn.dataset.path;
     if (btn.dataset.op === "write") { document.getElementById("op-value").focus(); return; }
     if (btn.dataset.op === "write-attributes") { form.querySelector('input[name="pmin"]').focus(); return; }
-    if (btn.dataset.op === "execute") { document.getElementById("op-args").focus(); }
+    if (btn.dataset.op === "execute") {
+      // Arguments first, then Send; a destructive one asks (opConfirm).
+      opConfirm();
+      var args = document.getElementById("op-args");
+      args.focus();
+      return;
+    }
     form.requestSubmit();
+  });
+
+  // Executes marked destructive (data-destructive="3/0/4=Reboot;…") ask
+  // before they go, however the form was filled: htmx reads hx-confirm
+  // when it sends.
+  function opConfirm() {
+    var form = document.getElementById("op-form");
+    if (!form) return;
+    var type = document.getElementById("op-type").value;
+    var path = document.getElementById("op-path").value.trim().replace(/^\/+/, "");
+    var what = null;
+    (form.dataset.destructive || "").split(";").forEach(function (kv) {
+      var i = kv.indexOf("=");
+      if (i > 0 && kv.slice(0, i) === path) what = kv.slice(i + 1);
+    });
+    if (type === "execute" && what) {
+      form.setAttribute("hx-confirm", what + " (" + path + ") on " + form.dataset.endpoint + "? This cannot be undone.");
+    } else {
+      form.removeAttribute("hx-confirm");
+    }
+    var send = form.querySelector('button[type="submit"]');
+    if (send) send.textContent = type === "execute" ? "Execute" : "Send";
+  }
+  ["op-type", "op-path"].forEach(function (id) {
+    var el = document.getElementById(id);
+    if (el) { el.addEventListener("input", opConfirm); el.addEventListener("change", opConfirm); }
+  });
+
+  // The object tree refreshes with new values; objects a user opened or
+  // closed stay so.
+  var folded = {};
+  document.addEventListener("click", function (e) {
+    var sm = e.target.closest && e.target.closest("details.object[data-object] > summary");
+    if (sm) folded[sm.parentElement.dataset.object] = !sm.parentElement.open; // the click is about to toggle it
+  });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail.target.id !== "objects-tree") return;
+    e.detail.target.querySelectorAll("details.object[data-object]").forEach(function (d) {
+      if (d.dataset.object in folded) d.open = folded[d.dataset.object];
+    });
   });
 
   // The answer lands in the operation card; mark the row it was for, so
@@ -211,6 +273,34 @@
     fire("fxdevice", {}); fire("fxvalue", {}); fire("fxop", {});
     loadChart();
   });
+
+  // ---- forms that ask first (restart, destructive executes) ----
+  document.addEventListener("submit", function (e) {
+    var f = e.target;
+    if (f.dataset && f.dataset.confirm && !window.confirm(f.dataset.confirm)) e.preventDefault();
+  }, true);
+
+  // ---- restart: ask for it once this page is loaded, then wait until a
+  // new process answers (another start time) and go on ----
+  var restarting = document.getElementById("restarting");
+  if (restarting) {
+    var status = document.getElementById("restart-status");
+    var poll = function () {
+      fetch("/healthz", { cache: "no-store" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (j) {
+          if (j && j.started && j.started !== restarting.dataset.started) { location.href = "/system?flash=" + encodeURIComponent("FlowNexus restarted."); return; }
+          setTimeout(poll, 500);
+        })
+        .catch(function () { setTimeout(poll, 500); });
+    };
+    fetch("/api/v1/system/restart", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } })
+      .then(function (r) {
+        if (r.status === 202) { restarting.dataset.asked = "1"; poll(); return; }
+        return r.json().then(function (j) { status.textContent = "Not restarted: " + (j.error || r.status); status.className = "error"; });
+      })
+      .catch(function () { poll(); });
+  }
 
   var start = function () { connect(); loadChart(); };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();

@@ -1,0 +1,88 @@
+package appliance
+
+import (
+	"encoding/base64"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/flownexus/flownexus/simulation"
+	"github.com/flownexus/flownexus/webui/browsertest"
+)
+
+// TestBrowserFirmware: an operator uploads an image on the Firmware page,
+// deploys it to a simulated device, watches the deployment finish live
+// (server-sent events refresh the list with its progress bar) and finds
+// the update in the device's history.
+func TestBrowserFirmware(t *testing.T) {
+	ctx := browsertest.Start(t)
+	cfg := testConfig(t)
+	a := startBare(t, cfg)
+	u := "http://" + a.Addrs().HTTP
+	const pw = "correct-horse-battery"
+	browsertest.Step(t, ctx, "first run creates the admin",
+		chromedp.Navigate(u+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#setup-form`)),
+		chromedp.SendKeys(chromedp.CSS(`#username`), "admin"),
+		chromedp.SendKeys(chromedp.CSS(`#password`), pw),
+		chromedp.SendKeys(chromedp.CSS(`#confirm`), pw),
+		chromedp.Submit(chromedp.CSS(`#setup-form`)),
+		chromedp.WaitVisible(chromedp.CSS(`#dashboard`)),
+	)
+	dc := simulation.DefaultDeviceConfig()
+	dc.Endpoint = "urn:imei:352656100000077"
+	dc.Server = "coap://" + a.Addrs().CoAP
+	dc.LocalAddr = "127.0.0.1:0"
+	dc.CoAP = fastCoAP()
+	dc.Firmware = "1.0.0"
+	dc.FirmwareUpdate = simulation.FirmwareConfig{Protocols: []int64{0}, BlockSize: 512}
+	dev := runDevice(t, dc)
+
+	img := simulation.FirmwareImage("2.0.0", 30000, 9)
+	browsertest.Step(t, ctx, "firmware page",
+		chromedp.Navigate(u+"/firmware"),
+		chromedp.WaitVisible(chromedp.CSS(`#fw-upload`)),
+		chromedp.SendKeys(chromedp.CSS(`#fw-upload input[name="version"]`), "2.0.0"),
+		chromedp.SendKeys(chromedp.CSS(`#fw-upload input[name="target"]`), "FN-SIM-9160"))
+	// The file goes into the form's file input as a user's choice would
+	// (a DataTransfer), then the form is submitted as the button does.
+	if got := browsertest.Eval(t, ctx, `(function () {
+		var raw = atob("`+base64.StdEncoding.EncodeToString(img)+`");
+		var b = new Uint8Array(raw.length);
+		for (var i = 0; i < raw.length; i++) b[i] = raw.charCodeAt(i);
+		var dt = new DataTransfer();
+		dt.items.add(new File([b], "sensor-2.0.0.bin", {type: "application/octet-stream"}));
+		var input = document.querySelector('#fw-upload input[name="file"]');
+		input.files = dt.files;
+		return String(input.files[0].size);
+	})()`); got != "30000" {
+		t.Fatalf("file input holds %s bytes", got)
+	}
+	browsertest.Step(t, ctx, "upload",
+		chromedp.Click(chromedp.CSS(`#fw-upload button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#fw-library tr[data-image="1"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-sse="open"]`)),
+	)
+	browsertest.Poll(t, ctx, "the library row names the file", `document.querySelector('#fw-library tr[data-image="1"]').textContent.includes("sensor-2.0.0.bin")`)
+	browsertest.Shot(t, ctx, "firmware-01-library")
+	browsertest.Step(t, ctx, "deploy to every device at 1.0.0",
+		chromedp.Click(chromedp.CSS(`#fw-library tr[data-image="1"] summary`)),
+		chromedp.SetValue(chromedp.CSS(`#fw-library tr[data-image="1"] select[name="currentVersion"]`), "1.0.0"),
+		chromedp.Submit(chromedp.CSS(`#fw-library tr[data-image="1"] form.deploy`)),
+		chromedp.WaitVisible(chromedp.CSS(`#deployment-1`)),
+		chromedp.WaitVisible(chromedp.CSS(`body[data-sse="open"]`)),
+	)
+	// The list refreshes itself from the event stream until it is done.
+	browsertest.Step(t, ctx, "the deployment finishes live",
+		chromedp.WaitVisible(chromedp.CSS(`#deployment-1[data-status="done"] tr[data-endpoint="urn:imei:352656100000077"] .badge.succeeded`)))
+	browsertest.Poll(t, ctx, "a full progress bar", `document.querySelector('#deployment-1 progress').value === 100`)
+	browsertest.Shot(t, ctx, "firmware-02-deployment-done")
+	if v := dev.FirmwareVersion(); v != "2.0.0" {
+		t.Fatalf("device runs %q", v)
+	}
+	browsertest.Step(t, ctx, "device history",
+		chromedp.Navigate(u+"/devices/urn:imei:352656100000077"),
+		chromedp.WaitVisible(chromedp.CSS(`#dev-firmware .badge.succeeded`)),
+	)
+	browsertest.Shot(t, ctx, "firmware-03-device-history")
+}
