@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/dtls"
 	"github.com/flownexus/flownexus/lwm2m/server"
 )
@@ -31,7 +32,7 @@ func TestRunOverDTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = ds.Run(ctx) }()
-	h := &countingHandler{regs: make(chan string, 64), deregs: make(chan string, 64)}
+	h := &countingHandler{regs: make(chan string, 64), deregs: make(chan string, 64), peers: make(chan coap.Peer, 64)}
 	s := server.New(server.DefaultConfig(), server.WithHandler(h))
 	go func() { _ = s.Serve(ctx, ds) }()
 
@@ -47,9 +48,8 @@ func TestRunOverDTLS(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		select {
 		case ep := <-h.regs:
-			r, _ := s.Registration(ep)
-			if r.Peer.Identity != "psk-"+ep || !r.Peer.Secure() {
-				t.Fatalf("registration peer %+v for %s", r.Peer, ep)
+			if p := <-h.peers; p.Identity != "psk-"+ep || !p.Secure() {
+				t.Fatalf("registration peer %+v for %s", p, ep)
 			}
 		case <-time.After(15 * time.Second):
 			t.Fatalf("no DTLS registration; log:\n%s", out.String())

@@ -79,9 +79,15 @@ func TestParseFirmwareFlags(t *testing.T) {
 type countingHandler struct {
 	server.NopHandler
 	regs, deregs chan string
+	peers        chan coap.Peer // the registering peers, when set
 }
 
+// Registered is told of a registration before the server has stored it
+// (server.AwaitRegistration): the peer is taken from r itself.
 func (h *countingHandler) Registered(_ context.Context, r *server.Registration) error {
+	if h.peers != nil {
+		h.peers <- r.Peer
+	}
 	h.regs <- r.Endpoint
 	return nil
 }
