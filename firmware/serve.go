@@ -59,6 +59,13 @@ func (s *Service) ServeCoAP(ctx context.Context, r *coap.Request) *coap.Response
 		}
 		return coap.ErrorResponse(coap.Forbidden, "this image is not being deployed to you")
 	}
+	// The source is the device a deployment names: its DTLS identity, or
+	// the address of its current registration, which completed a round
+	// trip with the server. Zephyr's pull client downloads from a socket of
+	// its own, unknown to the endpoint, and must still get the block size
+	// it asks for: the address counts as verified (RFC 7252 §11.3). A
+	// spoofed copy of it could only send the blocks to the device itself.
+	r.Endpoint.Verify(r.Peer)
 	fh, err := s.lib.file(fw)
 	if err != nil {
 		s.log.Warn("image file missing", "id", fw.ID, "err", err)
