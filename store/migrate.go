@@ -43,13 +43,11 @@ func migrations() ([]migration, error) {
 		out = append(out, migration{version: v, name: base, sql: string(b)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	// Numbers are handed out to parallel branches ahead of their merge, so
-	// a branch may hold 0006 before 0004 lands; they must be unique and
-	// ascending. (A database migrated past a gap that is later filled
-	// would skip the filler: releases ship with the gaps closed.)
+	// Versions run 1, 2, 3… without gaps: a database migrated past a gap
+	// that was filled later would never get the filler.
 	for i := range out {
-		if i > 0 && out[i].version == out[i-1].version {
-			return nil, fmt.Errorf("store: migration %s: version %d used twice", out[i].name, out[i].version)
+		if out[i].version != i+1 {
+			return nil, fmt.Errorf("store: migration %s: versions must run 1,2,3… without gaps", out[i].name)
 		}
 	}
 	return out, nil
