@@ -78,9 +78,22 @@ func (l *lifecycle) checkName(r *server.Registration) error {
 
 // recordHandshakeRefusals wraps the DTLS credential lookups so that an
 // unknown PSK identity or a refused certificate shows up among the
-// refusals too (a wrong key fails later, inside the handshake, and is
-// only counted by the DTLS server).
+// refusals too, and listens for handshakes of a known identity that fail
+// later, inside the handshake: a wrong key.
 func (l *lifecycle) recordHandshakeRefusals(cfg *dtls.Config) {
+	next := cfg.OnEvent
+	cfg.OnEvent = func(ev dtls.Event) {
+		if ev.Kind == dtls.EventFailed && errors.Is(ev.Err, dtls.ErrKeyMismatch) {
+			addr := ""
+			if ev.Peer.Addr.IsValid() {
+				addr = ev.Peer.Addr.String()
+			}
+			l.refuse(ev.Peer.Identity, "wrong credential: the device's PSK does not match the one provisioned for it", addr)
+		}
+		if next != nil {
+			next(ev)
+		}
+	}
 	if psk := cfg.PSK; psk != nil {
 		cfg.PSK = func(identity string) ([]byte, error) {
 			k, err := psk(identity)

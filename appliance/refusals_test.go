@@ -1,11 +1,14 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/flownexus/flownexus/lwm2m/dtls"
 	"github.com/flownexus/flownexus/store"
 )
 
@@ -60,4 +63,33 @@ func reasonOf(rs []store.Refusal, ep string) string {
 		}
 	}
 	return ""
+}
+
+// A device whose PSK differs from the provisioned one fails inside the
+// DTLS handshake; the refusal is kept under its identity as a wrong
+// credential, like the refusals that happen at registration.
+func TestWrongKeyRefusalRecorded(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	var cred struct {
+		Security struct {
+			PSKIdentity string `json:"pskIdentity"`
+		} `json:"security"`
+	}
+	ta.do("POST", "/api/v1/devices", map[string]any{"endpoint": "wrong-key-1", "security": map[string]string{"mode": "psk"}}, http.StatusCreated, &cred)
+	if cred.Security.PSKIdentity == "" {
+		t.Fatal("provisioning returned no PSK identity")
+	}
+	wrong := bytes.Repeat([]byte{0x5a}, 16)
+	if c, err := dtls.Dial(context.Background(), ta.a.Addrs().CoAPS, dtls.ClientConfig{PSKIdentity: cred.Security.PSKIdentity, PSK: wrong, HandshakeTimeout: 10 * time.Second}); err == nil {
+		c.Close()
+		t.Fatal("a handshake with the wrong key succeeded")
+	}
+	var got []store.Refusal
+	eventually(t, "the wrong key recorded", func() bool {
+		got, _ = ta.a.db.Refusals(context.Background(), 10)
+		return reasonOf(got, cred.Security.PSKIdentity) != ""
+	})
+	if r := reasonOf(got, cred.Security.PSKIdentity); !strings.HasPrefix(r, "wrong credential") || !strings.Contains(r, "PSK does not match") {
+		t.Fatalf("refusal reason %q", r)
+	}
 }

@@ -107,8 +107,9 @@ func (k EventKind) String() string {
 	return "unknown"
 }
 
-// Event reports a session event. Peer.Identity is empty for a failed
-// handshake.
+// Event reports a session event. For a failed handshake Peer.Identity is
+// the known PSK identity the client offered when Err is ErrKeyMismatch,
+// and empty otherwise.
 type Event struct {
 	Kind EventKind
 	Peer coap.Peer

@@ -6,6 +6,11 @@ var (
 	// ErrUnknownIdentity is what a PSK lookup returns (wrapped) for an
 	// identity the appliance does not know; the handshake then fails.
 	ErrUnknownIdentity = errors.New("dtls: unknown PSK identity")
+	// ErrKeyMismatch is the reason an EventFailed gives when a client
+	// offered a known PSK identity and its handshake did not finish: with
+	// PSK that is almost always a key that differs from the provisioned
+	// one (the Finished messages do not verify, RFC 6347 §4.2.6).
+	ErrKeyMismatch = errors.New("dtls: handshake of a known PSK identity failed; its key most likely does not match")
 	// ErrNoSession is returned by WriteTo for a peer whose session is gone.
 	ErrNoSession = errors.New("dtls: no such session")
 	// ErrNoCredentials means a configuration offers neither PSK nor a

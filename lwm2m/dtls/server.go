@@ -364,6 +364,7 @@ func (s *Server) failed(sess *session, err error) {
 	}
 	s.mu.Unlock()
 	sess.close()
+	peer := coap.Peer{Addr: sess.currentAddr(), Session: sess.id}
 	if !errors.Is(err, net.ErrClosed) && !evicted {
 		sess.mu.Lock()
 		offered := sess.offered
@@ -373,11 +374,12 @@ func (s *Server) failed(sess *session, err error) {
 			// PSK that is almost always a key that does not match.
 			s.log.Warn("dtls handshake failed", "peer", sess.currentAddr(), "psk_identity", offered,
 				"hint", "the device's PSK does not match the one provisioned for this identity", "err", err)
+			peer.Identity, err = offered, fmt.Errorf("%w: %w", ErrKeyMismatch, err)
 		} else {
 			s.log.Warn("dtls handshake failed", "peer", sess.currentAddr(), "psk_identity", offered, "err", err)
 		}
 	}
-	s.emit(EventFailed, coap.Peer{Addr: sess.currentAddr(), Session: sess.id}, err)
+	s.emit(EventFailed, peer, err)
 }
 
 // forgetLocked removes every route to sess.
