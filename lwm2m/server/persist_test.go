@@ -397,3 +397,77 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// holdingPersister holds SaveRegistration until released, so a test can
+// look at the server while a Register is being saved.
+type holdingPersister struct {
+	*memPersister
+	saving  chan *Registration
+	release chan struct{}
+	once    sync.Once
+}
+
+func (p *holdingPersister) let() { p.once.Do(func() { close(p.release) }) }
+
+func (p *holdingPersister) SaveRegistration(r *Registration) {
+	p.saving <- r
+	<-p.release
+	p.memPersister.SaveRegistration(r)
+}
+
+// TestRequestsWaitForSavedRegister: a registration is in memory before the
+// Persister has it. Work started for the device (an auto-observation) must
+// wait until the Register is saved, or the observation it creates cannot
+// be saved with it and is lost at the next restart: the device's
+// notifications on it were then answered RST (seen in the appliance's
+// restart test).
+func TestRequestsWaitForSavedRegister(t *testing.T) {
+	p := &holdingPersister{memPersister: newMemPersister(), saving: make(chan *Registration, 1), release: make(chan struct{})}
+	s := New(testConfig(), WithHandler(newRecorder()), WithPersister(p))
+	serveAt(t, s, "127.0.0.1:0")
+	t.Cleanup(p.let) // runs first: a failing test must not hold the server
+	var addr string
+	waitFor(t, "listener", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for ep := range s.eps {
+			addr = ep.LocalAddr().String()
+		}
+		return addr != ""
+	})
+	d := newDevice(t, addr)
+	registered := make(chan struct{})
+	go func() {
+		defer close(registered)
+		d.register("dev-1")
+	}()
+	var r *Registration
+	select {
+	case r = <-p.saving:
+	case <-ctxT(t).Done():
+		t.Fatal("the Register never reached the Persister")
+	}
+	// The Register is being saved: nothing may go to the registration yet.
+	// An already-ended context shows whether a call would wait.
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.AwaitRegistration(ended, "dev-1", r.ID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("AwaitRegistration while the Register is saved: %v, want it to wait", err)
+	}
+	if _, err := s.Read(ended, "dev-1", lwm2m.MustParsePath("/3/0/0"), lwm2m.FormatText); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read while the Register is saved: %v, want it to wait", err)
+	}
+	p.let()
+	<-registered
+	if err := s.AwaitRegistration(ctxT(t), "dev-1", r.ID); err != nil {
+		t.Fatalf("AwaitRegistration after the save: %v", err)
+	}
+	o, _, err := s.Observe(ctxT(t), "dev-1", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs, obs := p.state()
+	if len(regs) != 1 || len(obs) != 1 || obs[0].ID != o.ID || obs[0].RegistrationID != regs[0].ID {
+		t.Fatalf("saved: %d registrations, observations %+v", len(regs), obs)
+	}
+}

@@ -93,19 +93,20 @@ func (s *Server) settled(id string) {
 }
 
 // AwaitRegistration waits until the registration with this id is the
-// endpoint's current one. Handler.Registered runs before the server stores
-// the registration, so work it starts for the device waits here first. It
+// endpoint's current one and its Register is settled (stored and saved by
+// the Persister). Handler.Registered runs before the server stores the
+// registration, so work it starts for the device waits here first. It
 // fails with ErrRegistrationEnded when the Register was refused or the
 // registration has already ended (replaced, de-registered, expired,
 // evicted), and with ctx's error when ctx ends first.
 func (s *Server) AwaitRegistration(ctx context.Context, endpoint, id string) error {
 	for {
 		s.mu.Lock()
-		if reg := s.byID[id]; reg != nil && !reg.finished {
+		ch := s.pending[id]
+		if reg := s.byID[id]; reg != nil && !reg.finished && ch == nil {
 			s.mu.Unlock()
 			return nil
 		}
-		ch := s.pending[id]
 		s.mu.Unlock()
 		if ch == nil {
 			return fmt.Errorf("server: %s: registration %s: %w", endpoint, id, ErrRegistrationEnded)

@@ -39,6 +39,19 @@ func (s *Server) awaitTarget(ctx context.Context, endpoint string) (target, erro
 			s.mu.Unlock()
 			return target{}, fmt.Errorf("server: %s: registration %s: %w", endpoint, id, ErrRegistrationEnded)
 		}
+		// A registration whose Register is still being handled is in
+		// memory but not yet saved: a request now could create state (an
+		// observation) that the Persister cannot attach to it, lost at
+		// the next restart. Wait until the Register is settled.
+		if ch := s.pending[reg.snap.ID]; ch != nil {
+			s.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return target{}, fmt.Errorf("server: %s: %w: registration not settled: %w", endpoint, ErrTimeout, ctx.Err())
+			}
+		}
 		// A request woken by an uplink goes at once, however short the
 		// window: the device has just shown it is listening. A restored
 		// registration not yet bound to a transport waits for its
