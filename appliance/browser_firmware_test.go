@@ -15,12 +15,6 @@ import (
 // (server-sent events refresh the list with its progress bar) and finds
 // the update in the device's history.
 func TestBrowserFirmware(t *testing.T) {
-	// Passes on the firmware branch alone; since the merge with the
-	// durability, restart and fault-handling work the Firmware page stops
-	// refreshing live after the device's "updating" step, although the
-	// deployment itself ends "done" with the device succeeded (the OTA
-	// end-to-end tests check that through the API). Open in issue 11.
-	t.Skip("KNOWN FAILURE (issue 11): the Firmware page's live refresh stops after the updating step since the merge")
 	ctx := browsertest.Start(t)
 	cfg := testConfig(t)
 	a := startBare(t, cfg)
@@ -78,6 +72,20 @@ func TestBrowserFirmware(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#deployment-1`)),
 		chromedp.WaitVisible(chromedp.CSS(`body[data-sse="open"]`)),
 	)
+	// What the page saw, for the failure message: the events and the
+	// panel's reloads.
+	browsertest.Eval(t, ctx, `(function () {
+		window.fxSeen = [];
+		document.body.addEventListener("fxdeployment", function (e) { window.fxSeen.push("event " + e.detail.status); });
+		document.body.addEventListener("htmx:afterRequest", function (e) { window.fxSeen.push("reload " + e.detail.xhr.status); });
+		return "";
+	})()`)
+	defer func() {
+		if t.Failed() {
+			t.Logf("the page saw: %s", browsertest.Eval(t, ctx, `window.fxSeen.join(", ")`))
+			t.Logf("the panel shows: %s", browsertest.Eval(t, ctx, `document.querySelector('#fw-deployments').innerText`))
+		}
+	}()
 	// The list refreshes itself from the event stream until it is done.
 	browsertest.Step(t, ctx, "the deployment finishes live",
 		chromedp.WaitVisible(chromedp.CSS(`#deployment-1[data-status="done"] tr[data-endpoint="urn:imei:352656100000077"] .badge.succeeded`)))

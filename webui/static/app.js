@@ -34,6 +34,41 @@
   var when = function (t) { return (t || "").replace("T", " ").replace(/\.\d+/, ""); };
   var fire = function (name, detail) { body.dispatchEvent(new CustomEvent(name, { detail: detail })); };
 
+  // ---- panels that follow the event stream ----
+  // A panel lists the events it follows and how often it may reload, in
+  // milliseconds: data-follow="fxdeployment:1000 fxvalue:5000", with
+  // hx-trigger="fxrefresh". It reloads on the first event at once, then at
+  // most once per interval, and always once more after the last event of
+  // a burst, so it ends up showing the final state. htmx's own throttle
+  // drops that last event, and htmx handles an event once per element, so
+  // "throttle" and "delay" on the same event cannot be combined.
+  function follow(el) {
+    if (el.dataset.followBound) return;
+    el.dataset.followBound = "1";
+    (el.dataset.follow || "").split(/\s+/).forEach(function (spec) {
+      var p = spec.split(":"), name = p[0], every = parseInt(p[1], 10) || 1000;
+      if (!name) return;
+      var last = 0, timer = null;
+      var reload = function () {
+        timer = null;
+        last = Date.now();
+        if (el.isConnected) htmx.trigger(el, "fxrefresh");
+      };
+      body.addEventListener(name, function () {
+        if (!el.isConnected || timer) return;
+        var wait = last + every - Date.now();
+        if (wait <= 0) reload();
+        else timer = setTimeout(reload, wait);
+      });
+    });
+  }
+  var followAll = function (root) {
+    if (root.matches && root.matches("[data-follow]")) follow(root);
+    if (root.querySelectorAll) root.querySelectorAll("[data-follow]").forEach(follow);
+  };
+  followAll(document);
+  document.addEventListener("htmx:load", function (e) { followAll(e.target); });
+
   // ---- live updates (server-sent events) ----
   // Each open stream holds one of the browser's six HTTP/1.1 connections
   // to the appliance, so a hidden tab closes its stream and catches up
