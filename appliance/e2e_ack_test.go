@@ -194,9 +194,10 @@ func (d *ackDevice) update(t *testing.T) {
 }
 
 // TestUpdateNothingPendingRunsNoStatement (issue 15): an Update that
-// changes nothing, for a device with no queued operation, writes no
-// endpoint row and queries no operation; an operation queued later is
-// still found at the next Update.
+// changes nothing, for a device with no queued operation and no firmware
+// deployment, writes no endpoint row, queries no operation and does not
+// make the firmware service look for deployments; an operation queued
+// later is still found at the next Update.
 func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 	ta := startAppliance(t, testConfig(t))
 	db, disp := ta.a.db, ta.a.disp()
@@ -209,6 +210,7 @@ func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 	eventually(t, "registration settled", settled)
 	eventually(t, "first drain after the registration", func() bool { return disp.drains.Load() > 0 })
 	before := db.Stats()
+	kicks := ta.a.fw.Kicks()
 	for range 3 {
 		// One at a time: kicks that arrive while a drain runs fold into
 		// one more drain.
@@ -223,6 +225,10 @@ func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 	}
 	if n := after.EndpointWrites - before.EndpointWrites; n != 0 {
 		t.Errorf("%d endpoint writes for 3 Updates that changed nothing, want 0", n)
+	}
+	// Told synchronously, before the 2.04: the count is final here.
+	if n := ta.a.fw.Kicks() - kicks; n != 0 {
+		t.Errorf("the firmware service was asked to look at the device %d times for 3 Updates with no deployment, want 0", n)
 	}
 	// What is queued while the device is registered still goes out.
 	if _, err := db.CreateOperation(context.Background(), store.Operation{Endpoint: "upd-dev", Type: "read", Paths: []string{"/3303/0/5700"}}); err != nil {

@@ -60,11 +60,16 @@ func parseState(recs []lwm2m.Record) fwState {
 // allows now. Every decision rests on what the device reports at this
 // moment, so a step repeated after a restart or a lost answer is harmless.
 func (s *Service) step(ctx context.Context, ep string) {
+	g, _ := s.watching(ep)
 	open, err := s.db.OpenDeploymentDevices(ctx, ep)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("deployments of device", "endpoint", ep, "err", err)
 		}
+		return
+	}
+	if len(open) == 0 {
+		s.unwatch(ep, g)
 		return
 	}
 	busy := false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flownexus/flownexus/lwm2m"
@@ -70,13 +71,15 @@ type Service struct {
 	// changed is told about every device state change and progress flush.
 	changed func(store.DeploymentDevice)
 
-	kick chan string
+	kick  chan string
+	kicks atomic.Int64 // Kick calls, for the tests that count work
 
 	mu        sync.Mutex
 	listeners Listeners
 	running   map[string]bool
 	again     map[string]bool
 	images    map[string]store.Firmware // by id and by SHA-256
+	watched   watched                   // endpoints with open deployments (watch.go)
 	startMu   sync.Mutex                // one device starts at a time (concurrency limit)
 
 	access *grants
@@ -121,7 +124,7 @@ func New(cfg Config, db *store.DB, lib *Library, dev Devices, opts ...Option) *S
 	}
 	s := &Service{cfg: cfg, db: db, lib: lib, dev: dev, log: slog.New(slog.DiscardHandler), changed: func(store.DeploymentDevice) {},
 		kick: make(chan string, 4096), running: map[string]bool{}, again: map[string]bool{}, images: map[string]store.Firmware{},
-		access: newGrants()}
+		watched: watched{eps: map[string]uint64{}}, access: newGrants()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -171,6 +174,7 @@ func (s *Service) restore(ctx context.Context) error {
 	}
 	n := 0
 	for _, dd := range open {
+		s.watch(dd.Endpoint)
 		if dd.State != store.DeviceDownloading && dd.State != store.DeviceDownloaded {
 			continue
 		}
@@ -200,6 +204,7 @@ func (s *Service) sweep(ctx context.Context) {
 	for _, dd := range open {
 		if !seen[dd.Endpoint] {
 			seen[dd.Endpoint] = true
+			s.watch(dd.Endpoint)
 			s.Kick(dd.Endpoint)
 		}
 	}
@@ -207,22 +212,31 @@ func (s *Service) sweep(ctx context.Context) {
 
 // Kick asks the service to look at an endpoint's deployments.
 func (s *Service) Kick(endpoint string) {
+	s.kicks.Add(1)
 	select {
 	case s.kick <- endpoint:
 	default: // the sweep catches up
 	}
 }
 
+// Kicks counts the looks at an endpoint asked for so far.
+func (s *Service) Kicks() int64 { return s.kicks.Load() }
+
 // Uplink tells the service that a device registered or updated its
-// registration: it is awake, and may have come back from an update.
-func (s *Service) Uplink(endpoint string) { s.Kick(endpoint) }
+// registration: it is awake, and may have come back from an update. A
+// device with no open deployment costs a map lookup.
+func (s *Service) Uplink(endpoint string) {
+	if _, ok := s.watching(endpoint); ok {
+		s.Kick(endpoint)
+	}
+}
 
 // Values tells the service about values a device reported; Object 5 State
 // or Update Result and the firmware version move its deployment on.
 func (s *Service) Values(endpoint string, recs []lwm2m.Record) {
 	for _, r := range recs {
 		if r.Path.ObjectID() == 5 || (r.Path.ObjectID() == 3 && r.Path.Len() >= 3 && r.Path.ResourceID() == 3) {
-			s.Kick(endpoint)
+			s.Uplink(endpoint)
 			return
 		}
 	}
@@ -331,6 +345,7 @@ func (s *Service) Deploy(ctx context.Context, imageKey string, req DeployRequest
 		return store.Deployment{}, err
 	}
 	s.log.Info("deployment started", "id", dep.ID, "image", f.ID, "version", f.Version, "devices", len(eps))
+	s.watch(eps...)
 	for _, ep := range eps {
 		s.Kick(ep)
 	}
@@ -389,6 +404,7 @@ func (s *Service) Retry(ctx context.Context, id int64) (int, error) {
 		for _, dd := range dep.Devices {
 			if dd.State == store.DevicePending {
 				s.access.resetProgress(id, dd.Endpoint)
+				s.watch(dd.Endpoint)
 				s.Kick(dd.Endpoint)
 			}
 		}
