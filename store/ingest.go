@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +61,10 @@ type Stats struct {
 	WALTruncates     uint64 // times readers kept the WAL from restarting until the hard limit
 	EndpointWrites   uint64 // registration writes (UpsertEndpoint, RefreshEndpoint that changed something)
 	OperationQueries uint64 // queries listing operations
+	// WriterPrepares counts statements a write transaction had to prepare
+	// for itself instead of using the writer's (stmts.go): 0 when every
+	// commit path runs prepared statements.
+	WriterPrepares int64
 }
 
 type stats struct {
@@ -93,6 +96,7 @@ func (d *DB) Stats() Stats {
 		RetentionDeleted: s.retentionDeleted.Load(), TailRecords: tail,
 		WALBytes: d.walBytes(), WALTruncates: s.walTruncates.Load(),
 		EndpointWrites: s.endpointWrites.Load(), OperationQueries: s.opQueries.Load(),
+		WriterPrepares: d.wst.adhoc.Load(),
 	}
 }
 
@@ -453,8 +457,7 @@ type pendingRow struct {
 type rowInserter struct {
 	ctx  context.Context
 	tx   *sql.Tx
-	many *sql.Stmt
-	one  *sql.Stmt
+	ws   writerStmts
 	buf  []pendingRow
 	args []any
 	tail map[int64][]tailPoint
@@ -484,75 +487,45 @@ func rowArgs(args []any, s int64, p point) []any {
 	return append(args, s, p.t, int(v.Type()), int64(valueBits(v)), txt, blb)
 }
 
-// flush writes the buffer. Row ids of one INSERT are consecutive, ending
-// at LastInsertId: the writer holds the only write lock.
+// flush writes the buffer in INSERTs of power-of-two sizes (stmts.go).
+// Row ids of one INSERT are consecutive, ending at LastInsertId: the
+// writer holds the only write lock.
 func (r *rowInserter) flush() error {
-	if len(r.buf) == 0 {
-		return nil
-	}
-	var last int64
-	if len(r.buf) == insertRows {
-		if r.many == nil {
-			q := `INSERT INTO resource(series_id, t, type, num, txt, blb) VALUES (?, ?, ?, ?, ?, ?)` +
-				strings.Repeat(`, (?, ?, ?, ?, ?, ?)`, insertRows-1)
-			st, err := r.tx.PrepareContext(r.ctx, q)
-			if err != nil {
-				return err
-			}
-			r.many = st
-		}
-		r.args = r.args[:0]
-		for _, x := range r.buf {
-			r.args = rowArgs(r.args, x.series, x.p)
-		}
-		res, err := r.many.ExecContext(r.ctx, r.args...)
+	for rest := r.buf; len(rest) > 0; {
+		size, log := chunk(len(rest))
+		st, err := r.ws.rows(r.ctx, r.tx, insertValue, log)
 		if err != nil {
 			return err
 		}
-		last, _ = res.LastInsertId()
-	} else {
-		if r.one == nil {
-			st, err := r.tx.PrepareContext(r.ctx, `INSERT INTO resource(series_id, t, type, num, txt, blb) VALUES (?, ?, ?, ?, ?, ?)`)
-			if err != nil {
-				return err
-			}
-			r.one = st
+		r.args = r.args[:0]
+		for _, x := range rest[:size] {
+			r.args = rowArgs(r.args, x.series, x.p)
 		}
-		for _, x := range r.buf {
-			res, err := r.one.ExecContext(r.ctx, rowArgs(r.args[:0], x.series, x.p)...)
-			if err != nil {
-				return err
-			}
-			last, _ = res.LastInsertId()
+		res, err := st.ExecContext(r.ctx, r.args...)
+		if err != nil {
+			return err
 		}
-	}
-	first := last - int64(len(r.buf)) + 1
-	for i, x := range r.buf {
-		r.tail[x.series] = append(r.tail[x.series], tailPoint{row: first + int64(i), point: x.p})
+		last, _ := res.LastInsertId()
+		first := last - int64(size) + 1
+		for i, x := range rest[:size] {
+			r.tail[x.series] = append(r.tail[x.series], tailPoint{row: first + int64(i), point: x.p})
+		}
+		rest = rest[size:]
 	}
 	r.buf = r.buf[:0]
 	return nil
 }
 
-func (r *rowInserter) close() {
-	if r.many != nil {
-		r.many.Close()
-	}
-	if r.one != nil {
-		r.one.Close()
-	}
-}
-
-// bulk buffers rows for one table and writes them insertRows at a time
-// with a multi-row INSERT.
+// bulk buffers rows for one table and writes them with multi-row INSERTs
+// of power-of-two sizes, insertRows at most (stmts.go).
 type bulk struct {
 	ctx  context.Context
 	tx   *sql.Tx
-	head string // "INSERT INTO t(cols) VALUES "
+	ws   writerStmts
+	head string // one of bulkHeads
 	cols int
 	args []any
 	n    int
-	many *sql.Stmt
 	// first is flushed before b: rows of b reference rows of first.
 	first *bulk
 }
@@ -572,30 +545,21 @@ func (b *bulk) flush() error {
 			return err
 		}
 	}
-	if b.n == 0 {
-		return nil
-	}
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", b.cols), ", ") + ")"
-	q := b.head + strings.TrimSuffix(strings.Repeat(row+", ", b.n), ", ")
-	var err error
-	if b.n == insertRows {
-		if b.many == nil {
-			if b.many, err = b.tx.PrepareContext(b.ctx, q); err != nil {
-				return err
-			}
+	args := b.args
+	for b.n > 0 {
+		size, log := chunk(b.n)
+		st, err := b.ws.rows(b.ctx, b.tx, b.head, log)
+		if err != nil {
+			return err
 		}
-		_, err = b.many.ExecContext(b.ctx, b.args...)
-	} else {
-		_, err = b.tx.ExecContext(b.ctx, q, b.args...)
+		if _, err := st.ExecContext(b.ctx, args[:size*b.cols]...); err != nil {
+			return err
+		}
+		args = args[size*b.cols:]
+		b.n -= size
 	}
-	b.args, b.n = b.args[:0], 0
-	return err
-}
-
-func (b *bulk) close() {
-	if b.many != nil {
-		b.many.Close()
-	}
+	b.args = b.args[:0]
+	return nil
 }
 
 // commit writes the batches in one transaction: endpoint and series rows
@@ -623,14 +587,11 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 		return err
 	}
 	defer tx.Rollback()
-	ins := &rowInserter{ctx: ctx, tx: tx, tail: map[int64][]tailPoint{}}
-	defer ins.close()
+	ins := &rowInserter{ctx: ctx, tx: tx, ws: d.wst, tail: map[int64][]tailPoint{}}
 	// Events get explicit ids (the writer is the only one inserting
 	// them) so that they and their links go in multi-row INSERTs.
-	events := &bulk{ctx: ctx, tx: tx, head: `INSERT INTO event(id, endpoint_id, t, kind, detail) VALUES `, cols: 5}
-	links := &bulk{ctx: ctx, tx: tx, head: `INSERT OR IGNORE INTO event_resource(event_id, series_id, t, value) VALUES `, cols: 4, first: events}
-	defer events.close()
-	defer links.close()
+	events := &bulk{ctx: ctx, tx: tx, ws: d.wst, head: insertEvent, cols: bulkHeads[insertEvent]}
+	links := &bulk{ctx: ctx, tx: tx, ws: d.wst, head: insertLink, cols: bulkHeads[insertLink], first: events}
 	var lastEvent int64 = -1
 	for _, b := range bs {
 		if b.done != nil || len(b.Records) == 0 && b.Event == "" {
@@ -661,7 +622,11 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 		var evID int64
 		if b.Event != "" {
 			if lastEvent < 0 {
-				if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM event`).Scan(&lastEvent); err != nil {
+				q, err := d.wst.in(ctx, tx, queryMaxEvent)
+				if err != nil {
+					return err
+				}
+				if err := q.QueryRowContext(ctx).Scan(&lastEvent); err != nil {
 					return err
 				}
 			}
@@ -731,11 +696,10 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 		}
 	}
 	if len(seenUpd) > 0 {
-		seen, err := tx.PrepareContext(ctx, `UPDATE endpoint SET last_seen = ? WHERE id = ? AND last_seen < ?`)
+		seen, err := d.wst.in(ctx, tx, updateLastSeen)
 		if err != nil {
 			return err
 		}
-		defer seen.Close()
 		for ep, t := range seenUpd {
 			if _, err := seen.ExecContext(ctx, t, ep, t); err != nil {
 				return err

@@ -431,8 +431,7 @@ func (d *DB) commitLogs(ctx context.Context, bs []*logBatch) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback()
-	ins := &bulk{ctx: ctx, tx: tx, head: `INSERT INTO device_log(endpoint_id, t, received, class, severity, line) VALUES `, cols: 6}
-	defer ins.close()
+	ins := &bulk{ctx: ctx, tx: tx, ws: d.wst, head: insertLog, cols: bulkHeads[insertLog]}
 	eps := map[string]int64{}
 	var bytes int64
 	var pub []LogLine

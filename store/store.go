@@ -150,9 +150,10 @@ type DB struct {
 	reg       *lwm2m.Registry
 	now       func() time.Time
 
-	w  *sql.DB // the single writer connection
-	r  *sql.DB // read-only pool
-	ck *sql.DB // checkpoints
+	w   *sql.DB     // the single writer connection
+	wst writerStmts // its statements, prepared once (stmts.go)
+	r   *sql.DB     // read-only pool
+	ck  *sql.DB     // checkpoints
 
 	queue         chan *batch
 	closing       chan struct{}
@@ -289,6 +290,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
+	if d.wst, err = prepareWriter(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
 	r, err := sql.Open("sqlite3", base+"&_query_only=1")
 	if err != nil {
 		w.Close()
@@ -381,6 +386,7 @@ func (d *DB) Close() error {
 		if e := d.r.Close(); e != nil && err == nil {
 			err = e
 		}
+		d.wst.close()
 		if e := d.w.Close(); e != nil && err == nil {
 			err = e
 		}
