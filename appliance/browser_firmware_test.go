@@ -20,15 +20,7 @@ func TestBrowserFirmware(t *testing.T) {
 	a := startBare(t, cfg)
 	u := "http://" + a.Addrs().HTTP
 	const pw = "correct-horse-battery"
-	browsertest.Step(t, ctx, "first run creates the admin",
-		chromedp.Navigate(u+"/"),
-		chromedp.WaitVisible(chromedp.CSS(`#setup-form`)),
-		chromedp.SendKeys(chromedp.CSS(`#username`), "admin"),
-		chromedp.SendKeys(chromedp.CSS(`#password`), pw),
-		chromedp.SendKeys(chromedp.CSS(`#confirm`), pw),
-		chromedp.Submit(chromedp.CSS(`#setup-form`)),
-		chromedp.WaitVisible(chromedp.CSS(`#dashboard`)),
-	)
+	browsertest.CreateAdmin(t, ctx, u, "admin", pw)
 	dc := simulation.DefaultDeviceConfig()
 	dc.Endpoint = "urn:imei:352656100000077"
 	dc.Server = "coap://" + a.Addrs().CoAP

@@ -29,15 +29,7 @@ func TestBrowserWholeAppliance(t *testing.T) {
 	u := "http://" + a.Addrs().HTTP
 	const pw = "correct-horse-battery"
 
-	browsertest.Step(t, ctx, "first run creates the admin",
-		chromedp.Navigate(u+"/"),
-		chromedp.WaitVisible(chromedp.CSS(`#setup-form`)),
-		chromedp.SendKeys(chromedp.CSS(`#username`), "admin"),
-		chromedp.SendKeys(chromedp.CSS(`#password`), pw),
-		chromedp.SendKeys(chromedp.CSS(`#confirm`), pw),
-		chromedp.Submit(chromedp.CSS(`#setup-form`)),
-		chromedp.WaitVisible(chromedp.CSS(`#dashboard`)),
-	)
+	browsertest.CreateAdmin(t, ctx, u, "admin", pw)
 	browsertest.Step(t, ctx, "devices page", chromedp.Navigate(u+"/devices"), chromedp.WaitVisible(chromedp.CSS(`#device-table`)),
 		chromedp.WaitVisible(chromedp.CSS(`body[data-sse="open"]`)))
 

@@ -29,15 +29,7 @@ func TestBrowserDevicePageOperatorFixes(t *testing.T) {
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
 	ctx := browsertest.Start(t)
 	u := srv.URL
-	browsertest.Step(t, ctx, "first run",
-		chromedp.Navigate(u+"/"),
-		chromedp.WaitVisible(chromedp.CSS(`#setup-form`)),
-		chromedp.SendKeys(chromedp.CSS(`#username`), "admin"),
-		chromedp.SendKeys(chromedp.CSS(`#password`), pw),
-		chromedp.SendKeys(chromedp.CSS(`#confirm`), pw),
-		chromedp.Submit(chromedp.CSS(`#setup-form`)),
-		chromedp.WaitVisible(chromedp.CSS(`#dashboard`)),
-	)
+	browsertest.CreateAdmin(t, ctx, u, "admin", pw)
 	ep := "urn:imei:352656100000077"
 	e.addDevice(ep, true)
 	now := time.Now()
