@@ -388,8 +388,9 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 			// was, or when a newer one was delivered since (the
 			// observation's number moved on from its own).
 			d.retry, d.done = false, false
-			if seq, ok := m.Observe(); ok && seq != o.seq {
+			if seq, ok := m.Observe(); ok && seq != o.seq && !d.stale {
 				d.stale = true
+				e.stats.staleNotifications.Add(1)
 			}
 			if !d.stale {
 				o.peer = from

@@ -257,4 +257,8 @@ func TestStaleNotificationRefusedIsRetried(t *testing.T) {
 	}
 	r.nothingDelivered("end")
 	r.unanswered("end")
+	// Counted once each: 9, and 11 once it came after 12.
+	if s := r.ep.Stats(); s.StaleNotifications != 2 {
+		t.Fatalf("%d stale notifications counted, want 2", s.StaleNotifications)
+	}
 }
