@@ -369,6 +369,23 @@ var _ server.DeferredHandler = (*lifecycle)(nil)
 // and retransmits. The number of notifications waiting for their commit
 // is bounded by the store's queue.
 func (l *lifecycle) NotifiedDeferred(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record, stored func(error)) error {
+	return l.notifiedThen(ctx, r, o, recs, false, stored)
+}
+
+var _ server.StaleHandler = (*lifecycle)(nil)
+
+// NotifiedStale stores the values of a notification that arrived out of
+// order — older than one already delivered (RFC 7641 §3.4) — and has it
+// acknowledged once they are committed, like NotifiedDeferred: they are
+// readings the device was (or will be) told are received. They are kept
+// as history but are not the current state: the store does not make them
+// the latest values (store.Batch.Stale), and a firmware version among
+// them is not recorded.
+func (l *lifecycle) NotifiedStale(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record, stored func(error)) error {
+	return l.notifiedThen(ctx, r, o, recs, true, stored)
+}
+
+func (l *lifecycle) notifiedThen(ctx context.Context, r *server.Registration, o *server.Observation, recs []lwm2m.Record, stale bool, stored func(error)) error {
 	l.sawUplink(r)
 	event := ""
 	if o.Composite {
@@ -377,7 +394,7 @@ func (l *lifecycle) NotifiedDeferred(ctx context.Context, r *server.Registration
 	if r.QueueMode {
 		l.disp.Uplink(r.Endpoint)
 	}
-	return l.ingestThen(ctx, r.Endpoint, recs, event, stored)
+	return l.ingestThen(ctx, r.Endpoint, recs, event, stale, stored)
 }
 
 // SentDeferred stores the values of a Send (/dp); the server answers 2.04
@@ -387,10 +404,10 @@ func (l *lifecycle) SentDeferred(ctx context.Context, r *server.Registration, re
 	if r.QueueMode {
 		l.disp.Uplink(r.Endpoint)
 	}
-	return l.ingestThen(ctx, r.Endpoint, recs, eventSend, stored)
+	return l.ingestThen(ctx, r.Endpoint, recs, eventSend, false, stored)
 }
 
-func (l *lifecycle) ingestThen(ctx context.Context, ep string, recs []lwm2m.Record, event string, stored func(error)) error {
+func (l *lifecycle) ingestThen(ctx context.Context, ep string, recs []lwm2m.Record, event string, stale bool, stored func(error)) error {
 	if len(recs) == 0 {
 		stored(nil)
 		return nil
@@ -409,11 +426,13 @@ func (l *lifecycle) ingestThen(ctx context.Context, ep string, recs []lwm2m.Reco
 		j.done(nil)
 		return nil
 	}
-	if err := l.db.IngestThen(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event}, j.done); err != nil {
+	if err := l.db.IngestThen(store.Batch{Endpoint: ep, Received: nowUTC(), Records: recs, Event: event, Stale: stale}, j.done); err != nil {
 		j.cancel()
 		return err
 	}
-	l.noteFirmware(ctx, ep, recs)
+	if !stale {
+		l.noteFirmware(ctx, ep, recs)
+	}
 	return nil
 }
 

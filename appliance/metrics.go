@@ -38,6 +38,7 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_coap_overloaded_total", "counter", "Requests and notifications refused (5.03) because a queue was full.", c.Overloaded)
 	m("flownexus_coap_device_busy_total", "counter", "Requests to devices refused because too many already waited for the device.", c.PeerBusy)
 	m("flownexus_coap_trimmed_total", "counter", "Responses cut to a small multiple of the request for an unverified address (RFC 7252 §11.3).", c.Trimmed)
+	m("flownexus_coap_notifications_out_of_order_total", "counter", "Notifications older than one already received for their observation (RFC 7641 §3.4, reordered on the way): stored as history and acknowledged, never shown as the latest value.", c.StaleNotifications)
 	m("flownexus_coap_dedup_evicted_total", "counter", "Message ids forgotten early because the deduplication cache was full.", c.DedupEvicted)
 	m("flownexus_coap_queued_current", "gauge", "Incoming requests and notifications waiting for a worker.", c.Queued)
 	m("flownexus_coap_waiting_current", "gauge", "Requests to devices waiting for the device's turn (NSTART).", c.Waiting)

@@ -24,6 +24,11 @@ type Batch struct {
 	Event string
 	// EventDetail is free text stored with the event.
 	EventDetail string
+	// Stale marks the readings of a notification that arrived out of
+	// order: older than one already delivered for the same observation
+	// (RFC 7641 §3.4). They are history, never the latest value; see
+	// staleTime for how those without a time of their own are stamped.
+	Stale bool
 }
 
 type batch struct {
@@ -581,6 +586,7 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 	latest := map[int64]latestRow{}
 	lastSeen := map[int64]int64{}
 	var notes []Committed
+	var stamped map[*batch][]lwm2m.Record // stale readings as stored, for subscribers
 
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -663,6 +669,16 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 			t := recvMS
 			if !r.Time.IsZero() {
 				t = r.Time.UnixMilli()
+			} else if b.Stale {
+				if t, err = d.staleTime(ctx, tx, si.id, latest, t); err != nil {
+					return err
+				}
+			}
+			if b.Stale {
+				if stamped == nil {
+					stamped = map[*batch][]lwm2m.Record{}
+				}
+				stamped[b] = append(stamped[b], lwm2m.Record{Path: r.Path, Value: r.Value, Time: time.UnixMilli(t).UTC()})
 			}
 			if err := ins.add(si.id, point{t, r.Value}); err != nil {
 				return err
@@ -677,7 +693,11 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 			}
 		}
 		if d.subs.any() {
-			notes = append(notes, Committed{Endpoint: b.Endpoint, Received: recv, Records: b.Records, EventID: evID, Event: b.Event})
+			recs := b.Records
+			if st, ok := stamped[b]; ok {
+				recs = st // with the times they were stored at
+			}
+			notes = append(notes, Committed{Endpoint: b.Endpoint, Received: recv, Records: recs, EventID: evID, Event: b.Event})
 		}
 	}
 	if err := ins.flush(); err != nil {

@@ -8,6 +8,7 @@ type dedupEntry struct {
 	emptyAck bool   // an empty ACK was sent; the response goes separately
 	done     bool   // handling finished
 	retry    bool   // a notification refused unacknowledged: deliver its retransmission
+	stale    bool   // a notification older than the last one delivered (RFC 7641 §3.4)
 	expires  int64
 }
 

@@ -281,6 +281,7 @@ type job struct {
 	msg   *Message
 	entry *dedupEntry  // dedup entry of a CON/NON request or notification
 	obs   *Observation // set for notifications
+	stale bool         // a notification out of order (RFC 7641 §3.4)
 	timer *time.Timer  // processing-delay timer of a CON request
 	fn    func()       // generic work
 }

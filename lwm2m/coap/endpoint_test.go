@@ -200,12 +200,16 @@ func TestObserveNotifyCancel(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	}
-	// A stale sequence number is acknowledged but not delivered.
+	// A stale sequence number (RFC 7641 §3.4) is delivered too, and
+	// counted (see TestStaleNotificationDeliveredAndAckedAfterHandler).
 	n := NewResponse(Content)
 	n.SetObserve(1)
 	n.Payload = []byte("stale")
 	if err := srv.Notify(context.Background(), op, tok, n); err != nil {
 		t.Fatal(err)
+	}
+	if got := <-notes; got != "stale" {
+		t.Fatalf("got %q", got)
 	}
 	if s := cli.Stats(); s.StaleNotifications != 1 {
 		t.Fatalf("stale not counted: %+v", s)

@@ -384,11 +384,19 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 	if d := e.dedup.get(mk); d != nil {
 		if o := e.obs[string(m.Token)]; d.retry && o != nil && o.active && o.accepts(from) {
 			// The retransmission of a refused notification: deliver it
-			// again, whatever its sequence number.
+			// again, whatever its sequence number — stale (§3.4) when it
+			// was, or when a newer one was delivered since (the
+			// observation's number moved on from its own).
 			d.retry, d.done = false, false
-			o.peer = from
+			if seq, ok := m.Observe(); ok && seq != o.seq && !d.stale {
+				d.stale = true
+				e.stats.staleNotifications.Add(1)
+			}
+			if !d.stale {
+				o.peer = from
+			}
 			e.mu.Unlock()
-			e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o})
+			e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o, stale: d.stale})
 			return
 		}
 		reply := d.reply
@@ -418,28 +426,26 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 	if o := e.obs[string(m.Token)]; o != nil && o.active && o.accepts(from) {
 		d := e.dedup.add(mk, ns+e.cfg.exchangeLifetime().Nanoseconds())
 		seq, hasSeq := m.Observe()
-		if hasSeq && !newer(o.seq, o.when, seq, now) {
-			// RFC 7641 §3.4: an older notification than the last one
-			// delivered is stale; acknowledge it but do not deliver it.
-			d.done = true
-			var ack []byte
-			if m.Type == Confirmable {
-				ack, _ = (&Message{Type: Acknowledgement, MessageID: m.MessageID}).Marshal()
-				d.reply = ack
-			}
-			e.mu.Unlock()
+		// RFC 7641 §3.4: a notification older than the last one
+		// delivered is stale — it must not be taken as the resource's
+		// current state. It is no duplicate, though (those were caught
+		// above by message id, RFC 7252 §4.5): reordered on the way, it
+		// carries a reading of its own, which the device was or will be
+		// told is received. So it is delivered like a fresh one, marked
+		// Notification.Stale, and acknowledged the same way (after its
+		// consumer took it); the observation's freshness state (seq,
+		// when) and the peer's address stay those of the newest.
+		d.stale = hasSeq && !newer(o.seq, o.when, seq, now)
+		if d.stale {
 			e.stats.staleNotifications.Add(1)
-			if ack != nil {
-				e.write(ack, from)
+		} else {
+			if hasSeq {
+				o.seq, o.when = seq, now
 			}
-			return
+			o.peer = from
 		}
-		if hasSeq {
-			o.seq, o.when = seq, now
-		}
-		o.peer = from
 		e.mu.Unlock()
-		e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o})
+		e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o, stale: d.stale})
 		return
 	}
 	e.mu.Unlock()

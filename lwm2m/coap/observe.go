@@ -31,6 +31,13 @@ type Notification struct {
 	Message *Message
 	// Observation it belongs to.
 	Observation *Observation
+	// Stale marks a notification older than the last one delivered for
+	// the observation (RFC 7641 §3.4: its Observe number is behind, it
+	// was reordered on the way). It must not be taken as the resource's
+	// current state; it is delivered anyway because it is not a
+	// duplicate and may carry data of its own (a reading taken before
+	// the newer one). It is acknowledged like any other notification.
+	Stale bool
 
 	settle   func(error) // nil when the endpoint already acknowledged it
 	deferred bool
@@ -63,8 +70,9 @@ func (n *Notification) finish(err error) {
 // (GET, or FETCH for LwM2M Observe-Composite) with Observe=0 like Do, and
 // when the response is a success carrying an Observe option the
 // observation is established and every later notification with its token
-// goes to fn, on the endpoint's worker for that peer, in order, stale ones
-// (§3.4) dropped. A notification with an error code is delivered and ends
+// goes to fn, on the endpoint's worker for that peer, in order of
+// arrival; one older than the last delivered (§3.4, reordered on the
+// way) is delivered too, with Notification.Stale set. A notification with an error code is delivered and ends
 // the observation (§3.2). fn's error leaves a confirmable notification
 // unacknowledged, so the peer retransmits it (see refuseNotification);
 // Notification.Defer acknowledges later.
@@ -201,11 +209,11 @@ func (e *Endpoint) deliverNotification(j job) {
 			return
 		}
 		if o.Active() {
-			_ = o.fn(&Notification{Peer: j.peer, Message: full, Observation: o})
+			_ = o.fn(&Notification{Peer: j.peer, Message: full, Observation: o, Stale: j.stale})
 		}
 		return
 	}
-	n := &Notification{Peer: j.peer, Message: m, Observation: o}
+	n := &Notification{Peer: j.peer, Message: m, Observation: o, Stale: j.stale}
 	n.settle = func(err error) { e.settleNotification(j, err) }
 	var err error
 	if o.Active() {

@@ -22,7 +22,7 @@ type Stats struct {
 	RateLimited        uint64 // datagrams dropped by the per-peer rate limit
 	Malformed          uint64 // undecodable or oversized datagrams
 	Overloaded         uint64 // work refused because a queue was full, or consumer errors
-	StaleNotifications uint64 // notifications older than the last one (RFC 7641 §3.4)
+	StaleNotifications uint64 // notifications older than the last one, delivered out of order marked Stale (RFC 7641 §3.4)
 	WriteErrors        uint64
 	PeerBusy           uint64 // outgoing requests refused: MaxWaiting already waited for the peer
 	Trimmed            uint64 // responses cut to AmplificationFactor for an unverified peer

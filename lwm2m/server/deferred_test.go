@@ -179,3 +179,81 @@ func TestSendStoredAfterEmptyACK(t *testing.T) {
 		t.Fatalf("separate response: %s %s", resp.Code, resp.Payload)
 	}
 }
+
+// staleRecorder is a deferredRecorder that also takes stale notifications
+// (StaleHandler) on a channel of their own.
+type staleRecorder struct {
+	*deferredRecorder
+	stale chan func(error)
+}
+
+func (r *staleRecorder) NotifiedStale(ctx context.Context, reg *Registration, o *Observation, recs []lwm2m.Record, stored func(error)) error {
+	r.stale <- stored
+	return nil
+}
+
+// TestStaleNotificationStored (issue 13): a confirmable notification
+// older than the last one delivered (RFC 7641 §3.4, reordered on the way)
+// goes to a StaleHandler's NotifiedStale, and is acknowledged only when
+// its values are stored, like a fresh one; a DeferredHandler without
+// NotifiedStale gets it through NotifiedDeferred.
+func TestStaleNotificationStored(t *testing.T) {
+	dr := &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
+	rec := &staleRecorder{deferredRecorder: dr, stale: make(chan func(error), 16)}
+	s, addr := testServer(t, testConfig(), rec)
+	cc := coap.DefaultConfig()
+	cc.ACKTimeout = 300 * time.Millisecond
+	d := newDeviceWith(t, "127.0.0.1:0", addr, cc)
+	d.register("dev")
+	dr.recorder.next(t, "registered")
+	if _, _, err := s.Observe(ctxT(t), "dev", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatText); err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan error, 1)
+	go func() { acked <- d.notify(coap.Confirmable, 5, "22", lwm2m.FormatText) }()
+	dr.next(t)(nil)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	go func() { acked <- d.notify(coap.Confirmable, 3, "21", lwm2m.FormatText) }()
+	var stored func(error)
+	select {
+	case stored = <-rec.stale:
+	case f := <-dr.stores:
+		f(nil)
+		t.Fatal("the stale notification went to NotifiedDeferred")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stale notification was not delivered")
+	}
+	notStarted(t, acked, "ACK")
+	stored(errors.New("disk full")) // not taken: no ACK, the device retransmits
+	notStarted(t, acked, "ACK")
+	select {
+	case stored = <-rec.stale:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the retransmission of the refused stale notification was not delivered")
+	}
+	stored(nil)
+	if err := <-acked; err != nil {
+		t.Fatalf("stale notification after stored(nil): %v", err)
+	}
+	if st := s.Stats(); st.Notifications != 2 || st.NotificationDrops != 1 || st.CoAP.StaleNotifications != 1 {
+		t.Fatalf("%+v", st)
+	}
+
+	// Without NotifiedStale, a stale notification is an ordinary one.
+	s2, rec2, d2 := deferredSetup(t)
+	if _, _, err := s2.Observe(ctxT(t), "dev", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatText); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint32{5, 3} {
+		go func() { acked <- d2.notify(coap.Confirmable, seq, "22", lwm2m.FormatText) }()
+		rec2.next(t)(nil)
+		if err := <-acked; err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+	}
+	if st := s2.Stats(); st.Notifications != 2 || st.CoAP.StaleNotifications != 1 {
+		t.Fatalf("%+v", st)
+	}
+}

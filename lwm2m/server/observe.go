@@ -117,9 +117,11 @@ func (s *Server) notified(reg *registration, o *Observation, base lwm2m.Path, n 
 		return nil
 	}
 	var moved *Registration
-	if n.Peer.Key() != reg.snap.Peer.Key() && (!n.Peer.Secure() || n.Peer.Identity == reg.snap.Peer.Identity) {
+	if !n.Stale && n.Peer.Key() != reg.snap.Peer.Key() && (!n.Peer.Secure() || n.Peer.Identity == reg.snap.Peer.Identity) {
 		// NAT rebinding seen through a notification, or a DTLS device
-		// that handshook again (the CoAP layer checked the identity).
+		// that handshook again (the CoAP layer checked the identity). A
+		// stale (reordered) notification may come from the address
+		// before the last rebinding: it moves nothing.
 		s.rebindLocked(reg, n.Peer, reg.ep)
 		moved = reg.snapshot()
 	}
@@ -154,8 +156,14 @@ func (s *Server) notified(reg *registration, o *Observation, base lwm2m.Path, n 
 		return nil
 	}
 	if dh, ok := s.h.(DeferredHandler); ok {
+		take := dh.NotifiedDeferred
+		if sh, ok := s.h.(StaleHandler); ok && n.Stale {
+			// RFC 7641 §3.4: older than a notification already
+			// delivered, so history, not the current state.
+			take = sh.NotifiedStale
+		}
 		done := n.Defer()
-		err := dh.NotifiedDeferred(context.Background(), snap, o, recs, func(err error) {
+		err := take(context.Background(), snap, o, recs, func(err error) {
 			s.countNotification(err)
 			done(err)
 		})

@@ -127,6 +127,20 @@ type DeferredHandler interface {
 	SentDeferred(ctx context.Context, r *Registration, recs []lwm2m.Record, stored func(error)) error
 }
 
+// StaleHandler is implemented by a DeferredHandler that tells readings
+// of the past from the current state. A notification older than the last
+// one delivered on its observation (RFC 7641 §3.4: reordered on the way,
+// its Observe number behind) must not be taken as the resource's current
+// state, but it is not a duplicate: it carries values of its own, and the
+// device is acknowledged for it once they are stored. The server hands
+// such a notification to NotifiedStale instead of NotifiedDeferred, with
+// the same contract (stored exactly once after a nil return; an error
+// leaves it unacknowledged). A Handler without it gets stale
+// notifications through NotifiedDeferred or Notified like any other.
+type StaleHandler interface {
+	NotifiedStale(ctx context.Context, r *Registration, o *Observation, recs []lwm2m.Record, stored func(error)) error
+}
+
 // NopHandler accepts every registration and drops every value. Embed it to
 // implement only some methods.
 type NopHandler struct{}
