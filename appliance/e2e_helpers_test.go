@@ -199,6 +199,7 @@ type apiDevice struct {
 	Objects         string `json:"objects"`
 	Pending         bool   `json:"pending"`
 	FirmwareVersion string `json:"firmwareVersion"`
+	Model           string `json:"model"`
 }
 
 func (ta *testAppliance) devices() []apiDevice {
