@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"encoding/base64"
 	"testing"
 
@@ -29,6 +30,12 @@ func TestBrowserFirmware(t *testing.T) {
 	dc.Firmware = "1.0.0"
 	dc.FirmwareUpdate = simulation.FirmwareConfig{Protocols: []int64{0}, BlockSize: 512}
 	dev := runDevice(t, dc)
+	// The model (3/0/1) is read after the registration; the deploy form
+	// offers it, preselected because the image's target names it.
+	eventually(t, "the device's model", func() bool {
+		e, err := a.db.Endpoint(context.Background(), dc.Endpoint)
+		return err == nil && e.Model == "FN-SIM-9160"
+	})
 
 	img := simulation.FirmwareImage("2.0.0", 30000, 9)
 	browsertest.Step(t, ctx, "firmware page",
@@ -57,6 +64,7 @@ func TestBrowserFirmware(t *testing.T) {
 	)
 	browsertest.Poll(t, ctx, "the library row names the file", `document.querySelector('#fw-library tr[data-image="1"]').textContent.includes("sensor-2.0.0.bin")`)
 	browsertest.Shot(t, ctx, "firmware-01-library")
+	browsertest.Poll(t, ctx, "the deploy form preselects the image's model", `document.querySelector('#fw-library tr[data-image="1"] select[name="model"]').value === "FN-SIM-9160"`)
 	browsertest.Step(t, ctx, "deploy to every device at 1.0.0",
 		chromedp.Click(chromedp.CSS(`#fw-library tr[data-image="1"] summary`)),
 		chromedp.SetValue(chromedp.CSS(`#fw-library tr[data-image="1"] select[name="currentVersion"]`), "1.0.0"),

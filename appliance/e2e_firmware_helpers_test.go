@@ -43,7 +43,7 @@ func (ta *testAppliance) upload(fields map[string]string, fieldsFirst bool, imag
 	req, _ := http.NewRequest("POST", ta.url+"/api/v1/firmware", &body)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	req.Header.Set("Authorization", "Bearer "+ta.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ta.client.Do(req)
 	if err != nil {
 		ta.t.Fatal(err)
 	}

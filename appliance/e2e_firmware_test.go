@@ -276,7 +276,7 @@ func startAppliance2(t *testing.T, cfg Config) *testAppliance {
 		cancel()
 		t.Fatal("second start not ready")
 	}
-	tb := &testAppliance{t: t, a: a, cfg: cfg, url: "http://" + a.Addrs().HTTP}
+	tb := &testAppliance{t: t, a: a, cfg: cfg, url: "http://" + a.Addrs().HTTP, client: http.DefaultClient}
 	tb.stop = func() { cancel(); <-errc }
 	t.Cleanup(tb.shutdown)
 	var out struct{ Token string }

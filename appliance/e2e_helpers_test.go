@@ -29,8 +29,11 @@ type testAppliance struct {
 	cfg   Config
 	url   string
 	token string
-	stop  func()
-	once  sync.Once
+	// client sends the API requests: with https on it trusts the
+	// appliance's CA and url is the HTTPS listener's.
+	client *http.Client
+	stop   func()
+	once   sync.Once
 }
 
 func testConfig(t *testing.T) Config {
@@ -63,7 +66,10 @@ func startAppliance(t *testing.T, cfg Config, opts ...Option) *testAppliance {
 		cancel()
 		t.Fatal("appliance not ready in 30 s")
 	}
-	ta := &testAppliance{t: t, a: a, cfg: cfg, url: "http://" + a.Addrs().HTTP}
+	ta := &testAppliance{t: t, a: a, cfg: cfg, url: "http://" + a.Addrs().HTTP, client: http.DefaultClient}
+	if h := a.Addrs().HTTPS; h != "" {
+		ta.url, ta.client = "https://"+h, caClient(t, a)
+	}
 	ta.stop = func() {
 		cancel()
 		select {
@@ -116,7 +122,7 @@ func (ta *testAppliance) do(method, path string, body any, want int, out any) {
 	if ta.token != "" {
 		req.Header.Set("Authorization", "Bearer "+ta.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ta.client.Do(req)
 	if err != nil {
 		ta.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -193,6 +199,7 @@ type apiDevice struct {
 	Objects         string `json:"objects"`
 	Pending         bool   `json:"pending"`
 	FirmwareVersion string `json:"firmwareVersion"`
+	Model           string `json:"model"`
 }
 
 func (ta *testAppliance) devices() []apiDevice {
@@ -290,7 +297,7 @@ func (ta *testAppliance) doRaw(method, path string, body []byte, want int, out a
 	req, _ := http.NewRequest(method, ta.url+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-pem-file")
 	req.Header.Set("Authorization", "Bearer "+ta.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ta.client.Do(req)
 	if err != nil {
 		ta.t.Fatalf("%s %s: %v", method, path, err)
 	}

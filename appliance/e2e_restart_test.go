@@ -253,7 +253,7 @@ func TestRestartIsInvisibleToDevices(t *testing.T) {
 		t.Skip("short mode: starts the appliance three times")
 	}
 	r := &restartRig{t: t, dir: t.TempDir(), http: freeAddr(t, "tcp"), coap: freeAddr(t, "udp"), coaps: freeAddr(t, "udp")}
-	ta := &testAppliance{t: t, url: "http://" + r.http, token: prepareAPIToken(t, r.dir)}
+	ta := &testAppliance{t: t, url: "http://" + r.http, token: prepareAPIToken(t, r.dir), client: http.DefaultClient}
 	r.start()
 
 	var fleet []*restartDevice

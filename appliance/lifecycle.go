@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,9 @@ func nowUTC() time.Time { return time.Now().UTC() }
 const eventSend = "send"
 
 var firmwareVersionPath = lwm2m.NewPath(3, 0, 3)
+
+// modelPath is Device /3/0/1, Model Number (Core Appendix E.4).
+var modelPath = lwm2m.NewPath(3, 0, 1)
 
 // lifecycle is the appliance's side of the LwM2M server: who may register,
 // what a registration changes in the store, which observations start, and
@@ -225,6 +229,7 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 			l.keep(ctx, r.Endpoint, recs, "")
 		}
 	}
+	l.readModel(ctx, r)
 	for _, path := range p.ObserveSingle {
 		if !hasPath(r, path) {
 			continue
@@ -470,12 +475,42 @@ func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, ev
 	}
 }
 
-// noteFirmware records the firmware version when the values include it.
+// readModel reads the Model Number (3/0/1), which deployments to a model
+// select on, only while the store has none for the device: a model does not
+// change with a firmware update, so once known it costs no request, and
+// until then one per registration (a device that refused the read is asked
+// again next time). Notifications and reads that carry 3/0/1 update it
+// through noteFirmware.
+func (l *lifecycle) readModel(ctx context.Context, r *server.Registration) {
+	if !hasPath(r, modelPath) {
+		return
+	}
+	if e, err := l.db.Endpoint(ctx, r.Endpoint); err != nil || e.Model != "" {
+		return
+	}
+	recs, err := l.srv.Read(ctx, r.Endpoint, modelPath, lwm2m.FormatNone)
+	if err != nil {
+		l.log.Info("model number read failed", "endpoint", r.Endpoint, "err", err)
+		return
+	}
+	l.keep(ctx, r.Endpoint, recs, "")
+}
+
+// noteFirmware records the firmware version and the model when the
+// values include them.
 func (l *lifecycle) noteFirmware(ctx context.Context, ep string, recs []lwm2m.Record) {
 	for _, rec := range recs {
-		if rec.Path == firmwareVersionPath && rec.Value.Type() == lwm2m.TypeString {
+		if rec.Value.Type() != lwm2m.TypeString {
+			continue
+		}
+		switch rec.Path {
+		case firmwareVersionPath:
 			if err := l.db.SetEndpointFirmwareVersion(ctx, ep, rec.Value.Str()); err != nil {
 				l.log.Debug("firmware version not recorded", "endpoint", ep, "err", err)
+			}
+		case modelPath:
+			if err := l.db.SetEndpointModel(ctx, ep, strings.TrimSpace(rec.Value.Str())); err != nil {
+				l.log.Debug("model not recorded", "endpoint", ep, "err", err)
 			}
 		}
 	}

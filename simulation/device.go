@@ -39,6 +39,9 @@ type DeviceConfig struct {
 	TempMin, TempMax float64
 	// Firmware is the firmware version the device reports in 3/0/3.
 	Firmware string
+	// Model is the Model Number the device reports in 3/0/1 (default
+	// FN-SIM-9160).
+	Model string
 	// CoAP holds the transmission parameters.
 	CoAP coap.Config
 	// Logs shapes what the Event Log (object 20) logs.
@@ -57,6 +60,7 @@ func DefaultDeviceConfig() DeviceConfig {
 		TempMin:     15,
 		TempMax:     30,
 		Firmware:    "1.4.2",
+		Model:       "FN-SIM-9160",
 		CoAP:        cc.CoAP,
 		Logs:        DefaultLogConfig(),
 	}
@@ -281,6 +285,10 @@ func (d *Device) build(reg *lwm2m.Registry) error {
 	d.memFree = 96 + int64(r.IntN(64))
 	d.accelXYZ = [3]float64{0, 0, 1}
 	serial := fmt.Sprintf("FN%08X", uint32(d.cfg.Seed))
+	model := d.cfg.Model
+	if model == "" {
+		model = "FN-SIM-9160"
+	}
 	binding := "U"
 	if d.cfg.QueueMode {
 		binding = "UQ"
@@ -296,7 +304,7 @@ func (d *Device) build(reg *lwm2m.Registry) error {
 			6: lwm2m.Bool(true), 7: lwm2m.String(binding),
 		}),
 		d.device.AddInstance(0, map[uint16]lwm2m.Value{
-			0: lwm2m.String("FlowNexus Labs"), 1: lwm2m.String("FN-SIM-9160"), 2: lwm2m.String(serial),
+			0: lwm2m.String("FlowNexus Labs"), 1: lwm2m.String(model), 2: lwm2m.String(serial),
 			3: lwm2m.String(d.cfg.Firmware), 9: lwm2m.Int(d.battery), 10: lwm2m.Int(d.memFree),
 			14: lwm2m.String("+00:00"), 15: lwm2m.String("Etc/UTC"), 16: lwm2m.String(binding),
 			17: lwm2m.String("sensor node"), 18: lwm2m.String("1.0"), 19: lwm2m.String("zephyr-3.7"),

@@ -19,27 +19,29 @@ type Endpoint struct {
 	Pending  bool      `json:"pending"`
 	LastSeen time.Time `json:"lastSeen"`
 	// Lifetime is the registration lifetime in seconds (lt).
-	Lifetime        int64     `json:"lifetime"`
-	Binding         string    `json:"binding"`
-	LwM2MVersion    string    `json:"lwm2mVersion"`
-	QueueMode       bool      `json:"queueMode"`
-	SecurityMode    string    `json:"security"`
-	ObjectLinks     string    `json:"objects"`
-	Address         string    `json:"address"`
-	FirmwareVersion string    `json:"firmwareVersion"`
-	RegisteredAt    time.Time `json:"registeredAt"`
-	DeregisteredAt  time.Time `json:"deregisteredAt"`
-	Created         time.Time `json:"created"`
+	Lifetime        int64  `json:"lifetime"`
+	Binding         string `json:"binding"`
+	LwM2MVersion    string `json:"lwm2mVersion"`
+	QueueMode       bool   `json:"queueMode"`
+	SecurityMode    string `json:"security"`
+	ObjectLinks     string `json:"objects"`
+	Address         string `json:"address"`
+	FirmwareVersion string `json:"firmwareVersion"`
+	// Model is the Model Number the device reports (3/0/1); "" until read.
+	Model          string    `json:"model"`
+	RegisteredAt   time.Time `json:"registeredAt"`
+	DeregisteredAt time.Time `json:"deregisteredAt"`
+	Created        time.Time `json:"created"`
 }
 
 const endpointCols = `id, name, registration_id, online, pending, last_seen, lifetime, binding, lwm2m_version,
-	queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created`
+	queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created, model`
 
 func scanEndpoint(row interface{ Scan(...any) error }) (Endpoint, error) {
 	var e Endpoint
 	var ls, ra, da, cr int64
 	err := row.Scan(&e.ID, &e.Name, &e.RegistrationID, &e.Online, &e.Pending, &ls, &e.Lifetime, &e.Binding,
-		&e.LwM2MVersion, &e.QueueMode, &e.SecurityMode, &e.ObjectLinks, &e.Address, &e.FirmwareVersion, &ra, &da, &cr)
+		&e.LwM2MVersion, &e.QueueMode, &e.SecurityMode, &e.ObjectLinks, &e.Address, &e.FirmwareVersion, &ra, &da, &cr, &e.Model)
 	e.LastSeen, e.RegisteredAt, e.DeregisteredAt, e.Created = fromMS(ls), fromMS(ra), fromMS(da), fromMS(cr)
 	return e, err
 }
@@ -169,6 +171,40 @@ func (d *DB) SetEndpointFirmwareVersion(ctx context.Context, name, version strin
 	return d.updateEndpoint(ctx, name, "set firmware version", `UPDATE endpoint SET firmware_version = ? WHERE name = ?`, version, name)
 }
 
+// SetEndpointModel records the model a device reports (3/0/1, Model
+// Number); it writes only when the model changed.
+func (d *DB) SetEndpointModel(ctx context.Context, name, model string) error {
+	n, err := d.exec(ctx, `UPDATE endpoint SET model = ? WHERE name = ? AND model != ?`, model, name, model)
+	if err != nil {
+		return wrap(err, "endpoint %q: set model", name)
+	}
+	if n == 0 {
+		// Unchanged, or no such endpoint.
+		_, err := d.endpointFrom(ctx, d.r, name)
+		return err
+	}
+	return nil
+}
+
+// Models lists the distinct models devices report, for the device list's
+// filter and the deploy form.
+func (d *DB) Models(ctx context.Context) ([]string, error) {
+	rows, err := d.r.QueryContext(ctx, `SELECT DISTINCT model FROM endpoint WHERE model != '' ORDER BY 1`)
+	if err != nil {
+		return nil, wrap(err, "models")
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, wrap(err, "models")
+		}
+		out = append(out, v)
+	}
+	return out, wrap(rows.Err(), "models")
+}
+
 // SetEndpointPending accepts (false) or parks (true) an endpoint.
 func (d *DB) SetEndpointPending(ctx context.Context, name string, pending bool) error {
 	return d.updateEndpoint(ctx, name, "set pending", `UPDATE endpoint SET pending = ? WHERE name = ?`, b2i(pending), name)
@@ -227,8 +263,10 @@ type EndpointQuery struct {
 	Pending         *bool
 	SecurityMode    string
 	FirmwareVersion string
+	// Model matches the reported model (3/0/1) exactly.
+	Model string
 	// Sort is one of name, lastSeen, registeredAt, firmwareVersion,
-	// security, online; a leading "-" sorts descending. Default: name.
+	// security, online, model; a leading "-" sorts descending. Default: name.
 	Sort   string
 	Limit  int // default 50, at most 1000
 	Offset int
@@ -236,7 +274,7 @@ type EndpointQuery struct {
 
 var endpointSorts = map[string]string{
 	"name": "name", "lastSeen": "last_seen", "registeredAt": "registered_at",
-	"firmwareVersion": "firmware_version", "security": "security_mode", "online": "online",
+	"firmwareVersion": "firmware_version", "security": "security_mode", "online": "online", "model": "model",
 }
 
 // ListEndpoints returns one page of endpoints matching q and the number
@@ -264,6 +302,10 @@ func (d *DB) ListEndpoints(ctx context.Context, q EndpointQuery) ([]Endpoint, in
 	if q.FirmwareVersion != "" {
 		where = append(where, `firmware_version = ?`)
 		args = append(args, q.FirmwareVersion)
+	}
+	if q.Model != "" {
+		where = append(where, `model = ?`)
+		args = append(args, q.Model)
 	}
 	w := ""
 	if len(where) > 0 {

@@ -27,6 +27,7 @@ type deviceJSON struct {
 	Security     string `json:"security"`
 	Objects      string `json:"objects"`
 	Firmware     string `json:"firmwareVersion,omitempty"`
+	Model        string `json:"model,omitempty"`
 	Address      string `json:"address,omitempty"`
 	Registered   string `json:"registeredAt,omitempty"`
 }
@@ -52,7 +53,7 @@ func (s *Server) status(d store.Endpoint) string {
 func (s *Server) toDeviceJSON(d store.Endpoint) deviceJSON {
 	j := deviceJSON{Endpoint: d.Name, Online: d.Online, Status: s.status(d), Pending: d.Pending, Lifetime: d.Lifetime, Binding: d.Binding,
 		LwM2MVersion: d.LwM2MVersion, QueueMode: d.QueueMode, Security: d.SecurityMode, Objects: d.ObjectLinks,
-		Firmware: d.FirmwareVersion, Address: d.Address}
+		Firmware: d.FirmwareVersion, Model: d.Model, Address: d.Address}
 	if !d.LastSeen.IsZero() {
 		j.LastSeen = rfc3339(d.LastSeen)
 	}
@@ -68,6 +69,7 @@ func deviceQuery(c *echo.Context) (store.EndpointQuery, error) {
 		Search:          strings.TrimSpace(c.QueryParam("q")),
 		SecurityMode:    c.QueryParam("security"),
 		FirmwareVersion: c.QueryParam("firmware"),
+		Model:           strings.TrimSpace(c.QueryParam("model")),
 		Sort:            c.QueryParam("sort"),
 		Limit:           50,
 	}
@@ -95,9 +97,9 @@ func deviceQuery(c *echo.Context) (store.EndpointQuery, error) {
 		key = "firmwareVersion"
 	}
 	switch key {
-	case "", "name", "lastSeen", "registeredAt", "firmwareVersion", "security", "online":
+	case "", "name", "lastSeen", "registeredAt", "firmwareVersion", "security", "online", "model":
 	default:
-		return q, errorf(http.StatusBadRequest, "sort must be name, lastSeen, registeredAt, firmwareVersion, security or online (prefix - for descending)")
+		return q, errorf(http.StatusBadRequest, "sort must be name, lastSeen, registeredAt, firmwareVersion, security, online or model (prefix - for descending)")
 	}
 	if desc {
 		key = "-" + key

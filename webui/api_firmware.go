@@ -185,12 +185,12 @@ func (s *Server) apiDeploy(c *echo.Context) error {
 	if err := decodeJSON(c, &b); err != nil {
 		return err
 	}
-	eps, err := s.deployTargets(c, b.Endpoints, b.CurrentVersion)
+	eps, err := s.deployTargets(c, b.Endpoints, b.CurrentVersion, b.Model)
 	if err != nil {
 		return err
 	}
 	if len(eps) == 0 {
-		return unprocessable("endpoints is required (or currentVersion matching at least one device)")
+		return unprocessable("endpoints is required (or a model or currentVersion matching at least one device)")
 	}
 	b.Endpoints = eps
 	if b.MaxConcurrent < 0 || b.TimeoutSeconds < 0 || b.FailureThreshold < 0 || b.FailureThreshold > 1 {

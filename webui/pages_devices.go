@@ -23,6 +23,8 @@ type deviceListData struct {
 	PrevURL   string
 	NextURL   string
 	Firmwares []string
+	// Models are the models devices report (3/0/1), for the filter.
+	Models []string
 	// Refused are the names whose registrations were refused, newest first.
 	Refused []store.Refusal
 }
@@ -67,6 +69,9 @@ func (s *Server) pageDevices(c *echo.Context) error {
 		return err
 	}
 	if d.Firmwares, err = s.deps.Store.FirmwareVersions(c.Request().Context()); err != nil {
+		return err
+	}
+	if d.Models, err = s.deps.Store.Models(c.Request().Context()); err != nil {
 		return err
 	}
 	if d.Refused, err = s.deps.Store.Refusals(c.Request().Context(), 100); err != nil {

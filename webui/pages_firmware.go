@@ -14,8 +14,10 @@ type firmwareData struct {
 	Images      []FirmwareImage
 	Deployments []Deployment
 	// Versions are the firmware versions devices report, for "every
-	// device now at version …".
+	// device now at version …"; Models the models (3/0/1) they report,
+	// for "every device of model …".
 	Versions []string
+	Models   []string
 	MaxSize  int64
 }
 
@@ -31,6 +33,9 @@ func (s *Server) pageFirmware(c *echo.Context) error {
 			return err
 		}
 		if d.Versions, err = s.deps.Store.FirmwareVersions(ctx); err != nil {
+			return err
+		}
+		if d.Models, err = s.deps.Store.Models(ctx); err != nil {
 			return err
 		}
 	}
@@ -88,43 +93,69 @@ func (s *Server) pageFirmwareDelete(c *echo.Context) error {
 	return back(c, "/firmware", "Image deleted.")
 }
 
-// deployTargets resolves a deployment's devices: the listed endpoints, or
-// every device that reports a firmware version (a saved filter of the
-// device list).
-func (s *Server) deployTargets(c *echo.Context, listed []string, atVersion string) ([]string, error) {
+// deployTargets resolves a deployment's devices: the listed endpoints,
+// plus every device that matches the filter — a model (3/0/1), a firmware
+// version (3/0/3), or both (every device of the model at the version). A
+// filter that matches no device is refused (422): the operator meant some.
+func (s *Server) deployTargets(c *echo.Context, listed []string, atVersion, model string) ([]string, error) {
 	out := []string{}
-	for _, ep := range listed {
-		if ep = strings.TrimSpace(ep); ep != "" {
+	seen := map[string]bool{}
+	add := func(ep string) {
+		if ep = strings.TrimSpace(ep); ep != "" && !seen[ep] {
+			seen[ep] = true
 			out = append(out, ep)
 		}
 	}
-	if atVersion == "" {
+	for _, ep := range listed {
+		add(ep)
+	}
+	atVersion, model = strings.TrimSpace(atVersion), strings.TrimSpace(model)
+	if atVersion == "" && model == "" {
 		return out, nil
 	}
+	matched := 0
 	for offset := 0; ; offset += 1000 {
-		eps, _, err := s.deps.Store.ListEndpoints(c.Request().Context(), store.EndpointQuery{FirmwareVersion: atVersion, Limit: 1000, Offset: offset})
+		q := store.EndpointQuery{FirmwareVersion: atVersion, Model: model, Limit: 1000, Offset: offset}
+		eps, _, err := s.deps.Store.ListEndpoints(c.Request().Context(), q)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range eps {
-			out = append(out, e.Name)
+			add(e.Name)
 		}
+		matched += len(eps)
 		if len(eps) < 1000 {
-			return out, nil
+			break
 		}
 	}
+	if matched == 0 {
+		return nil, unprocessable("no device matches the selection (%s); nothing was deployed", selectionText(atVersion, model))
+	}
+	return out, nil
+}
+
+// selectionText names a deployment's filter for a message.
+func selectionText(atVersion, model string) string {
+	switch {
+	case model != "" && atVersion != "":
+		return "model " + strconv.Quote(model) + " at version " + strconv.Quote(atVersion)
+	case model != "":
+		return "model " + strconv.Quote(model)
+	}
+	return "version " + strconv.Quote(atVersion)
 }
 
 func (s *Server) pageDeploy(c *echo.Context) error {
 	if err := s.needFirmware(); err != nil {
 		return err
 	}
-	eps, err := s.deployTargets(c, strings.FieldsFunc(c.FormValue("endpoints"), func(r rune) bool { return r == '\n' || r == ',' || r == '\r' }), c.FormValue("currentVersion"))
+	listed := strings.FieldsFunc(c.FormValue("endpoints"), func(r rune) bool { return r == '\n' || r == ',' || r == '\r' })
+	eps, err := s.deployTargets(c, listed, c.FormValue("currentVersion"), c.FormValue("model"))
 	if err != nil {
 		return formError(c, "/firmware", err)
 	}
 	if len(eps) == 0 {
-		return formError(c, "/firmware", unprocessable("name the devices, or pick a current version"))
+		return formError(c, "/firmware", unprocessable("name the devices, or pick a model or a current version"))
 	}
 	req := DeployRequest{Endpoints: eps}
 	req.MaxConcurrent, _ = strconv.Atoi(c.FormValue("maxConcurrent"))

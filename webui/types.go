@@ -174,6 +174,9 @@ type DeployRequest struct {
 	// CurrentVersion adds every device now reporting this firmware
 	// version (3/0/3): a group by filter.
 	CurrentVersion string `json:"currentVersion,omitempty"`
+	// Model adds every device of this model (3/0/1, exact match); with
+	// CurrentVersion, every device of the model at that version.
+	Model string `json:"model,omitempty"`
 	// MaxConcurrent devices under way at once; TimeoutSeconds per device
 	// step; FailureThreshold (0..1) halts the deployment when the failed
 	// share passes it.
