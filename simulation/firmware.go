@@ -60,6 +60,9 @@ type FirmwareConfig struct {
 	// Dial opens the device's own DTLS session to a coaps:// download
 	// host (Zephyr's pull client does so with the device's credentials).
 	Dial func(ctx context.Context, endpoint, hostport string) (coap.Transport, coap.Peer, error)
+	// DialPlain opens a coap:// download; nil: UDP from the device's own
+	// address to the URI's host (tests route it through a relay).
+	DialPlain func(ctx context.Context, hostport string) (coap.Transport, coap.Peer, error)
 	// HTTP downloads http(s):// URIs; nil uses a plain client.
 	HTTP *http.Client
 	// Hold makes the device accept a Package URI and stay Downloading
@@ -293,6 +296,8 @@ func (u *fwUpdater) getCoAP(ctx context.Context, pu *url.URL) ([]byte, error) {
 			return nil, errors.New("no DTLS credentials for coaps downloads")
 		}
 		t, peer, err = u.cfg.Dial(ctx, u.d.cfg.Endpoint, pu.Host)
+	} else if u.cfg.DialPlain != nil {
+		t, peer, err = u.cfg.DialPlain(ctx, pu.Host)
 	} else {
 		local := "127.0.0.1:0"
 		if h, _, e := net.SplitHostPort(u.d.cfg.LocalAddr); e == nil && h != "" {
