@@ -389,7 +389,8 @@ func TestManyCompositeEventsInOneTransaction(t *testing.T) {
 // TestIngestRefusesWhileWriterStalls: with readings waiting and the
 // writer stuck in one piece of work for more than half the flush
 // interval, Ingest refuses rather than accept a reading it could not
-// commit in time; a writer that was merely idle that long does not refuse.
+// commit in time; a writer that was merely idle that long does not
+// refuse, nor does IngestThen, whose device waits for the commit.
 func TestIngestRefusesWhileWriterStalls(t *testing.T) {
 	cfg := testConfig(t)
 	d := openWith(t, cfg)
@@ -413,9 +414,18 @@ func TestIngestRefusesWhileWriterStalls(t *testing.T) {
 	if err := d.Ingest(b); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("stalled writer: %v, want ErrQueueFull", err)
 	}
+	// A reading acknowledged only after its commit waits in the queue
+	// instead: its device waits for the answer either way.
+	committed := make(chan error, 1)
+	if err := d.IngestThen(b, func(err error) { committed <- err }); err != nil {
+		t.Fatalf("stalled writer, IngestThen: %v", err)
+	}
 	d.busySince.Store(0)
 	d.drainQueue(context.Background())
-	if st := d.Stats(); st.Refused != 1 || st.CommittedRecords != 3 {
+	if err := <-committed; err != nil {
+		t.Fatalf("IngestThen's commit: %v", err)
+	}
+	if st := d.Stats(); st.Refused != 1 || st.CommittedRecords != 4 {
 		t.Fatalf("stats: %+v", st)
 	}
 }
