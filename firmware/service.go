@@ -83,6 +83,7 @@ type Service struct {
 	startMu   sync.Mutex                // one device starts at a time (concurrency limit)
 
 	access *grants
+	served serveCounters // blocks and bytes handed out (stats.go)
 }
 
 // Option configures a Service.
