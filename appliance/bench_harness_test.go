@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,18 @@ var (
 	benchFWTime    = flag.Duration("fnbench.fw-time", 5*time.Minute, "longest the firmware phase's deployment may take")
 	benchOnly      = flag.String("fnbench.only", "", "run only these phases, comma-separated: sim, cost, fleet, fairness, dtls, register, flood, firmware (empty: all)")
 )
+
+// benchPhases are the names -fnbench.only knows.
+var benchPhases = []string{"sim", "cost", "fleet", "fairness", "dtls", "register", "flood", "firmware"}
+
+// checkOnly refuses a -fnbench.only naming no phase (a typo would run nothing).
+func checkOnly(t *testing.T) {
+	for _, p := range strings.Split(*benchOnly, ",") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(benchPhases, p) {
+			t.Fatalf("-fnbench.only: no phase %q (phases: %s)", p, strings.Join(benchPhases, ", "))
+		}
+	}
+}
 
 // benchWant reports whether phase runs (-fnbench.only).
 func benchWant(phase string) bool {
@@ -84,6 +97,7 @@ func TestBench(t *testing.T) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		t.Fatal("taskset (util-linux) is needed to pin server and load to separate cores")
 	}
+	checkOnly(t)
 	ctx := t.Context()
 	out, err := filepath.Abs(*benchOut)
 	if err != nil {
