@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,21 +27,50 @@ import (
 //	FLOWNEXUS_BENCH=1 go test -run '^TestBench$' -v -timeout 60m ./appliance \
 //	    -args -fnbench.bin=../bin -fnbench.phase=60s -fnbench.fleet=10000
 var (
-	benchBin      = flag.String("fnbench.bin", "../bin", "directory holding flownexus and flownexus-sim")
-	benchOut      = flag.String("fnbench.out", "../.run/bench", "directory for bench.json, bench.md and the processes' logs")
-	benchPhase    = flag.Duration("fnbench.phase", 6*time.Second, "length of each closed-loop phase")
-	benchPeers    = flag.Int("fnbench.peers", 32, "closed-loop peers of the cost phases")
-	benchFair     = flag.Int("fnbench.fair-peers", 64, "closed-loop peers of the fairness phase")
-	benchFairDur  = flag.Duration("fnbench.fair", 20*time.Second, "length of the fairness/drift phase (the issue's target: 40s)")
-	benchFleet    = flag.Int("fnbench.fleet", 1000, "devices of the open-loop notification phase")
-	benchEvery    = flag.Duration("fnbench.every", time.Second, "each fleet device notifies this often")
-	benchFleetDur = flag.Duration("fnbench.fleet-time", 20*time.Second, "length of the open-loop notification phase")
-	benchSources  = flag.Int("fnbench.sources", 8, "loopback source addresses 127.0.0.2… the fleet is spread over")
-	benchSim      = flag.Int("fnbench.sim", 500, "devices of the flownexus-sim phase (devices held)")
-	benchSimDTLS  = flag.Int("fnbench.sim-dtls", 200, "devices of the flownexus-sim phase over DTLS with PSK (provisioned through the REST API)")
-	benchSimDur   = flag.Duration("fnbench.sim-time", 25*time.Second, "length of the flownexus-sim phase")
-	benchPSKConc  = flag.Int("fnbench.psk-peers", 4, "concurrent DTLS handshake+Register loops (PSK and certificate)")
+	benchBin       = flag.String("fnbench.bin", "../bin", "directory holding flownexus and flownexus-sim")
+	benchOut       = flag.String("fnbench.out", "../.run/bench", "directory for bench.json, bench.md and the processes' logs")
+	benchPhase     = flag.Duration("fnbench.phase", 6*time.Second, "length of each closed-loop phase")
+	benchPeers     = flag.Int("fnbench.peers", 32, "closed-loop peers of the cost phases")
+	benchFair      = flag.Int("fnbench.fair-peers", 64, "closed-loop peers of the fairness phase")
+	benchFairDur   = flag.Duration("fnbench.fair", 20*time.Second, "length of the fairness/drift phase (the issue's target: 40s)")
+	benchFleet     = flag.Int("fnbench.fleet", 1000, "devices of the open-loop notification phase")
+	benchEvery     = flag.Duration("fnbench.every", time.Second, "each fleet device notifies this often")
+	benchFleetDur  = flag.Duration("fnbench.fleet-time", 20*time.Second, "length of the open-loop notification phase")
+	benchSources   = flag.Int("fnbench.sources", 8, "loopback source addresses 127.0.0.2… the fleet is spread over")
+	benchSim       = flag.Int("fnbench.sim", 500, "devices of the flownexus-sim phase (devices held)")
+	benchSimDTLS   = flag.Int("fnbench.sim-dtls", 200, "devices of the flownexus-sim phase over DTLS with PSK (provisioned through the REST API)")
+	benchSimDur    = flag.Duration("fnbench.sim-time", 25*time.Second, "length of the flownexus-sim phase")
+	benchPSKConc   = flag.Int("fnbench.psk-peers", 4, "concurrent DTLS handshake+Register loops (PSK and certificate)")
+	benchFWDevices = flag.Int("fnbench.fw-devices", 250, "flownexus-sim devices that download one image at once over CoAP in 1024-byte blocks (0: no firmware phase; the issue's figure: 1000)")
+	benchFWSize    = flag.Int("fnbench.fw-size", 256<<10, "bytes of the firmware phase's image")
+	benchFWTime    = flag.Duration("fnbench.fw-time", 5*time.Minute, "longest the firmware phase's deployment may take")
+	benchOnly      = flag.String("fnbench.only", "", "run only these phases, comma-separated: sim, cost, fleet, fairness, dtls, register, flood, firmware (empty: all)")
 )
+
+// benchPhases are the names -fnbench.only knows.
+var benchPhases = []string{"sim", "cost", "fleet", "fairness", "dtls", "register", "flood", "firmware"}
+
+// checkOnly refuses a -fnbench.only naming no phase (a typo would run nothing).
+func checkOnly(t *testing.T) {
+	for _, p := range strings.Split(*benchOnly, ",") {
+		if p = strings.TrimSpace(p); p != "" && !slices.Contains(benchPhases, p) {
+			t.Fatalf("-fnbench.only: no phase %q (phases: %s)", p, strings.Join(benchPhases, ", "))
+		}
+	}
+}
+
+// benchWant reports whether phase runs (-fnbench.only).
+func benchWant(phase string) bool {
+	if *benchOnly == "" {
+		return true
+	}
+	for _, p := range strings.Split(*benchOnly, ",") {
+		if strings.TrimSpace(p) == phase {
+			return true
+		}
+	}
+	return false
+}
 
 // benchReport is bench.json.
 type benchReport struct {
@@ -54,6 +84,7 @@ type benchReport struct {
 	WebAPI   *webResult        `json:"web_api,omitempty"`
 	Sim      []*simResult      `json:"sim,omitempty"`
 	Flood    *floodResult      `json:"register_flood_silent,omitempty"`
+	Firmware *fwResult         `json:"firmware,omitempty"`
 	Samples  []sample          `json:"samples"`
 	Peak     sample            `json:"peak"`
 	Notes    []string          `json:"notes,omitempty"`
@@ -66,6 +97,7 @@ func TestBench(t *testing.T) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		t.Fatal("taskset (util-linux) is needed to pin server and load to separate cores")
 	}
+	checkOnly(t)
 	ctx := t.Context()
 	out, err := filepath.Abs(*benchOut)
 	if err != nil {
@@ -81,42 +113,69 @@ func TestBench(t *testing.T) {
 
 	app := startBenchAppliance(t, ctx, out, filepath.Join(bin, "flownexus"))
 	smp := startSampler(ctx, app)
-	peers := []*benchTarget{app, startRole(t, ctx, out, "gocoap", true)}
-	if lc := startLibcoap(t, ctx, out); lc != nil {
-		peers = append(peers, lc)
+	peers := []*benchTarget{app}
+	if benchWant("cost") || benchWant("fairness") || benchWant("dtls") || benchWant("register") {
+		peers = append(peers, startRole(t, ctx, out, "gocoap", true))
+		if lc := startLibcoap(t, ctx, out); lc != nil {
+			peers = append(peers, lc)
+		}
+		peers = append(peers, startRole(t, ctx, out, "echo", false))
 	}
-	peers = append(peers, startRole(t, ctx, out, "echo", false))
 	sources := loopbackSources(*benchSources)
 
 	for _, secure := range []bool{false, true} {
+		if !benchWant("sim") {
+			break
+		}
 		smp.setPhase(map[bool]string{false: "sim", true: "sim-dtls"}[secure])
 		if r := runSim(t, ctx, app, filepath.Join(bin, "flownexus-sim"), out, secure); r != nil {
 			rep.Sim = append(rep.Sim, r)
 		}
 	}
 	for _, tg := range peers {
+		if !benchWant("cost") {
+			break
+		}
 		smp.setPhase("cost:" + tg.name)
 		rep.Phases = append(rep.Phases, costPhases(t, ctx, tg, sources)...)
 	}
-	smp.setPhase("fleet")
-	rep.Fleet, rep.Observed, rep.WebAPI = runFleet(t, ctx, app, sources)
-	for _, tg := range peers[:2] {
+	if benchWant("fleet") {
+		smp.setPhase("fleet")
+		rep.Fleet, rep.Observed, rep.WebAPI = runFleet(t, ctx, app, sources)
+	}
+	for _, tg := range peers[:min(2, len(peers))] {
+		if !benchWant("fairness") {
+			break
+		}
 		smp.setPhase("fairness:" + tg.name)
 		rep.Phases = append(rep.Phases, fairPhase(t, ctx, tg, sources))
 	}
-	certs := provisionCerts(t, app, *benchPSKConc)
-	for _, tg := range peers[:2] {
-		smp.setPhase("psk:" + tg.name)
-		rep.Phases = append(rep.Phases, dtlsPhase(t, ctx, tg, nil))
-		smp.setPhase("cert:" + tg.name)
-		rep.Phases = append(rep.Phases, dtlsPhase(t, ctx, tg, certs))
+	if benchWant("dtls") {
+		certs := provisionCerts(t, app, *benchPSKConc)
+		for _, tg := range peers[:2] {
+			smp.setPhase("psk:" + tg.name)
+			rep.Phases = append(rep.Phases, dtlsPhase(t, ctx, tg, nil))
+			smp.setPhase("cert:" + tg.name)
+			rep.Phases = append(rep.Phases, dtlsPhase(t, ctx, tg, certs))
+		}
 	}
 	for _, tg := range peers {
+		if !benchWant("register") {
+			break
+		}
 		smp.setPhase("register:" + tg.name)
 		rep.Phases = append(rep.Phases, registerPhase(t, ctx, tg, sources))
 	}
-	smp.setPhase("flood:silent")
-	rep.Flood = floodPhase(t, ctx, app, sources)
+	if benchWant("flood") {
+		smp.setPhase("flood:silent")
+		rep.Flood = floodPhase(t, ctx, app, sources)
+	}
+	// Last, so that its deployment and its fleet's endpoints change
+	// nothing the other phases see.
+	if benchWant("firmware") {
+		smp.setPhase("firmware")
+		rep.Firmware = runFirmware(t, ctx, app, smp, filepath.Join(bin, "flownexus-sim"), out)
+	}
 	smp.setPhase("end")
 	rep.Samples, rep.Peak = smp.stop()
 	writeReport(t, out, rep)

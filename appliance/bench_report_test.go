@@ -36,46 +36,9 @@ func renderMarkdown(r *benchReport) string {
 	for _, k := range okeys {
 		w("`%s=%s` ", k, r.Options[k])
 	}
-	w("\n\n## Server CPU per request (closed loop; µs, and requests/s completed)\n\n")
-	w("| phase | %s | appliance ÷ floor |\n| --- |%s --- |\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
-	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register", "fairness-update"} {
-		row := ""
-		for _, c := range benchColumns {
-			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {
-				row += fmt.Sprintf(" %.1f µs (%.0f/s) |", pr.CPUMicros, pr.PerSec)
-			} else {
-				row += " — |"
-			}
-		}
-		ratio := "—"
-		if a, f := r.find("flownexus", ph), r.find("echo", ph); a != nil && f != nil && f.CPUMicros > 0 && a.Completed > 0 {
-			ratio = fmt.Sprintf("%.1f×", a.CPUMicros/f.CPUMicros)
-		}
-		w("| %s |%s %s |\n", ph, row, ratio)
-	}
-	w("\n## Latency of the closed loops (p50 / p99, µs) and lost requests\n\n")
-	w("| phase | %s |\n| --- |%s\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
-	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register"} {
-		row := ""
-		for _, c := range benchColumns {
-			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {
-				row += fmt.Sprintf(" %.0f / %.0f, %d lost |", pr.P50Micros, pr.P99Micros, pr.Lost)
-			} else {
-				row += " — |"
-			}
-		}
-		w("| %s |%s\n", ph, row)
-	}
-	w("\n## Fairness and latency drift (Update, closed loop)\n\n| server | peers | seconds | busiest ÷ least served | p50 first window | p50 last window | µs/request | lost |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, c := range benchColumns {
-		if pr := r.find(c.target, "fairness-update"); pr != nil {
-			w("| %s | %d | %.0f | %s | %.0f µs | %.0f µs | %.1f | %d |\n", c.title, pr.Peers, pr.Seconds, fairStr(pr.Fairness), pr.FirstP50Micros, pr.LastP50Micros, pr.CPUMicros, pr.Lost)
-		}
-	}
-	for _, pr := range r.Phases {
-		if pr.Note != "" {
-			w("\nNote (%s, %s): %s\n", pr.Target, pr.Phase, pr.Note)
-		}
+	w("\n")
+	if len(r.Phases) > 0 {
+		renderClosedLoops(w, r)
 	}
 	if f := r.Fleet; f != nil {
 		w("\n## Confirmable notifications, open loop (appliance)\n\n")
@@ -96,6 +59,9 @@ func renderMarkdown(r *benchReport) string {
 		w("\n## Register flood from devices that never answer (%d peers, %.0f s)\n\n", f.Peers, f.Seconds)
 		w("| Registers answered | server CPU per Register | goroutines before → peak → 10 s after | RSS before → peak → 10 s after |\n| --- | --- | --- | --- |\n")
 		w("| %d | %.1f µs | %d → %d → %d | %s → %s → %s |\n", f.Registers, f.CPUMicros, f.GoroutinesBefore, f.GoroutinesPeak, f.GoroutinesAfter, mib(f.RSSBefore), mib(f.RSSPeak), mib(f.RSSAfter))
+	}
+	if f := r.Firmware; f != nil {
+		renderFirmware(w, f)
 	}
 	w("\n## The appliance over the run (sampled every second; every %dth sample shown)\n\n", sampleStride(len(r.Samples)))
 	w("| t | phase | RSS | goroutines | registered | DB | WAL | CPU s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
@@ -137,3 +103,61 @@ func fairStr(f float64) string {
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func sampleStride(n int) int { return max(1, n/40) }
+
+// renderFirmware is the firmware phase's table.
+func renderFirmware(w func(string, ...any), f *fwResult) {
+	w("\n## Firmware download (CoAP, %d-byte blocks)\n\n", f.BlockSize)
+	w("One %d-byte image deployed at once (maxConcurrent %d) to %d flownexus-sim devices (%d registered in %.1f s) pulling over plain CoAP; server CPU net of idle (%.1f ms/s with the fleet registered).\n\n", f.ImageBytes, f.Devices, f.Devices, f.Registered, f.RegisterSeconds, f.IdleCPUPerSec)
+	w("| blocks served | download window | blocks/s | MiB/s | server CPU per block (net of idle) | deployment done in | server CPU per device (whole update) | succeeded / failed / unfinished | CoAP 5.03 / rate-limited | RSS before → peak | goroutines before → peak |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	w("| %.0f | %.1f s | %.0f | %.1f | %.1f µs (%.1f µs) | %.1f s | %.2f ms | %d / %d / %d | %.0f / %.0f | %s → %s | %d → %d |\n",
+		f.Blocks, f.DownloadSeconds, f.BlocksPerSec, f.MiBPerSec, f.CPUMicros, f.NetCPUMicros, f.TotalSeconds, f.CPUMillisPerDev,
+		f.Succeeded, f.Failed, f.Unfinished, f.Overloaded, f.RateLimited, mib(f.RSSBefore), mib(f.RSSPeak), f.GoroutinesBefore, f.GoroutinesPeak)
+	if f.Failures != "" {
+		w("\nFailures: %s\n", f.Failures)
+	}
+}
+
+// renderClosedLoops is the closed-loop tables: CPU, latency, fairness.
+func renderClosedLoops(w func(string, ...any), r *benchReport) {
+	w("\n## Server CPU per request (closed loop; µs, and requests/s completed)\n\n")
+	w("| phase | %s | appliance ÷ floor |\n| --- |%s --- |\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
+	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register", "fairness-update"} {
+		row := ""
+		for _, c := range benchColumns {
+			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {
+				row += fmt.Sprintf(" %.1f µs (%.0f/s) |", pr.CPUMicros, pr.PerSec)
+			} else {
+				row += " — |"
+			}
+		}
+		ratio := "—"
+		if a, f := r.find("flownexus", ph), r.find("echo", ph); a != nil && f != nil && f.CPUMicros > 0 && a.Completed > 0 {
+			ratio = fmt.Sprintf("%.1f×", a.CPUMicros/f.CPUMicros)
+		}
+		w("| %s |%s %s |\n", ph, row, ratio)
+	}
+	w("\n## Latency of the closed loops (p50 / p99, µs) and lost requests\n\n")
+	w("| phase | %s |\n| --- |%s\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
+	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register"} {
+		row := ""
+		for _, c := range benchColumns {
+			if pr := r.find(c.target, ph); pr != nil && pr.Completed > 0 {
+				row += fmt.Sprintf(" %.0f / %.0f, %d lost |", pr.P50Micros, pr.P99Micros, pr.Lost)
+			} else {
+				row += " — |"
+			}
+		}
+		w("| %s |%s\n", ph, row)
+	}
+	w("\n## Fairness and latency drift (Update, closed loop)\n\n| server | peers | seconds | busiest ÷ least served | p50 first window | p50 last window | µs/request | lost |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, c := range benchColumns {
+		if pr := r.find(c.target, "fairness-update"); pr != nil {
+			w("| %s | %d | %.0f | %s | %.0f µs | %.0f µs | %.1f | %d |\n", c.title, pr.Peers, pr.Seconds, fairStr(pr.Fairness), pr.FirstP50Micros, pr.LastP50Micros, pr.CPUMicros, pr.Lost)
+		}
+	}
+	for _, pr := range r.Phases {
+		if pr.Note != "" {
+			w("\nNote (%s, %s): %s\n", pr.Target, pr.Phase, pr.Note)
+		}
+	}
+}

@@ -25,12 +25,13 @@ type sampler struct {
 	samples []sample
 	cancel  context.CancelFunc
 	done    chan struct{}
+	t0      time.Time
 }
 
 func startSampler(ctx context.Context, app *benchTarget) *sampler {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &sampler{phase: "start", cancel: cancel, done: make(chan struct{})}
 	t0 := time.Now()
+	s := &sampler{phase: "start", cancel: cancel, done: make(chan struct{}), t0: t0}
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(time.Second)
@@ -73,4 +74,17 @@ func (s *sampler) stop() ([]sample, sample) {
 		peak.Registered = max(peak.Registered, x.Registered)
 	}
 	return s.samples, peak
+}
+
+// peakSince is the highest RSS and goroutine count sampled since t.
+func (s *sampler) peakSince(t time.Time) (rss, goroutines int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := t.Sub(s.t0).Seconds()
+	for _, x := range s.samples {
+		if x.T >= from {
+			rss, goroutines = max(rss, x.RSS), max(goroutines, x.Goroutines)
+		}
+	}
+	return rss, goroutines
 }

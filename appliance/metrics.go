@@ -11,7 +11,7 @@ import (
 // writeMetrics writes the appliance's counters in the Prometheus text
 // exposition format: registrations and traffic from the LwM2M server,
 // ingestion from the store (including every refusal, per issue 5), DTLS
-// sessions.
+// sessions, firmware blocks and bytes served.
 func (a *Appliance) writeMetrics(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	m := func(name, typ, help string, v any) {
@@ -72,6 +72,12 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 		m("flownexus_dtls_handshakes_failed_total", "counter", "Failed DTLS handshakes.", d.HandshakesFailed)
 		m("flownexus_dtls_datagrams_dropped_total", "counter", "Datagrams dropped because a session queue was full.", d.Dropped)
 		m("flownexus_dtls_handshakes_evicted_total", "counter", "Handshakes ended before the client returned the cookie, to admit a new ClientHello.", d.Evicted)
+	}
+	if a.fw != nil {
+		f := a.fw.Stats()
+		m("flownexus_firmware_blocks_served_total", "counter", "CoAP Block2 responses that carried firmware image bytes (any block size).", f.Blocks)
+		m("flownexus_firmware_bytes_served_total", "counter", "Firmware image bytes served over CoAP(S) and HTTP(S).", f.CoAPBytes+f.HTTPBytes)
+		m("flownexus_firmware_coap_bytes_served_total", "counter", "Firmware image bytes served over CoAP(S) in Block2 responses.", f.CoAPBytes)
 	}
 	m("flownexus_uptime_seconds", "gauge", "Seconds since start.", int64(time.Since(a.started).Seconds()))
 	// Goroutines bound the cost of held work (issue 15: a Register flood

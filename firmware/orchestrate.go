@@ -94,7 +94,7 @@ func (s *Service) step(ctx context.Context, ep string) {
 // stepDevice runs one device's next step; it reports whether the device
 // is now under way.
 func (s *Service) stepDevice(ctx context.Context, dd store.DeploymentDevice) bool {
-	dep, err := s.db.Deployment(ctx, dd.DeploymentID)
+	dep, err := s.db.DeploymentHeader(ctx, dd.DeploymentID)
 	if err != nil {
 		return false
 	}
@@ -275,7 +275,7 @@ func (s *Service) reserve(ctx context.Context, dep store.Deployment, dd store.De
 	}
 	// Re-check the deployment under the lock: a cancel or a halt may have
 	// come since it was read.
-	cur, err := s.db.Deployment(ctx, dep.ID)
+	cur, err := s.db.DeploymentHeader(ctx, dep.ID)
 	if err != nil || cur.Status != store.DeploymentRunning {
 		return false
 	}

@@ -82,6 +82,8 @@ func (s *Service) ServeCoAP(ctx context.Context, r *coap.Request) *coap.Response
 	bs := int64(1) << (szx + 4)
 	if end := min(int64(num+1)*bs, fw.Size); end > int64(num)*bs {
 		s.access.served(gr, end)
+		s.served.blocks.Add(1)
+		s.served.coapBytes.Add(end - int64(num)*bs)
 	}
 	return resp
 }
@@ -129,7 +131,10 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"`+fw.SHA256[:16]+`"`)
 	w.Header().Set("Cache-Control", "no-store")
-	rs := &trackedReader{r: io.NewSectionReader(fh, 0, fw.Size), done: func(end int64) { s.access.servedKey(gr.dep, gr.ep, end) }}
+	rs := &trackedReader{r: io.NewSectionReader(fh, 0, fw.Size), done: func(n, end int64) {
+		s.served.httpBytes.Add(n)
+		s.access.servedKey(gr.dep, gr.ep, end)
+	}}
 	http.ServeContent(w, r, "", fw.Created.Truncate(time.Second), rs)
 }
 
@@ -137,14 +142,14 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type trackedReader struct {
 	r    *io.SectionReader
 	pos  int64
-	done func(int64)
+	done func(n, end int64) // n bytes read, up to end
 }
 
 func (t *trackedReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	t.pos += int64(n)
 	if n > 0 {
-		t.done(t.pos)
+		t.done(int64(n), t.pos)
 	}
 	return n, err
 }

@@ -83,6 +83,7 @@ type Service struct {
 	startMu   sync.Mutex                // one device starts at a time (concurrency limit)
 
 	access *grants
+	served serveCounters // blocks and bytes handed out (stats.go)
 }
 
 // Option configures a Service.
@@ -436,15 +437,18 @@ func (s *Service) fail(ctx context.Context, dd store.DeploymentDevice, depID int
 // checkHalt halts a running deployment whose failed share passed its
 // threshold, and closes one whose devices have all finished.
 func (s *Service) checkHalt(ctx context.Context, id int64) {
-	dep, err := s.db.Deployment(ctx, id)
+	dep, err := s.db.DeploymentHeader(ctx, id)
 	if err != nil {
 		return
 	}
-	counts := map[string]int{}
-	for _, dd := range dep.Devices {
-		counts[dd.State]++
+	counts, err := s.db.DeploymentCounts(ctx, id)
+	if err != nil {
+		return
 	}
-	total := len(dep.Devices)
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
 	failed := counts[store.DeviceFailed]
 	open := total - failed - counts[store.DeviceSucceeded]
 	switch {

@@ -193,6 +193,14 @@ func (d *DB) Deployment(ctx context.Context, id int64) (Deployment, error) {
 	return d.deploymentFrom(ctx, d.r, id)
 }
 
+// DeploymentHeader returns a deployment's policy and status without its
+// devices: what the orchestrator reads at every step of one device, which
+// must not cost a read of every device of a large deployment.
+func (d *DB) DeploymentHeader(ctx context.Context, id int64) (Deployment, error) {
+	dep, err := scanDeployment(d.r.QueryRowContext(ctx, `SELECT `+depCols+` FROM deployment WHERE id = ?`, id))
+	return dep, wrap(err, "deployment %d", id)
+}
+
 // Deployments lists deployments newest first, without their devices.
 func (d *DB) Deployments(ctx context.Context) ([]Deployment, error) {
 	rows, err := d.r.QueryContext(ctx, `SELECT `+depCols+` FROM deployment ORDER BY id DESC`)
