@@ -9,7 +9,14 @@ type dedupEntry struct {
 	done     bool   // handling finished
 	retry    bool   // a notification refused unacknowledged: deliver its retransmission
 	stale    bool   // a notification older than the last one delivered (RFC 7641 §3.4)
-	expires  int64
+	// rerun: the reply was not kept; a retransmission runs the handler
+	// again. Only for a GET answered from a Body (one block of a large
+	// resource such as a firmware image): GET is idempotent, and RFC 7252
+	// §4.5 lets a server answer its retransmissions anew instead of
+	// holding every block sent for EXCHANGE_LIFETIME (a 1,000-device
+	// firmware rollout held hundreds of MiB of blocks that way).
+	rerun   bool
+	expires int64
 }
 
 type dedupItem struct {

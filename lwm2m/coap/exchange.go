@@ -464,6 +464,19 @@ func (e *Endpoint) dispatchNotification(j job) {
 	}
 }
 
+// replyRerun sends the reply to a GET answered from a Body without
+// keeping it: a retransmission runs the handler again (dedupEntry.rerun).
+func (e *Endpoint) replyRerun(d *dedupEntry, r *Message, to Peer) {
+	b, err := r.Marshal()
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	d.done, d.rerun = true, true
+	e.mu.Unlock()
+	e.write(b, to)
+}
+
 // replyOnce records and sends the reply to a deduplicated message.
 func (e *Endpoint) replyOnce(d *dedupEntry, r *Message, to Peer) {
 	b, err := r.Marshal()

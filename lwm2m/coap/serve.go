@@ -37,6 +37,13 @@ func (e *Endpoint) receiveRequest(m *Message, from Peer, now time.Time) {
 	e.mu.Lock()
 	e.dedup.expire(ns)
 	if d := e.dedup.get(mk); d != nil {
+		if d.rerun && d.done && m.Type == Confirmable {
+			d.rerun, d.done = false, false
+			e.mu.Unlock()
+			e.stats.duplicates.Add(1)
+			e.serveRequest(job{peer: from, msg: m, entry: d})
+			return
+		}
 		reply := d.reply
 		e.mu.Unlock()
 		e.stats.duplicates.Add(1)
@@ -48,7 +55,13 @@ func (e *Endpoint) receiveRequest(m *Message, from Peer, now time.Time) {
 	d := e.dedup.add(mk, ns+e.cfg.exchangeLifetime().Nanoseconds())
 	e.mu.Unlock()
 	e.stats.requests.Add(1)
-	j := job{peer: from, msg: m, entry: d}
+	e.serveRequest(job{peer: from, msg: m, entry: d})
+}
+
+// serveRequest hands a request to its peer's worker; a full queue gets
+// 5.03 with Max-Age.
+func (e *Endpoint) serveRequest(j job) {
+	m, d, from := j.msg, j.entry, j.peer
 	if m.Type == Confirmable && e.cfg.ProcessingDelay > 0 {
 		j.timer = time.AfterFunc(e.cfg.ProcessingDelay, func() { e.emptyAck(d, m.MessageID, from) })
 	}
@@ -211,6 +224,10 @@ func (e *Endpoint) respond(j job, resp *Response) {
 	separate := d.emptyAck
 	e.mu.Unlock()
 	switch {
+	case req.Type == Confirmable && !separate && resp.Body != nil && req.Code == GET:
+		m.Type = Acknowledgement
+		m.MessageID = req.MessageID
+		e.replyRerun(d, m, j.peer)
 	case req.Type == Confirmable && !separate:
 		m.Type = Acknowledgement
 		m.MessageID = req.MessageID
