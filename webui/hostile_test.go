@@ -196,6 +196,27 @@ func TestRoleEscalation(t *testing.T) {
 		t.Fatalf("parsed %d routes from the wiring source, the router has %d", len(routes), registered)
 	}
 
+	// The wiring source is the code under test: pin what must stay
+	// admin-only, so that a route quietly downgraded fails here too.
+	mustBeAdmin := []string{
+		"GET /api/v1/users", "POST /api/v1/users", "PATCH /api/v1/users/:name", "DELETE /api/v1/users/:name", "POST /api/v1/users/:name/unlock",
+		"GET /api/v1/tokens", "POST /api/v1/tokens", "DELETE /api/v1/tokens/:id", "GET /api/v1/audit", "PUT /api/v1/settings",
+		"DELETE /api/v1/devices/:ep", "POST /api/v1/devices/:ep/accept", "POST /api/v1/devices/:ep/revoke", "POST /api/v1/pki/ca",
+		"GET /api/v1/system/backup", "POST /api/v1/system/restore", "POST /api/v1/system/update", "POST /api/v1/system/restart",
+		"GET /users", "POST /users", "POST /users/:name", "POST /tokens", "POST /tokens/:id/revoke", "POST /settings",
+		"POST /devices/:ep/accept", "POST /devices/:ep/delete", "POST /devices/:ep/revoke",
+		"POST /system/restore", "POST /system/update", "POST /system/restart",
+	}
+	roleOf := map[string]string{}
+	for _, r := range routes {
+		roleOf[r.method+" "+r.path] = r.role
+	}
+	for _, k := range mustBeAdmin {
+		if roleOf[k] != "admin" {
+			t.Errorf("%s: wired for %q, must be admin", k, roleOf[k])
+		}
+	}
+
 	// Bodies that would succeed for an admin, so a refusal is the role check.
 	bodies := map[string]any{
 		"POST /api/v1/users":          map[string]string{"name": "mallory", "role": "admin", "password": pw},
@@ -554,6 +575,20 @@ func TestXSSDeviceStrings(t *testing.T) {
 	for _, esc := range append(escaped, "javascript:alert(1)", "{{.CSRF}}", "&#34;&gt;&lt;img") {
 		if !strings.Contains(all.String(), esc) {
 			t.Errorf("device page and partials do not show %q", esc)
+		}
+	}
+	// Each device-controlled string where it is shown, escaped.
+	for p, want := range map[string][]string{
+		"/devices/" + ep:                    {"ev&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img", "1.0&lt;script&gt;"},
+		"/ui/devices/" + ep + "/objects":    {"&lt;script&gt;alert(1)&lt;/script&gt;", "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;", "javascript:alert(1)", "{{.CSRF}}"},
+		"/ui/devices/" + ep + "/events":     {"lt=300 &lt;script&gt;alert(1)&lt;/script&gt;"},
+		"/ui/devices/" + ep + "/operations": {"4.00 &lt;script&gt;alert(1)&lt;/script&gt;"},
+	} {
+		_, b := ck.do("GET", p, nil)
+		for _, w := range want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("GET %s: %q not shown", p, w)
+			}
 		}
 	}
 	if len(seen) < 5 {
