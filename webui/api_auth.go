@@ -1,10 +1,12 @@
 package webui
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -12,12 +14,24 @@ import (
 	"github.com/labstack/echo/v5"
 )
 
-// decodeJSON reads one JSON object from the body: malformed JSON is 400,
-// an oversize body 413.
+// decodeJSON reads one JSON object from the body: a body declared as
+// something other than JSON is 415, malformed JSON or anything but an
+// object (an array, a string, null) 400, an oversize body 413.
 func decodeJSON(c *echo.Context, v any) error {
-	dec := json.NewDecoder(c.Request().Body)
+	if ct := c.Request().Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+			return errorf(http.StatusUnsupportedMediaType, "content type %q is not JSON; send application/json", ct)
+		}
+	}
+	br := bufio.NewReader(c.Request().Body)
+	dec := json.NewDecoder(br)
 	// A misspelled field is an error, not a silent no-op.
 	dec.DisallowUnknownFields()
+	// null would decode as "change nothing" and an array as a type error
+	// deep inside: say plainly that an object is wanted.
+	if b, err := peekNonSpace(br); err == nil && b != '{' {
+		return errorf(http.StatusBadRequest, "bad JSON: want an object, got %q…", b)
+	}
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		switch {
@@ -29,6 +43,23 @@ func decodeJSON(c *echo.Context, v any) error {
 		return errorf(http.StatusBadRequest, "bad JSON: %v", err)
 	}
 	return nil
+}
+
+// peekNonSpace returns the first byte after JSON whitespace without
+// consuming it.
+func peekNonSpace(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.Peek(1)
+		if err != nil {
+			return 0, err
+		}
+		switch b[0] {
+		case ' ', '\t', '\r', '\n':
+			br.Discard(1)
+			continue
+		}
+		return b[0], nil
+	}
 }
 
 func (s *Server) audit(c *echo.Context, action, target string) {
