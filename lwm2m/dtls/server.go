@@ -184,7 +184,19 @@ func (s *Server) verifyPeer(_ [][]byte, chains [][]*x509.Certificate) error {
 // Run serves until ctx is cancelled or Close is called; it returns nil then,
 // or the socket's error.
 func (s *Server) Run(ctx context.Context) error {
+	// The janitor joins the wait group only while the server is open:
+	// Close may already be waiting on it (a start that failed elsewhere
+	// cancels ctx at once), and an Add racing that Wait is a misuse of
+	// sync.WaitGroup (found by the race detector in TestServePortInUse).
+	s.mu.Lock()
+	select {
+	case <-s.done:
+		s.mu.Unlock()
+		return nil
+	default:
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		s.janitor()
@@ -467,7 +479,9 @@ func (s *Server) LocalAddr() net.Addr { return s.sock.LocalAddr() }
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.mu.Lock() // orders this against Run's wg.Add
 		close(s.done)
+		s.mu.Unlock()
 		s.cancel()
 		err = s.sock.Close()
 		if s.cfg.SessionFile != "" {
