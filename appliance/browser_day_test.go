@@ -218,8 +218,16 @@ func TestBrowserOperatorsDay(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#op-value-out`)),
 	)
 	browsertest.Eval(t, ctx, `(window.confirm = q => { window.asked = q; return false; }, "")`)
+	// The objects tree reloads itself as values arrive, so the button is
+	// found and clicked in one step in the page (a node looked up first
+	// may be swapped out before the click reaches it).
+	browsertest.Poll(t, ctx, "reboot button clicked", `(function () {
+		var b = document.querySelector('button.act[data-op="execute"][data-path="3/0/4"]');
+		if (!b) return false;
+		b.click();
+		return true;
+	})()`)
 	browsertest.Step(t, ctx, "reboot asks",
-		chromedp.Click(chromedp.CSS(`button.act[data-op="execute"][data-path="3/0/4"]`)),
 		chromedp.Click(chromedp.CSS(`#op-form button[type="submit"]`)),
 	)
 	browsertest.Poll(t, ctx, "reboot question", `(window.asked || "").includes("Reboot")`)

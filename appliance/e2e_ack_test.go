@@ -175,8 +175,14 @@ func TestNotificationAckAfterCommit(t *testing.T) {
 			t.Fatalf("notification %d acknowledged but reading %v not stored", i, v)
 		}
 	}
-	if st := db.Stats(); st.Refused != 0 || st.Failed != 0 {
-		t.Fatalf("store refused or dropped batches: %+v", st)
+	// Refused would mean the busy writer turned the reading away. A failed
+	// commit is not checked: when the machine stalls this test for longer
+	// than the store's busy timeout while it holds the lock, the commit
+	// fails, the device gets no ACK and retransmits, and the checks above
+	// still hold (seen once under go test -race -count=3 on a loaded
+	// machine); asserting none would assert a duration.
+	if st := db.Stats(); st.Refused != 0 {
+		t.Fatalf("store refused batches: %+v", st)
 	}
 }
 
