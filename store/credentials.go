@@ -70,7 +70,7 @@ func (d *DB) ProvisionEndpoint(ctx context.Context, c Credential) (Endpoint, err
 	if err := c.check(); err != nil {
 		return Endpoint{}, fmt.Errorf("store: provision %q: %w", c.Endpoint, err)
 	}
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, security_mode, created) VALUES (?, ?, ?)`, c.Endpoint, c.Mode, d.ms(d.now()))
 		if err != nil {
 			return err
@@ -93,7 +93,7 @@ func (d *DB) SetCredential(ctx context.Context, c Credential) error {
 		return fmt.Errorf("store: set credential %q: %w", c.Endpoint, err)
 	}
 	defer d.regs.invalidate() // after the write: see regCache
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO endpoint(name, security_mode, created) VALUES (?, ?, ?)`,
 			c.Endpoint, c.Mode, d.ms(d.now())); err != nil {
 			return err

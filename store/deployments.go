@@ -101,7 +101,7 @@ func (d *DB) CreateDeploymentSpec(ctx context.Context, sp DeploymentSpec) (Deplo
 	}
 	now := d.ms(d.now())
 	var id int64
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var one int
 		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM firmware WHERE id = ?`, sp.FirmwareID).Scan(&one); err != nil {
 			return fmt.Errorf("firmware %d: %w", sp.FirmwareID, ErrNotFound)
@@ -362,7 +362,7 @@ func (d *DB) DeploymentCounts(ctx context.Context, id int64) (map[string]int, er
 // runs it again; it reports how many devices it requeued.
 func (d *DB) RetryDeployment(ctx context.Context, id int64) (int, error) {
 	var n int64
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		now := d.ms(d.now())
 		res, err := tx.ExecContext(ctx, `UPDATE deployment SET status = 'running', reason = '', updated = ? WHERE id = ?`, now, id)
 		if err != nil {

@@ -19,6 +19,12 @@
 // next transaction restarts it, and truncates it when readers kept it
 // from restarting up to walHardLimit (wal.go).
 //
+// While Run runs, the store's other writes (registrations, observations,
+// endpoints, operations, sessions) do not commit on their own: they join
+// the ingestion writer's next transaction, each under a savepoint, and
+// return once it committed (group.go). Concurrent writers then share one
+// fsync instead of paying one each.
+//
 // # Telemetry layout
 //
 // A (device, resource, time) B-tree receives one random page write per

@@ -59,7 +59,9 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	}
 	d.stats.endpointWrites.Add(1)
 	g := d.regs.gen.Load()
-	_, err := d.exec(ctx, `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
+	var out Endpoint
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
 		lwm2m_version, queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET registration_id = excluded.registration_id, online = excluded.online,
@@ -69,14 +71,20 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 		object_links = excluded.object_links, address = excluded.address,
 		firmware_version = CASE WHEN excluded.firmware_version = '' THEN firmware_version ELSE excluded.firmware_version END,
 		registered_at = excluded.registered_at, deregistered_at = excluded.deregistered_at`,
-		e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
-		b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
-		d.ms(e.DeregisteredAt), d.ms(d.now()))
+			e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
+			b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
+			d.ms(e.DeregisteredAt), d.ms(d.now()))
+		if err != nil {
+			return err
+		}
+		out, err = d.endpointFrom(ctx, tx, e.Name)
+		return err
+	})
 	if err != nil {
 		return Endpoint{}, wrap(err, "upsert endpoint %q", e.Name)
 	}
 	d.regs.remember(e, g)
-	return d.endpointFrom(ctx, d.w, e.Name)
+	return out, nil
 }
 
 // CreateEndpoint adds an endpoint that is not registered yet (a
@@ -86,12 +94,20 @@ func (d *DB) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: create endpoint: %w: empty name", ErrInvalid)
 	}
-	_, err := d.exec(ctx, `INSERT INTO endpoint(name, pending, security_mode, created) VALUES (?, ?, ?, ?)`,
-		e.Name, b2i(e.Pending), e.SecurityMode, d.ms(d.now()))
+	var out Endpoint
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, pending, security_mode, created) VALUES (?, ?, ?, ?)`,
+			e.Name, b2i(e.Pending), e.SecurityMode, d.ms(d.now()))
+		if err != nil {
+			return err
+		}
+		out, err = d.endpointFrom(ctx, tx, e.Name)
+		return err
+	})
 	if err != nil {
 		return Endpoint{}, wrap(err, "create endpoint %q", e.Name)
 	}
-	return d.endpointFrom(ctx, d.w, e.Name)
+	return out, nil
 }
 
 func (d *DB) endpointFrom(ctx context.Context, q interface {
@@ -146,7 +162,7 @@ func (d *DB) SetEndpointOffline(ctx context.Context, name string, t time.Time, d
 func (d *DB) ExpireEndpoints(ctx context.Context, now time.Time, grace time.Duration) ([]string, error) {
 	var names []string
 	defer d.regs.invalidate() // after the write: see regCache
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE endpoint SET online = 0
 			WHERE online = 1 AND lifetime > 0 AND last_seen + lifetime * 1000 + ? < ? RETURNING name`,
 			grace.Milliseconds(), d.ms(now))

@@ -257,6 +257,7 @@ func (d *DB) Run(ctx context.Context) error {
 	d.running = true
 	d.runDone = make(chan struct{})
 	d.runMu.Unlock()
+	d.jobs.setOpen(true)
 	defer func() {
 		d.busySince.Store(0)
 		d.runMu.Lock()
@@ -279,13 +280,17 @@ func (d *DB) Run(ctx context.Context) error {
 		stopCk()
 		<-ckDone
 	}()
-	bg := context.WithoutCancel(ctx)
+	bg := context.WithValue(context.WithoutCancel(ctx), writerKey{}, true)
 	for {
 		select {
 		case <-ctx.Done():
-			return d.drainQueue(bg)
+			return d.stopWriter(bg)
 		case <-d.closing:
-			return d.drainQueue(bg)
+			return d.stopWriter(bg)
+		case <-d.jobs.kick:
+			d.working()
+			d.writeFrom(bg, nil)
+			d.walGuard(bg)
 		case b := <-d.queue:
 			d.working()
 			d.writeFrom(bg, b)
@@ -328,10 +333,20 @@ func (d *DB) writeWaiting(ctx context.Context) {
 		case b := <-d.queue:
 			budget -= int64(len(b.Records)) + 1
 			budget -= d.writeFromCounted(ctx, b)
+		case <-d.jobs.kick:
+			budget -= 1 + d.writeFromCounted(ctx, nil)
 		default:
 			return
 		}
 	}
+}
+
+// stopWriter stops taking writes (tx and exec commit directly from now
+// on), then commits everything still waiting.
+func (d *DB) stopWriter(ctx context.Context) error {
+	d.jobs.setOpen(false)
+	d.writeFrom(ctx, nil)
+	return d.drainQueue(ctx)
 }
 
 // drainQueue commits everything waiting in the queue.
@@ -346,17 +361,22 @@ func (d *DB) drainQueue(ctx context.Context) error {
 	}
 }
 
-// writeFrom gathers b and whatever else is waiting, up to the batch cap,
-// and commits them in one transaction.
+// writeFrom gathers b (nil: none) and whatever else is waiting, up to the
+// batch cap, and the waiting writes (group.go), and commits them in one
+// transaction.
 func (d *DB) writeFrom(ctx context.Context, first *batch) { d.writeFromCounted(ctx, first) }
 
 // writeFromCounted is writeFrom reporting how many readings beyond
 // first's it committed.
 func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
-	bs := []*batch{first}
+	var bs []*batch
 	var errs []error
-	n := len(first.Records)
-	for n < d.cfg.MaxBatchRecords && first.done == nil {
+	n := 0
+	if first != nil {
+		bs = append(bs, first)
+		n = len(first.Records)
+	}
+	for n < d.cfg.MaxBatchRecords && (first == nil || first.done == nil) {
 		select {
 		case b := <-d.queue:
 			bs = append(bs, b)
@@ -371,7 +391,17 @@ func (d *DB) writeFromCounted(ctx context.Context, first *batch) int64 {
 	}
 commit:
 	d.queuedRecords.Add(-int64(n))
-	err := d.noteWriteErr(d.commit(ctx, bs, n))
+	jobs := d.jobs.take()
+	jobErrs, err := d.commit(ctx, bs, n, jobs)
+	err = d.noteWriteErr(err)
+	switch {
+	case err == nil:
+		finishJobs(jobs, jobErrs, nil)
+	case errors.Is(err, ErrDiskFull):
+		finishJobs(jobs, nil, err)
+	default:
+		d.retryJobs(ctx, jobs)
+	}
 	if errors.Is(err, ErrDiskFull) {
 		// Retrying batch by batch would only fail again. Every batch
 		// gets the error, so that no device is acknowledged.
@@ -392,7 +422,7 @@ commit:
 			}
 			var e error
 			for attempt := 0; attempt < 3; attempt++ {
-				if e = d.commit(ctx, []*batch{b}, len(b.Records)); e == nil {
+				if _, e = d.commit(ctx, []*batch{b}, len(b.Records), nil); e == nil {
 					break
 				}
 				time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
@@ -411,6 +441,9 @@ commit:
 		}
 	}
 	d.acknowledge(bs, errs)
+	if first == nil {
+		return int64(n)
+	}
 	return int64(n - len(first.Records))
 }
 
@@ -572,13 +605,20 @@ func (b *bulk) flush() error {
 	return nil
 }
 
-// commit writes the batches in one transaction: endpoint and series rows
+// commit writes the batches and then runs the jobs (group.go) in one
+// transaction, and returns the jobs' own errors: endpoint and series rows
 // when new, one appended "resource" row per reading (sequential pages:
 // INTEGER PRIMARY KEY, no secondary index), the events and their links,
 // and last_seen for endpoints not updated within seenEvery. The latest
 // value per series is kept in memory and written by the compactor.
-func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
-	work := false
+func (d *DB) commit(ctx context.Context, bs []*batch, n int, jobs []*writeJob) ([]error, error) {
+	var jobErrs []error
+	err := d.commitBatches(ctx, bs, n, jobs, &jobErrs)
+	return jobErrs, err
+}
+
+func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writeJob, jobErrs *[]error) error {
+	work := len(jobs) > 0
 	for _, b := range bs {
 		work = work || b.done == nil && (len(b.Records) > 0 || b.Event != "")
 	}
@@ -729,6 +769,11 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int) error {
 			if _, err := seen.ExecContext(ctx, t, ep, t); err != nil {
 				return err
 			}
+		}
+	}
+	if len(jobs) > 0 {
+		if *jobErrs, err = d.runJobs(ctx, tx, jobs); err != nil {
+			return err
 		}
 	}
 	// Commit and publish to the tail atomically for readers (see

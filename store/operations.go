@@ -90,7 +90,7 @@ func (d *DB) CreateOperation(ctx context.Context, o Operation) (Operation, error
 	}
 	now := d.ms(d.now())
 	var id int64
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var ep int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, o.Endpoint).Scan(&ep); err != nil {
 			return err

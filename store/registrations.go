@@ -55,7 +55,7 @@ func (d *DB) SaveRegistration(ctx context.Context, r Registration) error {
 	if r.ID == "" || r.Lifetime <= 0 {
 		return fmt.Errorf("store: save registration of %q: %w: no id or lifetime", r.Endpoint, ErrInvalid)
 	}
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var epID int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, r.Endpoint).Scan(&epID); err != nil {
 			return err
@@ -90,7 +90,7 @@ func (d *DB) TouchRegistrations(ctx context.Context, touches []RegistrationTouch
 	if len(touches) == 0 {
 		return nil
 	}
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, `UPDATE lwm2m_registration SET last_update = MAX(last_update, ?)
 			WHERE endpoint_id = (SELECT id FROM endpoint WHERE name = ?) AND registration_id = ?`)
 		if err != nil {
@@ -212,7 +212,7 @@ func (d *DB) observations(ctx context.Context) ([]Observation, error) {
 // endpoints offline, and returns the endpoint names.
 func (d *DB) PruneRegistrations(ctx context.Context, now time.Time, grace time.Duration) ([]string, error) {
 	var names []string
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `DELETE FROM lwm2m_registration
 			WHERE last_update + lifetime * 1000 + ? < ? RETURNING endpoint_id`, grace.Milliseconds(), d.ms(now))
 		if err != nil {
@@ -249,7 +249,7 @@ func (d *DB) PruneRegistrations(ctx context.Context, now time.Time, grace time.D
 // offline, and those with one online. It returns how many are online.
 func (d *DB) SyncOnline(ctx context.Context) (int, error) {
 	var n int
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE endpoint SET online = 0
 			WHERE online = 1 AND id NOT IN (SELECT endpoint_id FROM lwm2m_registration)`); err != nil {
 			return err

@@ -156,6 +156,7 @@ type DB struct {
 	ck  *sql.DB     // checkpoints
 
 	queue         chan *batch
+	jobs          jobQueue // writes waiting for the writer's group commit (group.go)
 	closing       chan struct{}
 	closed        atomic.Bool
 	ingestMu      sync.RWMutex // Ingest holds it shared; Close exclusively
@@ -244,6 +245,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		walNext: walHardLimit,
 	}
 	d.retention.Store(int64(cfg.Retention))
+	d.jobs.init()
 	for _, o := range opts {
 		o(d)
 	}
@@ -460,36 +462,6 @@ func wrap(err error, format string, args ...any) error {
 		}
 	}
 	return fmt.Errorf("store: %s: %w", ctx, err)
-}
-
-// tx runs fn in a write transaction on the writer connection.
-type txLike = *sql.Tx
-
-func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if d.closed.Load() {
-		return ErrClosed
-	}
-	tx, err := d.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-// exec runs one write statement and reports the rows it changed.
-func (d *DB) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	if d.closed.Load() {
-		return 0, ErrClosed
-	}
-	res, err := d.w.ExecContext(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
 
 // openRaw opens a database file without migrating it (tests of the

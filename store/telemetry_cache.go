@@ -277,7 +277,7 @@ type ResourceType struct {
 // SyncResourceTypes upserts a resource type for every resource of every
 // model in the registry.
 func (d *DB) SyncResourceTypes(ctx context.Context, reg *lwm2m.Registry) error {
-	err := d.tx(ctx, func(tx txLike) error {
+	err := d.tx(ctx, func(ctx context.Context, tx txLike) error {
 		st, err := tx.PrepareContext(ctx, `INSERT INTO resource_type(object_id, resource_id, name, type, units) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT(object_id, resource_id) DO UPDATE SET name = excluded.name, type = excluded.type, units = excluded.units`)
 		if err != nil {

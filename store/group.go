@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Group commit of the store's own writes (issue 15: a Register ran four
+// small transactions, each with its fsync under synchronous=FULL, and
+// the fsyncs were half its CPU and most of its time).
+//
+// While Run runs, tx and exec do not commit on their own: they hand their
+// work to the ingestion writer, which runs it in its next transaction,
+// after the readings gathered for it, each piece inside a SAVEPOINT, and
+// returns once that transaction committed. Everything that arrived while
+// the previous commit ran shares one commit and one fsync, so the cost per
+// write falls as load rises, and the caller still returns only once its
+// write is durable. One piece that fails is rolled back to its savepoint
+// and fails alone. Without Run (command-line tools, tests, start-up) they
+// commit directly, as before.
+
+// writerKey marks contexts of the writer goroutine: a write made there
+// (retention, compaction) must not wait for the writer itself.
+type writerKey struct{}
+
+func inWriter(ctx context.Context) bool { return ctx.Value(writerKey{}) != nil }
+
+// writeJob is one tx or exec waiting for the writer.
+type writeJob struct {
+	ctx  context.Context // the caller's values, without its cancellation
+	gone <-chan struct{} // the caller's Done: skip the job if it left
+	fn   func(context.Context, *sql.Tx) error
+	done chan error
+}
+
+// jobQueue holds the writes waiting for the next transaction. It never
+// blocks: every job has a caller waiting for it, so the callers bound it.
+type jobQueue struct {
+	mu   sync.Mutex
+	open bool // Run takes jobs
+	jobs []*writeJob
+	kick chan struct{}
+}
+
+func (q *jobQueue) init() { q.kick = make(chan struct{}, 1) }
+
+// push queues j and wakes the writer; false when no writer takes jobs.
+func (q *jobQueue) push(j *writeJob) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.open {
+		return false
+	}
+	q.jobs = append(q.jobs, j)
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take removes and returns every waiting job.
+func (q *jobQueue) take() []*writeJob {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	js := q.jobs
+	q.jobs = nil
+	return js
+}
+
+func (q *jobQueue) setOpen(open bool) {
+	q.mu.Lock()
+	q.open = open
+	q.mu.Unlock()
+}
+
+// txLike is the transaction a tx function gets.
+type txLike = *sql.Tx
+
+// tx runs fn in a write transaction and returns once it committed. fn
+// must use the ctx it is given, not its caller's: a cancelled statement
+// interrupts the whole connection, and with it the shared transaction.
+func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	if inWriter(ctx) {
+		return d.txDirect(ctx, fn)
+	}
+	j := &writeJob{ctx: context.WithoutCancel(ctx), gone: ctx.Done(), fn: fn, done: make(chan error, 1)}
+	if !d.jobs.push(j) {
+		return d.txDirect(ctx, fn)
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		// The writer skips the job if it has not started it yet.
+		return ctx.Err()
+	}
+}
+
+// txDirect commits fn in a transaction of its own.
+func (d *DB) txDirect(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return d.noteWriteErr(tx.Commit())
+}
+
+// exec runs one write statement and reports the rows it changed.
+func (d *DB) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	var n int64
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// errJobGone is what a job whose caller left before it ran gets (nobody
+// reads it).
+var errJobGone = errors.New("store: write abandoned by its caller")
+
+// runJobs runs each job inside tx under a savepoint. It returns the
+// jobs' own errors, and an error only when tx itself can go no further.
+func (d *DB) runJobs(ctx context.Context, tx *sql.Tx, jobs []*writeJob) ([]error, error) {
+	errs := make([]error, len(jobs))
+	for i, j := range jobs {
+		select {
+		case <-j.gone:
+			errs[i] = errJobGone
+			continue
+		default:
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT job`); err != nil {
+			return nil, err
+		}
+		jctx := context.WithValue(j.ctx, writerKey{}, true)
+		if errs[i] = j.fn(jctx, tx); errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO job`); err != nil {
+				return nil, fmt.Errorf("roll back a failed write (%v): %w", errs[i], err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE job`); err != nil {
+			return nil, err
+		}
+	}
+	return errs, nil
+}
+
+// finishJobs hands every job its result: its own error, or err when the
+// transaction failed.
+func finishJobs(jobs []*writeJob, errs []error, err error) {
+	for i, j := range jobs {
+		e := err
+		if e == nil && errs != nil {
+			e = errs[i]
+		}
+		j.done <- e
+	}
+}
+
+// retryJobs commits the jobs of a failed transaction one by one, each in
+// a transaction of its own, so that one bad write does not fail others.
+func (d *DB) retryJobs(ctx context.Context, jobs []*writeJob) {
+	for _, j := range jobs {
+		select {
+		case <-j.gone:
+			j.done <- errJobGone
+			continue
+		default:
+		}
+		j.done <- d.txDirect(context.WithValue(j.ctx, writerKey{}, true), j.fn)
+	}
+}
