@@ -39,18 +39,30 @@ func (r *deferredRecorder) next(t *testing.T) func(error) {
 	}
 }
 
+func newDeferredRecorder() *deferredRecorder {
+	return &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
+}
+
 // deferredSetup registers a device whose CoAP timers leave room for the
 // test between a notification and its retransmissions.
 func deferredSetup(t *testing.T) (*Server, *deferredRecorder, *device) {
 	t.Helper()
-	rec := &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
-	s, addr := testServer(t, testConfig(), rec)
+	rec := newDeferredRecorder()
+	s, d := deferredSetupWith(t, rec, rec.recorder)
+	return s, rec, d
+}
+
+// deferredSetupWith is deferredSetup with handler h, which reports its
+// events to events.
+func deferredSetupWith(t *testing.T, h Handler, events *recorder) (*Server, *device) {
+	t.Helper()
+	s, addr := testServer(t, testConfig(), h)
 	cc := coap.DefaultConfig()
 	cc.ACKTimeout = 300 * time.Millisecond
 	d := newDeviceWith(t, "127.0.0.1:0", addr, cc)
 	d.register("dev")
-	rec.recorder.next(t, "registered")
-	return s, rec, d
+	events.next(t, "registered")
+	return s, d
 }
 
 func notStarted[T any](t *testing.T, ch chan T, what string) {
@@ -120,7 +132,7 @@ func TestSendAnsweredOnlyWhenStored(t *testing.T) {
 // waits for its values to be stored, the worker serves other devices —
 // here all on a single worker.
 func TestDeferredNotificationFreesTheWorker(t *testing.T) {
-	rec := &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
+	rec := newDeferredRecorder()
 	cfg := testConfig()
 	cfg.CoAP.Workers = 1
 	s, addr := testServer(t, cfg, rec)
@@ -198,14 +210,9 @@ func (r *staleRecorder) NotifiedStale(ctx context.Context, reg *Registration, o 
 // its values are stored, like a fresh one; a DeferredHandler without
 // NotifiedStale gets it through NotifiedDeferred.
 func TestStaleNotificationStored(t *testing.T) {
-	dr := &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
+	dr := newDeferredRecorder()
 	rec := &staleRecorder{deferredRecorder: dr, stale: make(chan func(error), 16)}
-	s, addr := testServer(t, testConfig(), rec)
-	cc := coap.DefaultConfig()
-	cc.ACKTimeout = 300 * time.Millisecond
-	d := newDeviceWith(t, "127.0.0.1:0", addr, cc)
-	d.register("dev")
-	dr.recorder.next(t, "registered")
+	s, d := deferredSetupWith(t, rec, dr.recorder)
 	if _, _, err := s.Observe(ctxT(t), "dev", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatText); err != nil {
 		t.Fatal(err)
 	}
