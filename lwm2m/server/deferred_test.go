@@ -99,26 +99,33 @@ func TestNotificationAckedOnlyWhenStored(t *testing.T) {
 	}
 }
 
+// sendReading sends one reading from d (Send, /dp) in the background; the
+// channel gets the answer, or an error's text as the payload of an empty
+// message.
+func sendReading(d *device) chan *coap.Message {
+	answered := make(chan *coap.Message, 1)
+	go func() {
+		m := &coap.Message{Code: coap.POST, Payload: []byte(`[{"n":"/3303/0/5700","v":20.5}]`)}
+		m.SetPath("/dp")
+		m.Options = append(m.Options, coap.Option{ID: coap.ContentFormat, Value: coap.EncodeUint(uint32(lwm2m.FormatSenMLJSON))})
+		resp, err := d.ep.Do(context.Background(), d.server, m)
+		if err != nil {
+			resp = &coap.Message{Payload: []byte(err.Error())}
+		}
+		answered <- resp
+	}()
+	return answered
+}
+
 // TestSendAnsweredOnlyWhenStored: Send gets 2.04 once stored(nil) runs,
 // 5.03 when the values could not be stored.
 func TestSendAnsweredOnlyWhenStored(t *testing.T) {
 	_, rec, d := deferredSetup(t)
-	cf := coap.Option{ID: coap.ContentFormat, Value: coap.EncodeUint(uint32(lwm2m.FormatSenMLJSON))}
 	for _, c := range []struct {
 		err  error
 		want coap.Code
 	}{{nil, coap.Changed}, {errors.New("disk full"), coap.ServiceUnavailable}} {
-		answered := make(chan *coap.Message, 1)
-		go func() {
-			m := &coap.Message{Code: coap.POST, Payload: []byte(`[{"n":"/3303/0/5700","v":20.5}]`)}
-			m.SetPath("/dp")
-			m.Options = append(m.Options, cf)
-			resp, err := d.ep.Do(context.Background(), d.server, m)
-			if err != nil {
-				resp = &coap.Message{Payload: []byte(err.Error())}
-			}
-			answered <- resp
-		}()
+		answered := sendReading(d)
 		stored := rec.next(t)
 		notStarted(t, answered, "answer")
 		stored(c.err)
@@ -168,18 +175,7 @@ func TestDeferredNotificationFreesTheWorker(t *testing.T) {
 // §5.2.2).
 func TestSendStoredAfterEmptyACK(t *testing.T) {
 	_, rec, d := deferredSetup(t)
-	cf := coap.Option{ID: coap.ContentFormat, Value: coap.EncodeUint(uint32(lwm2m.FormatSenMLJSON))}
-	answered := make(chan *coap.Message, 1)
-	go func() {
-		m := &coap.Message{Code: coap.POST, Payload: []byte(`[{"n":"/3303/0/5700","v":20.5}]`)}
-		m.SetPath("/dp")
-		m.Options = append(m.Options, cf)
-		resp, err := d.ep.Do(context.Background(), d.server, m)
-		if err != nil {
-			resp = &coap.Message{Payload: []byte(err.Error())}
-		}
-		answered <- resp
-	}()
+	answered := sendReading(d)
 	stored := rec.next(t)
 	// Nothing else is sent to the device: what it receives now is the
 	// empty ACK (the response needs stored).
