@@ -86,6 +86,19 @@ func startAppliance(t *testing.T, cfg Config, opts ...Option) *testAppliance {
 	return ta
 }
 
+// startChildAppliance starts the appliance as a child process
+// (restartRig) on free loopback ports with a temp data dir that already
+// holds an admin's API token, for the tests that stop or kill it and
+// start it again; the testAppliance sends API requests to it (it has no
+// in-process Appliance).
+func startChildAppliance(t *testing.T) (*restartRig, *testAppliance) {
+	t.Helper()
+	r := &restartRig{t: t, dir: t.TempDir(), http: freeAddr(t, "tcp"), coap: freeAddr(t, "udp"), coaps: freeAddr(t, "udp")}
+	ta := &testAppliance{t: t, url: "http://" + r.http, token: prepareAPIToken(t, r.dir), client: http.DefaultClient}
+	r.start()
+	return r, ta
+}
+
 // shutdown stops the appliance (once; the test's cleanup calls it too).
 func (ta *testAppliance) shutdown() { ta.once.Do(ta.stop) }
 

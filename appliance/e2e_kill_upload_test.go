@@ -24,9 +24,7 @@ func TestKillDuringFirmwareUpload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short mode: starts the appliance twice")
 	}
-	r := &restartRig{t: t, dir: t.TempDir(), http: freeAddr(t, "tcp"), coap: freeAddr(t, "udp"), coaps: freeAddr(t, "udp")}
-	ta := &testAppliance{t: t, url: "http://" + r.http, token: prepareAPIToken(t, r.dir), client: http.DefaultClient}
-	r.start()
+	r, ta := startChildAppliance(t)
 	fwDir := filepath.Join(r.dir, "firmware")
 
 	// The upload streams from a pipe: its first 2 MiB go out, then the

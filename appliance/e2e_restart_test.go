@@ -252,9 +252,7 @@ func TestRestartIsInvisibleToDevices(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short mode: starts the appliance three times")
 	}
-	r := &restartRig{t: t, dir: t.TempDir(), http: freeAddr(t, "tcp"), coap: freeAddr(t, "udp"), coaps: freeAddr(t, "udp")}
-	ta := &testAppliance{t: t, url: "http://" + r.http, token: prepareAPIToken(t, r.dir), client: http.DefaultClient}
-	r.start()
+	r, ta := startChildAppliance(t)
 
 	var fleet []*restartDevice
 	add := func(name, mode string) {

@@ -113,6 +113,22 @@ func (r *staleRig) ack() uint16 {
 	return m.MessageID
 }
 
+// stored sends a confirmable notification, checks that it is delivered
+// as stale or fresh as want, lets its consumer store it and checks that
+// the device gets its ACK.
+func (r *staleRig) stored(mid uint16, seq uint32, payload string, stale bool) {
+	r.t.Helper()
+	r.send(Confirmable, mid, seq, payload)
+	d := r.delivered()
+	if d.seq != seq || d.stale != stale {
+		r.t.Fatalf("message %d delivered as %+v, want seq %d stale %v", mid, d, seq, stale)
+	}
+	d.done(nil)
+	if got := r.ack(); got != mid {
+		r.t.Fatalf("ACK of %d, want %d", got, mid)
+	}
+}
+
 // unanswered checks that the endpoint has sent the device nothing more
 // than the ACKs counted so far: Stats.Sent counts every datagram written,
 // and the endpoint sends this device nothing but ACKs.
@@ -208,27 +224,16 @@ func TestStaleNotificationDeliveredAndAckedAfterHandler(t *testing.T) {
 // is stale by then.
 func TestStaleNotificationRefusedIsRetried(t *testing.T) {
 	r := newStaleRig(t)
-	r.send(Confirmable, 200, 10, "a")
-	d := r.delivered()
-	d.done(nil)
-	r.ack()
+	r.stored(200, 10, "a", false)
 
 	r.send(Confirmable, 201, 9, "b")
-	d = r.delivered()
+	d := r.delivered()
 	if !d.stale {
 		t.Fatalf("seq 9 after 10 delivered as %+v", d)
 	}
 	d.done(errors.New("disk full"))
 	r.unanswered("stale notification refused by its consumer")
-	r.send(Confirmable, 201, 9, "b")
-	d = r.delivered()
-	if d.seq != 9 || !d.stale {
-		t.Fatalf("retransmission of the refused stale notification delivered as %+v", d)
-	}
-	d.done(nil)
-	if mid := r.ack(); mid != 201 {
-		t.Fatalf("ACK of %d, want 201", mid)
-	}
+	r.stored(201, 9, "b", true) // the retransmission of the refused stale notification
 
 	// Fresh 11 refused; 12 delivered and stored; 11 comes again.
 	r.send(Confirmable, 202, 11, "c")
@@ -237,24 +242,8 @@ func TestStaleNotificationRefusedIsRetried(t *testing.T) {
 		t.Fatalf("seq 11 delivered stale")
 	}
 	d.done(errors.New("queue full"))
-	r.send(Confirmable, 203, 12, "d")
-	d = r.delivered()
-	if d.seq != 12 || d.stale {
-		t.Fatalf("seq 12 delivered as %+v", d)
-	}
-	d.done(nil)
-	if mid := r.ack(); mid != 203 {
-		t.Fatalf("ACK of %d, want 203", mid)
-	}
-	r.send(Confirmable, 202, 11, "c")
-	d = r.delivered()
-	if d.seq != 11 || !d.stale {
-		t.Fatalf("retransmission of 11 after 12 delivered as %+v, want stale", d)
-	}
-	d.done(nil)
-	if mid := r.ack(); mid != 202 {
-		t.Fatalf("ACK of %d, want 202", mid)
-	}
+	r.stored(203, 12, "d", false)
+	r.stored(202, 11, "c", true) // the retransmission of 11, after 12
 	r.nothingDelivered("end")
 	r.unanswered("end")
 	// Counted once each: 9, and 11 once it came after 12.

@@ -39,18 +39,30 @@ func (r *deferredRecorder) next(t *testing.T) func(error) {
 	}
 }
 
+func newDeferredRecorder() *deferredRecorder {
+	return &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
+}
+
 // deferredSetup registers a device whose CoAP timers leave room for the
 // test between a notification and its retransmissions.
 func deferredSetup(t *testing.T) (*Server, *deferredRecorder, *device) {
 	t.Helper()
-	rec := &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
-	s, addr := testServer(t, testConfig(), rec)
+	rec := newDeferredRecorder()
+	s, d := deferredSetupWith(t, rec, rec.recorder)
+	return s, rec, d
+}
+
+// deferredSetupWith is deferredSetup with handler h, which reports its
+// events to events.
+func deferredSetupWith(t *testing.T, h Handler, events *recorder) (*Server, *device) {
+	t.Helper()
+	s, addr := testServer(t, testConfig(), h)
 	cc := coap.DefaultConfig()
 	cc.ACKTimeout = 300 * time.Millisecond
 	d := newDeviceWith(t, "127.0.0.1:0", addr, cc)
 	d.register("dev")
-	rec.recorder.next(t, "registered")
-	return s, rec, d
+	events.next(t, "registered")
+	return s, d
 }
 
 func notStarted[T any](t *testing.T, ch chan T, what string) {
@@ -87,26 +99,33 @@ func TestNotificationAckedOnlyWhenStored(t *testing.T) {
 	}
 }
 
+// sendReading sends one reading from d (Send, /dp) in the background; the
+// channel gets the answer, or an error's text as the payload of an empty
+// message.
+func sendReading(d *device) chan *coap.Message {
+	answered := make(chan *coap.Message, 1)
+	go func() {
+		m := &coap.Message{Code: coap.POST, Payload: []byte(`[{"n":"/3303/0/5700","v":20.5}]`)}
+		m.SetPath("/dp")
+		m.Options = append(m.Options, coap.Option{ID: coap.ContentFormat, Value: coap.EncodeUint(uint32(lwm2m.FormatSenMLJSON))})
+		resp, err := d.ep.Do(context.Background(), d.server, m)
+		if err != nil {
+			resp = &coap.Message{Payload: []byte(err.Error())}
+		}
+		answered <- resp
+	}()
+	return answered
+}
+
 // TestSendAnsweredOnlyWhenStored: Send gets 2.04 once stored(nil) runs,
 // 5.03 when the values could not be stored.
 func TestSendAnsweredOnlyWhenStored(t *testing.T) {
 	_, rec, d := deferredSetup(t)
-	cf := coap.Option{ID: coap.ContentFormat, Value: coap.EncodeUint(uint32(lwm2m.FormatSenMLJSON))}
 	for _, c := range []struct {
 		err  error
 		want coap.Code
 	}{{nil, coap.Changed}, {errors.New("disk full"), coap.ServiceUnavailable}} {
-		answered := make(chan *coap.Message, 1)
-		go func() {
-			m := &coap.Message{Code: coap.POST, Payload: []byte(`[{"n":"/3303/0/5700","v":20.5}]`)}
-			m.SetPath("/dp")
-			m.Options = append(m.Options, cf)
-			resp, err := d.ep.Do(context.Background(), d.server, m)
-			if err != nil {
-				resp = &coap.Message{Payload: []byte(err.Error())}
-			}
-			answered <- resp
-		}()
+		answered := sendReading(d)
 		stored := rec.next(t)
 		notStarted(t, answered, "answer")
 		stored(c.err)
@@ -120,7 +139,7 @@ func TestSendAnsweredOnlyWhenStored(t *testing.T) {
 // waits for its values to be stored, the worker serves other devices —
 // here all on a single worker.
 func TestDeferredNotificationFreesTheWorker(t *testing.T) {
-	rec := &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
+	rec := newDeferredRecorder()
 	cfg := testConfig()
 	cfg.CoAP.Workers = 1
 	s, addr := testServer(t, cfg, rec)
@@ -156,18 +175,7 @@ func TestDeferredNotificationFreesTheWorker(t *testing.T) {
 // §5.2.2).
 func TestSendStoredAfterEmptyACK(t *testing.T) {
 	_, rec, d := deferredSetup(t)
-	cf := coap.Option{ID: coap.ContentFormat, Value: coap.EncodeUint(uint32(lwm2m.FormatSenMLJSON))}
-	answered := make(chan *coap.Message, 1)
-	go func() {
-		m := &coap.Message{Code: coap.POST, Payload: []byte(`[{"n":"/3303/0/5700","v":20.5}]`)}
-		m.SetPath("/dp")
-		m.Options = append(m.Options, cf)
-		resp, err := d.ep.Do(context.Background(), d.server, m)
-		if err != nil {
-			resp = &coap.Message{Payload: []byte(err.Error())}
-		}
-		answered <- resp
-	}()
+	answered := sendReading(d)
 	stored := rec.next(t)
 	// Nothing else is sent to the device: what it receives now is the
 	// empty ACK (the response needs stored).
@@ -198,14 +206,9 @@ func (r *staleRecorder) NotifiedStale(ctx context.Context, reg *Registration, o 
 // its values are stored, like a fresh one; a DeferredHandler without
 // NotifiedStale gets it through NotifiedDeferred.
 func TestStaleNotificationStored(t *testing.T) {
-	dr := &deferredRecorder{recorder: newRecorder(), stores: make(chan func(error), 16)}
+	dr := newDeferredRecorder()
 	rec := &staleRecorder{deferredRecorder: dr, stale: make(chan func(error), 16)}
-	s, addr := testServer(t, testConfig(), rec)
-	cc := coap.DefaultConfig()
-	cc.ACKTimeout = 300 * time.Millisecond
-	d := newDeviceWith(t, "127.0.0.1:0", addr, cc)
-	d.register("dev")
-	dr.recorder.next(t, "registered")
+	s, d := deferredSetupWith(t, rec, dr.recorder)
 	if _, _, err := s.Observe(ctxT(t), "dev", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatText); err != nil {
 		t.Fatal(err)
 	}

@@ -128,6 +128,22 @@ func serveAt(t *testing.T, s *Server, addr string) (stop func()) {
 	return stop
 }
 
+// servingAddr waits until s serves on an endpoint and returns its
+// address (serveAt on port 0 picks it).
+func servingAddr(t *testing.T, s *Server) string {
+	t.Helper()
+	var addr string
+	waitFor(t, "listener", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for ep := range s.eps {
+			addr = ep.LocalAddr().String()
+		}
+		return addr != ""
+	})
+	return addr
+}
+
 // TestRestoreAcrossRestart: a registration and an observation reported to
 // the Persister by one server are given to a new one on the same address;
 // the device notices nothing: its notification on the old token is
@@ -138,15 +154,7 @@ func TestRestoreAcrossRestart(t *testing.T) {
 	rec1 := newRecorder()
 	s1 := New(testConfig(), WithHandler(rec1), WithPersister(p))
 	stop1 := serveAt(t, s1, "127.0.0.1:0")
-	var addr string
-	waitFor(t, "listener", func() bool {
-		s1.mu.Lock()
-		defer s1.mu.Unlock()
-		for ep := range s1.eps {
-			addr = ep.LocalAddr().String()
-		}
-		return addr != ""
-	})
+	addr := servingAddr(t, s1)
 	d := newDevice(t, addr)
 	d.register("dev-1")
 	reg := rec1.next(t, "registered").reg
@@ -426,15 +434,7 @@ func TestRequestsWaitForSavedRegister(t *testing.T) {
 	s := New(testConfig(), WithHandler(newRecorder()), WithPersister(p))
 	serveAt(t, s, "127.0.0.1:0")
 	t.Cleanup(p.let) // runs first: a failing test must not hold the server
-	var addr string
-	waitFor(t, "listener", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for ep := range s.eps {
-			addr = ep.LocalAddr().String()
-		}
-		return addr != ""
-	})
+	addr := servingAddr(t, s)
 	d := newDevice(t, addr)
 	registered := make(chan struct{})
 	go func() {
