@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Group commit of the store's own writes (issue 15: a Register ran four
@@ -30,10 +31,25 @@ func inWriter(ctx context.Context) bool { return ctx.Value(writerKey{}) != nil }
 
 // writeJob is one tx or exec waiting for the writer.
 type writeJob struct {
-	ctx  context.Context // the caller's values, without its cancellation
-	gone <-chan struct{} // the caller's Done: skip the job if it left
-	fn   func(context.Context, *sql.Tx) error
-	done chan error
+	ctx   context.Context // the caller's values, without its cancellation
+	fn    func(context.Context, *sql.Tx) error
+	done  chan error
+	state atomic.Int32 // jobQueued, then jobRunning (writer) or jobAbandoned (caller)
+}
+
+// The states of a writeJob. Its fn writes to its caller's variables, so a
+// caller may leave only while the job has not started; once it runs the
+// caller waits for its result.
+const (
+	jobQueued int32 = iota
+	jobRunning
+	jobAbandoned
+)
+
+// start reports whether the writer may run j (again, after a failed
+// transaction): false once its caller left.
+func (j *writeJob) start() bool {
+	return j.state.CompareAndSwap(jobQueued, jobRunning) || j.state.Load() == jobRunning
 }
 
 // jobQueue holds the writes waiting for the next transaction. It never
@@ -90,7 +106,7 @@ func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) er
 	if inWriter(ctx) {
 		return d.txDirect(ctx, fn)
 	}
-	j := &writeJob{ctx: context.WithoutCancel(ctx), gone: ctx.Done(), fn: fn, done: make(chan error, 1)}
+	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan error, 1)}
 	if !d.jobs.push(j) {
 		return d.txDirect(ctx, fn)
 	}
@@ -98,8 +114,10 @@ func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) er
 	case err := <-j.done:
 		return err
 	case <-ctx.Done():
-		// The writer skips the job if it has not started it yet.
-		return ctx.Err()
+		if j.state.CompareAndSwap(jobQueued, jobAbandoned) {
+			return ctx.Err() // the writer will skip it
+		}
+		return <-j.done // running: fn may still write to our variables
 	}
 }
 
@@ -139,11 +157,9 @@ var errJobGone = errors.New("store: write abandoned by its caller")
 func (d *DB) runJobs(ctx context.Context, tx *sql.Tx, jobs []*writeJob) ([]error, error) {
 	errs := make([]error, len(jobs))
 	for i, j := range jobs {
-		select {
-		case <-j.gone:
+		if !j.start() {
 			errs[i] = errJobGone
 			continue
-		default:
 		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT job`); err != nil {
 			return nil, err
@@ -177,11 +193,9 @@ func finishJobs(jobs []*writeJob, errs []error, err error) {
 // a transaction of its own, so that one bad write does not fail others.
 func (d *DB) retryJobs(ctx context.Context, jobs []*writeJob) {
 	for _, j := range jobs {
-		select {
-		case <-j.gone:
+		if !j.start() {
 			j.done <- errJobGone
 			continue
-		default:
 		}
 		j.done <- d.txDirect(context.WithValue(j.ctx, writerKey{}, true), j.fn)
 	}

@@ -174,3 +174,41 @@ func TestGroupCommitWithRunningWriter(t *testing.T) {
 		t.Errorf("%d settings after reopen, want 41", got)
 	}
 }
+
+// A caller that gives up once the writer has started its write waits for
+// it all the same: the write fills the caller's variables, and it is made.
+func TestGroupCommitCallerWaitsForStartedWrite(t *testing.T) {
+	d := openTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	started, proceed := make(chan struct{}), make(chan struct{})
+	var got int64
+	res := queueWrites(t, d, []context.Context{ctx}, func(ctx context.Context, i int) error {
+		var n int64
+		err := d.tx(ctx, func(ctx context.Context, tx txLike) error {
+			close(started)
+			<-proceed
+			r, err := tx.ExecContext(ctx, `INSERT INTO setting(key, value, updated) VALUES ('group-0', 'v', 0)`)
+			if err == nil {
+				n, err = r.RowsAffected()
+			}
+			return err
+		})
+		got = n // read after tx returned: a race if fn still ran
+		return err
+	})
+	writer := make(chan struct{})
+	go func() {
+		defer close(writer)
+		d.writeFrom(context.WithValue(context.Background(), writerKey{}, true), nil)
+	}()
+	<-started
+	cancel()
+	close(proceed)
+	if err := <-res[0]; err != nil {
+		t.Fatalf("started write: %v, want its own result (nil)", err)
+	}
+	<-writer
+	if got != 1 || settingCount(t, d) != 1 {
+		t.Fatalf("rows affected %d, rows %d: want 1 and 1", got, settingCount(t, d))
+	}
+}

@@ -104,7 +104,6 @@ func (e *Endpoint) Run(ctx context.Context) error {
 		go e.work()
 	}
 	stop := context.AfterFunc(ctx, func() { _ = e.t.Close() })
-	defer stop()
 	janitor := time.NewTicker(time.Second)
 	defer janitor.Stop()
 	janitorDone := make(chan struct{})
@@ -121,6 +120,12 @@ func (e *Endpoint) Run(ctx context.Context) error {
 	}()
 
 	err := e.readLoop()
+	// Close here as well: a transport's ReadFrom may fail as soon as a
+	// Close begins, while that Close still runs (a DTLS server saving its
+	// sessions and logging it), and Run must not return before it ends.
+	// Close is idempotent and waits for one in progress.
+	stop()
+	_ = e.t.Close()
 	e.shutdown()
 	<-janitorDone
 	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {

@@ -19,7 +19,8 @@ type Transport interface {
 	WriteTo(b []byte, to Peer) error
 	// LocalAddr is the address the transport listens on.
 	LocalAddr() net.Addr
-	// Close stops the transport and unblocks ReadFrom.
+	// Close stops the transport and unblocks ReadFrom. It may be called
+	// more than once; a call made while another runs returns after it.
 	Close() error
 }
 
