@@ -59,9 +59,7 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	}
 	d.stats.endpointWrites.Add(1)
 	g := d.regs.gen.Load()
-	var out Endpoint
-	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
+	out, err := d.writeEndpoint(ctx, e.Name, `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
 		lwm2m_version, queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET registration_id = excluded.registration_id, online = excluded.online,
@@ -71,15 +69,9 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 		object_links = excluded.object_links, address = excluded.address,
 		firmware_version = CASE WHEN excluded.firmware_version = '' THEN firmware_version ELSE excluded.firmware_version END,
 		registered_at = excluded.registered_at, deregistered_at = excluded.deregistered_at`,
-			e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
-			b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
-			d.ms(e.DeregisteredAt), d.ms(d.now()))
-		if err != nil {
-			return err
-		}
-		out, err = d.endpointFrom(ctx, tx, e.Name)
-		return err
-	})
+		e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
+		b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
+		d.ms(e.DeregisteredAt), d.ms(d.now()))
 	if err != nil {
 		return Endpoint{}, wrap(err, "upsert endpoint %q", e.Name)
 	}
@@ -94,20 +86,27 @@ func (d *DB) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: create endpoint: %w: empty name", ErrInvalid)
 	}
-	var out Endpoint
-	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, pending, security_mode, created) VALUES (?, ?, ?, ?)`,
-			e.Name, b2i(e.Pending), e.SecurityMode, d.ms(d.now()))
-		if err != nil {
-			return err
-		}
-		out, err = d.endpointFrom(ctx, tx, e.Name)
-		return err
-	})
+	out, err := d.writeEndpoint(ctx, e.Name, `INSERT INTO endpoint(name, pending, security_mode, created) VALUES (?, ?, ?, ?)`,
+		e.Name, b2i(e.Pending), e.SecurityMode, d.ms(d.now()))
 	if err != nil {
 		return Endpoint{}, wrap(err, "create endpoint %q", e.Name)
 	}
 	return out, nil
+}
+
+// writeEndpoint runs one write statement on an endpoint row and reads the
+// row back in the same transaction.
+func (d *DB) writeEndpoint(ctx context.Context, name, q string, args ...any) (Endpoint, error) {
+	var out Endpoint
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		var err error
+		out, err = d.endpointFrom(ctx, tx, name)
+		return err
+	})
+	return out, err
 }
 
 func (d *DB) endpointFrom(ctx context.Context, q interface {

@@ -29,6 +29,9 @@ type writerKey struct{}
 
 func inWriter(ctx context.Context) bool { return ctx.Value(writerKey{}) != nil }
 
+// writerCtx marks ctx as the writer goroutine's.
+func writerCtx(ctx context.Context) context.Context { return context.WithValue(ctx, writerKey{}, true) }
+
 // writeJob is one tx or exec waiting for the writer.
 type writeJob struct {
 	ctx   context.Context // the caller's values, without its cancellation
@@ -164,7 +167,7 @@ func (d *DB) runJobs(ctx context.Context, tx *sql.Tx, jobs []*writeJob) ([]error
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT job`); err != nil {
 			return nil, err
 		}
-		jctx := context.WithValue(j.ctx, writerKey{}, true)
+		jctx := writerCtx(j.ctx)
 		if errs[i] = j.fn(jctx, tx); errs[i] != nil {
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO job`); err != nil {
 				return nil, fmt.Errorf("roll back a failed write (%v): %w", errs[i], err)
@@ -197,6 +200,6 @@ func (d *DB) retryJobs(ctx context.Context, jobs []*writeJob) {
 			j.done <- errJobGone
 			continue
 		}
-		j.done <- d.txDirect(context.WithValue(j.ctx, writerKey{}, true), j.fn)
+		j.done <- d.txDirect(writerCtx(j.ctx), j.fn)
 	}
 }

@@ -77,7 +77,7 @@ func TestGroupCommitSharesOneTransaction(t *testing.T) {
 		return fmt.Sprintf(`INSERT INTO setting(key, value, updated) VALUES ('group-%d', 'v', 0)`, i)
 	})
 	before := d.Stats().Transactions
-	d.writeFrom(context.WithValue(context.Background(), writerKey{}, true), nil)
+	d.writeFrom(writerCtx(context.Background()), nil)
 	for i, c := range res {
 		if err := <-c; err != nil {
 			t.Fatalf("write %d: %v", i, err)
@@ -108,7 +108,7 @@ func TestGroupCommitFailedWriteFailsAlone(t *testing.T) {
 			return nil
 		})
 	})
-	d.writeFrom(context.WithValue(context.Background(), writerKey{}, true), nil)
+	d.writeFrom(writerCtx(context.Background()), nil)
 	errs := []error{<-res[0], <-res[1], <-res[2]}
 	if errs[0] != nil || errs[2] != nil {
 		t.Fatalf("good writes failed: %v", errs)
@@ -132,7 +132,7 @@ func TestGroupCommitSkipsAbandonedWrite(t *testing.T) {
 	if err := <-res[1]; !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned write: %v, want context.Canceled", err)
 	}
-	d.writeFrom(context.WithValue(context.Background(), writerKey{}, true), nil)
+	d.writeFrom(writerCtx(context.Background()), nil)
 	if err := <-res[0]; err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestGroupCommitCallerWaitsForStartedWrite(t *testing.T) {
 	writer := make(chan struct{})
 	go func() {
 		defer close(writer)
-		d.writeFrom(context.WithValue(context.Background(), writerKey{}, true), nil)
+		d.writeFrom(writerCtx(context.Background()), nil)
 	}()
 	<-started
 	cancel()

@@ -280,7 +280,7 @@ func (d *DB) Run(ctx context.Context) error {
 		stopCk()
 		<-ckDone
 	}()
-	bg := context.WithValue(context.WithoutCancel(ctx), writerKey{}, true)
+	bg := writerCtx(context.WithoutCancel(ctx))
 	for {
 		select {
 		case <-ctx.Done():
