@@ -81,6 +81,11 @@ func (n *Notifier) RunWatchdog(ctx context.Context, health func() error) error {
 			return nil
 		case <-tick.C:
 		}
+		// select picks at random among ready cases: a tick that raced
+		// the cancellation must not start another health check.
+		if ctx.Err() != nil {
+			return nil
+		}
 		err := health()
 		switch {
 		case err == nil && healthy:

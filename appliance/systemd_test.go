@@ -151,18 +151,45 @@ func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 		t.Fatalf("recovered tick sent %q", got)
 	}
 	cancel()
-	// Unblock a check that may be under way while ctx ends.
-	select {
-	case <-h.calls:
-		h.results <- nil
-	case err := <-done:
-		if err != nil {
+	// Answer any check under way while ctx ends, until RunWatchdog returns.
+	for {
+		select {
+		case <-h.calls:
+			h.results <- nil
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+// TestWatchdogStopsAfterCancel: once ctx has ended, a tick that is also
+// ready must not start another health check. With both cases ready, select
+// picks at random, so 200 rounds make a missing ctx check all but certain
+// to show.
+func TestWatchdogStopsAfterCancel(t *testing.T) {
+	// No notify socket: pings are no-ops, so none pile up unread.
+	t.Setenv("NOTIFY_SOCKET", "")
+	setWatchdog(t, 2*time.Millisecond)
+	for range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		checks := 0
+		health := func() error {
+			checks++
+			cancel()
+			// Let the ticker fire while this check runs, so that both
+			// ctx.Done and the tick are ready when the loop selects again.
+			time.Sleep(5 * time.Millisecond)
+			return nil
+		}
+		if err := NewNotifier(nil).RunWatchdog(ctx, health); err != nil {
 			t.Fatal(err)
 		}
-		return
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+		if checks != 1 {
+			t.Fatalf("%d health checks after the first cancelled ctx, want 1", checks)
+		}
 	}
 }
 
