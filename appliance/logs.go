@@ -317,17 +317,22 @@ func (l *lifecycle) logPolicy(ctx context.Context, ep string) logArm {
 // executes LogStart and observes LogData (its first value is stored like
 // any other). Run after every Register, so a re-registration re-arms it.
 func (l *lifecycle) armLogs(ctx context.Context, r *server.Registration) {
+	var insts []uint16
+	for _, o := range r.Objects {
+		if o.ID == lwm2m.EventLogObject {
+			insts = append(insts, o.Instances...)
+		}
+	}
+	// Most devices have no Event Log: they cost no policy lookup.
+	if len(insts) == 0 {
+		return
+	}
 	arm := l.logPolicy(ctx, r.Endpoint)
 	if !arm.on {
 		return
 	}
-	for _, o := range r.Objects {
-		if o.ID != lwm2m.EventLogObject {
-			continue
-		}
-		for _, inst := range o.Instances {
-			l.armLogInstance(ctx, r.Endpoint, inst, arm)
-		}
+	for _, inst := range insts {
+		l.armLogInstance(ctx, r.Endpoint, inst, arm)
 	}
 }
 
