@@ -106,8 +106,12 @@ func (p *regStore) DeleteObservation(o *server.Observation) {
 	}
 }
 
-// flushTouches writes the coalesced Update times in one transaction.
-func (p *regStore) flushTouches(ctx context.Context) {
+// flushTouches writes the coalesced Update times in one transaction. It
+// uses its own bounded context, not Run's: a flush that a shutdown catches
+// half-way must still land, since the batch has left p.touched. A batch
+// that fails goes back for the next flush, unless a newer Update of the
+// same registration came meanwhile.
+func (p *regStore) flushTouches() {
 	p.mu.Lock()
 	if len(p.touched) == 0 {
 		p.mu.Unlock()
@@ -119,8 +123,17 @@ func (p *regStore) flushTouches(ctx context.Context) {
 	}
 	clear(p.touched)
 	p.mu.Unlock()
+	ctx, cancel := writeCtx()
+	defer cancel()
 	if err := p.db.TouchRegistrations(ctx, batch); err != nil {
 		p.log.Warn("registration update times not saved", "registrations", len(batch), "err", err)
+		p.mu.Lock()
+		for _, t := range batch {
+			if _, newer := p.touched[t.Endpoint]; !newer {
+				p.touched[t.Endpoint] = t
+			}
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -132,11 +145,10 @@ func (p *regStore) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-t.C:
-			p.flushTouches(ctx)
 		case <-ctx.Done():
-			fctx, cancel := writeCtx()
-			p.flushTouches(fctx)
-			cancel()
+		}
+		p.flushTouches()
+		if ctx.Err() != nil {
 			return nil
 		}
 	}

@@ -49,7 +49,7 @@ func TestRegStoreWritesAndBatches(t *testing.T) {
 	if len(regs) != 2 || !regs[0].LastUpdate.Equal(now.Truncate(time.Millisecond)) {
 		t.Fatalf("a touch was written at once: %+v", regs)
 	}
-	p.flushTouches(ctx)
+	p.flushTouches()
 	regs, _, _ = db.Registrations(ctx)
 	if !regs[0].LastUpdate.Equal(touched.LastUpdate.Truncate(time.Millisecond)) {
 		t.Fatalf("touch not written by the batch: %v", regs[0].LastUpdate)
@@ -76,5 +76,55 @@ func TestRegStoreWritesAndBatches(t *testing.T) {
 	p.DeleteRegistration(got)
 	if regs, obs, _ := db.Registrations(ctx); len(regs) != 0 || len(obs) != 0 {
 		t.Fatalf("after deletes: %+v %+v", regs, obs)
+	}
+}
+
+// TestRegStoreKeepsTouchesItCouldNotWrite: Update times that a flush could
+// not write stay for the next flush (a newer Update of the same
+// registration wins), and a Run whose ctx is already cancelled still
+// writes what it holds before returning.
+func TestRegStoreKeepsTouchesItCouldNotWrite(t *testing.T) {
+	ctx := context.Background()
+	cfg := store.DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "flownexus.db")
+	open := func() *store.DB {
+		db, err := store.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := open()
+	if _, err := db.UpsertEndpoint(ctx, store.Endpoint{Name: "dev-1", Online: true, Lifetime: 60}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	reg := &server.Registration{ID: "r1", Endpoint: "dev-1", Lifetime: time.Hour, Links: "</3/0>", RegisteredAt: now, LastUpdate: now}
+	p := newRegStore(db, testLogger())
+	p.SaveRegistration(reg)
+	touched := *reg
+	touched.LastUpdate = now.Add(time.Minute)
+	p.TouchRegistration(&touched)
+
+	db.Close() // the flush fails
+	p.flushTouches()
+	p.mu.Lock()
+	kept := p.touched["dev-1"]
+	p.mu.Unlock()
+	if !kept.LastUpdate.Equal(touched.LastUpdate) {
+		t.Fatalf("a failed flush dropped the Update time: kept %+v", kept)
+	}
+
+	db = open()
+	defer db.Close()
+	p.db = db
+	runCtx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := p.Run(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	regs, _, err := db.Registrations(ctx)
+	if err != nil || len(regs) != 1 || !regs[0].LastUpdate.Equal(touched.LastUpdate) {
+		t.Fatalf("after Run on a cancelled ctx: %+v %v", regs, err)
 	}
 }
