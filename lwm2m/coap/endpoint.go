@@ -242,12 +242,14 @@ func (e *Endpoint) send(m *Message, to Peer) []byte {
 }
 
 func (e *Endpoint) write(b []byte, to Peer) {
+	// Counted before the write, so that whoever reads the datagram also
+	// sees it counted (Stats never trails the wire); taken back on error.
+	e.stats.sent.Add(1)
 	if err := e.t.WriteTo(b, to); err != nil {
+		e.stats.sent.Add(^uint64(0))
 		e.stats.writeErrors.Add(1)
 		e.log.Debug("write", "peer", to.Addr, "err", err)
-		return
 	}
-	e.stats.sent.Add(1)
 }
 
 // newToken returns 8 random bytes (RFC 7252 §5.3.1: unguessable tokens

@@ -69,21 +69,24 @@ func TestDoPiggybackedAndSeparate(t *testing.T) {
 		resp.Payload = []byte("hello " + r.Message.Path())
 		return resp
 	})
-	cfg := testConfig()
-	cfg.ProcessingDelay = 30 * time.Millisecond
-	srv, cli, p := pair(t, h, cfg)
 	ctx := context.Background()
-	base := srv.Stats().Sent
+	// Without a processing delay every response is piggybacked, however
+	// slowly the handler gets scheduled.
+	_, cli, p := pair(t, h, testConfig())
 	resp, err := cli.Do(ctx, p, get("/a/b"))
 	if err != nil || resp.Code != Content || string(resp.Payload) != "hello /a/b" || resp.Type != Acknowledgement {
 		t.Fatalf("piggybacked: %v %v", resp, err)
 	}
+	cfg := testConfig()
+	cfg.ProcessingDelay = 30 * time.Millisecond
+	srv, cli, p := pair(t, h, cfg)
+	base := srv.Stats().Sent
 	go func() {
-		// The server's second datagram is the empty ACK it sends once
+		// The server's first datagram is the empty ACK it sends once
 		// the processing delay has expired (RFC 7252 §5.2.2; a duplicate
 		// before it gets no answer). Only then is the handler let go, so
 		// the response must go separately.
-		for srv.Stats().Sent < base+2 {
+		for srv.Stats().Sent < base+1 {
 			time.Sleep(time.Millisecond)
 		}
 		close(release)
@@ -92,7 +95,7 @@ func TestDoPiggybackedAndSeparate(t *testing.T) {
 	if err != nil || resp.Code != Content || resp.Type != Confirmable {
 		t.Fatalf("separate: %v %v", resp, err)
 	}
-	if s := srv.Stats(); s.Requests != 2 {
+	if s := srv.Stats(); s.Requests != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 }
@@ -278,7 +281,8 @@ func TestNoGoroutineLeak(t *testing.T) {
 	go func() { done <- e.Run(ctx) }()
 	cancel()
 	<-done
-	for i := 0; i < 100 && runtime.NumGoroutine() > base; i++ {
+	// A hang guard, not a timing: a loaded machine may take a while.
+	for i := 0; i < 6000 && runtime.NumGoroutine() > base; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := runtime.NumGoroutine(); n > base {
