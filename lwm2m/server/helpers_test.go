@@ -14,13 +14,28 @@ import (
 	"github.com/flownexus/flownexus/lwm2m/coap"
 )
 
-// fastCoAP shortens the RFC 7252 timers so failure paths end quickly.
+// fastCoAP shortens the RFC 7252 timers so failure paths end quickly,
+// but not so far that a loaded machine turns a slow answer into a lost
+// one: 200 ms and four retransmissions span about 9 s (RFC 7252 §4.8.2),
+// as in lwm2m/client's tests. A test that waits for a retransmission
+// timeout on purpose sets its own short timers.
 func fastCoAP() coap.Config {
 	c := coap.DefaultConfig()
-	c.ACKTimeout = 40 * time.Millisecond
-	c.MaxRetransmit = 2
+	c.ACKTimeout = 200 * time.Millisecond
+	c.MaxRetransmit = 4
 	c.ProcessingDelay = 200 * time.Millisecond
 	c.RequestTimeout = 3 * time.Second
+	return c
+}
+
+// timeoutCoAP is fastCoAP with timers short enough for a test that waits
+// for a retransmission timeout on purpose (a silent or refusing peer) to
+// finish in about 2 s: 100 ms and three retransmissions span 1.5 to
+// 2.25 s, still several times a scheduling stall on a loaded machine.
+func timeoutCoAP() coap.Config {
+	c := fastCoAP()
+	c.ACKTimeout = 100 * time.Millisecond
+	c.MaxRetransmit = 3
 	return c
 }
 
