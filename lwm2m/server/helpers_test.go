@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,9 +49,15 @@ type event struct {
 	recs   []lwm2m.Record
 }
 
-// recorder is a Handler that records every call and can refuse.
+// recorder is a Handler that records every call and can refuse. Events
+// go to ch without blocking: a test that never reads them (TestFlood)
+// must not stall the server's workers in a callback once the buffer is
+// full, so an event that finds it full is counted in dropped instead. A
+// test that waits for an event reads while it waits, so it never loses
+// one.
 type recorder struct {
 	ch        chan event
+	dropped   atomic.Int64
 	mu        sync.Mutex
 	refuse    error // returned by Registered
 	overload  error // returned by Notified and Sent
@@ -60,6 +67,15 @@ type recorder struct {
 }
 
 func newRecorder() *recorder { return &recorder{ch: make(chan event, 1000)} }
+
+// put records e, or counts it as dropped when nobody reads and ch is full.
+func (r *recorder) put(e event) {
+	select {
+	case r.ch <- e:
+	default:
+		r.dropped.Add(1)
+	}
+}
 
 func (r *recorder) Registered(ctx context.Context, reg *Registration) error {
 	r.mu.Lock()
@@ -71,14 +87,14 @@ func (r *recorder) Registered(ctx context.Context, reg *Registration) error {
 	if err != nil {
 		return err
 	}
-	r.ch <- event{kind: "registered", reg: reg}
+	r.put(event{kind: "registered", reg: reg})
 	return nil
 }
 func (r *recorder) Updated(ctx context.Context, reg *Registration) {
-	r.ch <- event{kind: "updated", reg: reg}
+	r.put(event{kind: "updated", reg: reg})
 }
 func (r *recorder) Deregistered(ctx context.Context, reg *Registration, why DeregisterReason) {
-	r.ch <- event{kind: "deregistered", reg: reg, reason: why}
+	r.put(event{kind: "deregistered", reg: reg, reason: why})
 }
 func (r *recorder) Notified(ctx context.Context, reg *Registration, o *Observation, recs []lwm2m.Record) error {
 	r.mu.Lock()
@@ -94,7 +110,7 @@ func (r *recorder) Notified(ctx context.Context, reg *Registration, o *Observati
 	if err != nil {
 		return err
 	}
-	r.ch <- event{kind: "notified", reg: reg, obs: o, recs: recs}
+	r.put(event{kind: "notified", reg: reg, obs: o, recs: recs})
 	return nil
 }
 func (r *recorder) Sent(ctx context.Context, reg *Registration, recs []lwm2m.Record) error {
@@ -104,7 +120,7 @@ func (r *recorder) Sent(ctx context.Context, reg *Registration, recs []lwm2m.Rec
 	if err != nil {
 		return err
 	}
-	r.ch <- event{kind: "sent", reg: reg, recs: recs}
+	r.put(event{kind: "sent", reg: reg, recs: recs})
 	return nil
 }
 
