@@ -163,7 +163,9 @@ func FuzzDispatch(f *testing.F) {
 	cfg := DefaultConfig()
 	cfg.PSK = pskTable{"dev-1": devKey}.lookup
 	cfg.MaxHandshakes = 8
-	cfg.HandshakeTimeout = 500 * time.Millisecond
+	// A bound against a hung handshake, not what is tested: generous, so
+	// the real PSK handshake below survives a loaded race run.
+	cfg.HandshakeTimeout = 5 * time.Second
 	srv := startServer(f, cfg)
 	c, err := Dial(context.Background(), srv.LocalAddr().String(), ClientConfig{PSKIdentity: "dev-1", PSK: devKey, HandshakeTimeout: 10 * time.Second})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,33 +37,47 @@ func missing(t *testing.T, format string, args ...any) {
 	t.Skipf("!!! INTEROP TEST SKIPPED: "+format+" — install it to run this test", args...)
 }
 
-// recorder is the server's handler: it forwards events on channels.
+// recorder is the server's handler: it forwards events on channels. A
+// send never blocks: a test that does not read a channel (updates from a
+// client that keeps updating, say) must not stall the server's workers in
+// a callback once its buffer is full, so such an event is dropped and
+// counted instead. A test waiting for an event reads while it waits.
 type recorder struct {
 	registered chan *server.Registration
 	updated    chan *server.Registration
 	deregs     chan *server.Registration
 	notes      chan []lwm2m.Record
+	dropped    atomic.Int64
 }
 
 func newRecorder() *recorder {
 	return &recorder{
-		registered: make(chan *server.Registration, 64),
-		updated:    make(chan *server.Registration, 64),
-		deregs:     make(chan *server.Registration, 64),
-		notes:      make(chan []lwm2m.Record, 64),
+		registered: make(chan *server.Registration, 1024),
+		updated:    make(chan *server.Registration, 1024),
+		deregs:     make(chan *server.Registration, 1024),
+		notes:      make(chan []lwm2m.Record, 1024),
+	}
+}
+
+// offer sends v on ch, or counts it as dropped when ch is full.
+func offer[T any](r *recorder, ch chan<- T, v T) {
+	select {
+	case ch <- v:
+	default:
+		r.dropped.Add(1)
 	}
 }
 
 func (r *recorder) Registered(_ context.Context, reg *server.Registration) error {
-	r.registered <- reg
+	offer(r, r.registered, reg)
 	return nil
 }
-func (r *recorder) Updated(_ context.Context, reg *server.Registration) { r.updated <- reg }
+func (r *recorder) Updated(_ context.Context, reg *server.Registration) { offer(r, r.updated, reg) }
 func (r *recorder) Deregistered(_ context.Context, reg *server.Registration, _ server.DeregisterReason) {
-	r.deregs <- reg
+	offer(r, r.deregs, reg)
 }
 func (r *recorder) Notified(_ context.Context, _ *server.Registration, _ *server.Observation, recs []lwm2m.Record) error {
-	r.notes <- recs
+	offer(r, r.notes, recs)
 	return nil
 }
 func (r *recorder) Sent(context.Context, *server.Registration, []lwm2m.Record) error { return nil }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,13 +15,28 @@ import (
 	"github.com/flownexus/flownexus/lwm2m/coap"
 )
 
-// fastCoAP shortens the RFC 7252 timers so failure paths end quickly.
+// fastCoAP shortens the RFC 7252 timers so failure paths end quickly,
+// but not so far that a loaded machine turns a slow answer into a lost
+// one: 200 ms and four retransmissions span about 9 s (RFC 7252 §4.8.2),
+// as in lwm2m/client's tests. A test that waits for a retransmission
+// timeout on purpose sets its own short timers.
 func fastCoAP() coap.Config {
 	c := coap.DefaultConfig()
-	c.ACKTimeout = 40 * time.Millisecond
-	c.MaxRetransmit = 2
+	c.ACKTimeout = 200 * time.Millisecond
+	c.MaxRetransmit = 4
 	c.ProcessingDelay = 200 * time.Millisecond
 	c.RequestTimeout = 3 * time.Second
+	return c
+}
+
+// timeoutCoAP is fastCoAP with timers short enough for a test that waits
+// for a retransmission timeout on purpose (a silent or refusing peer) to
+// finish in about 2 s: 100 ms and three retransmissions span 1.5 to
+// 2.25 s, still several times a scheduling stall on a loaded machine.
+func timeoutCoAP() coap.Config {
+	c := fastCoAP()
+	c.ACKTimeout = 100 * time.Millisecond
+	c.MaxRetransmit = 3
 	return c
 }
 
@@ -33,9 +49,15 @@ type event struct {
 	recs   []lwm2m.Record
 }
 
-// recorder is a Handler that records every call and can refuse.
+// recorder is a Handler that records every call and can refuse. Events
+// go to ch without blocking: a test that never reads them (TestFlood)
+// must not stall the server's workers in a callback once the buffer is
+// full, so an event that finds it full is counted in dropped instead. A
+// test that waits for an event reads while it waits, so it never loses
+// one.
 type recorder struct {
 	ch        chan event
+	dropped   atomic.Int64
 	mu        sync.Mutex
 	refuse    error // returned by Registered
 	overload  error // returned by Notified and Sent
@@ -45,6 +67,15 @@ type recorder struct {
 }
 
 func newRecorder() *recorder { return &recorder{ch: make(chan event, 1000)} }
+
+// put records e, or counts it as dropped when nobody reads and ch is full.
+func (r *recorder) put(e event) {
+	select {
+	case r.ch <- e:
+	default:
+		r.dropped.Add(1)
+	}
+}
 
 func (r *recorder) Registered(ctx context.Context, reg *Registration) error {
 	r.mu.Lock()
@@ -56,14 +87,14 @@ func (r *recorder) Registered(ctx context.Context, reg *Registration) error {
 	if err != nil {
 		return err
 	}
-	r.ch <- event{kind: "registered", reg: reg}
+	r.put(event{kind: "registered", reg: reg})
 	return nil
 }
 func (r *recorder) Updated(ctx context.Context, reg *Registration) {
-	r.ch <- event{kind: "updated", reg: reg}
+	r.put(event{kind: "updated", reg: reg})
 }
 func (r *recorder) Deregistered(ctx context.Context, reg *Registration, why DeregisterReason) {
-	r.ch <- event{kind: "deregistered", reg: reg, reason: why}
+	r.put(event{kind: "deregistered", reg: reg, reason: why})
 }
 func (r *recorder) Notified(ctx context.Context, reg *Registration, o *Observation, recs []lwm2m.Record) error {
 	r.mu.Lock()
@@ -79,7 +110,7 @@ func (r *recorder) Notified(ctx context.Context, reg *Registration, o *Observati
 	if err != nil {
 		return err
 	}
-	r.ch <- event{kind: "notified", reg: reg, obs: o, recs: recs}
+	r.put(event{kind: "notified", reg: reg, obs: o, recs: recs})
 	return nil
 }
 func (r *recorder) Sent(ctx context.Context, reg *Registration, recs []lwm2m.Record) error {
@@ -89,7 +120,7 @@ func (r *recorder) Sent(ctx context.Context, reg *Registration, recs []lwm2m.Rec
 	if err != nil {
 		return err
 	}
-	r.ch <- event{kind: "sent", reg: reg, recs: recs}
+	r.put(event{kind: "sent", reg: reg, recs: recs})
 	return nil
 }
 

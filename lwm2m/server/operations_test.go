@@ -126,7 +126,9 @@ func TestDeviceManagement(t *testing.T) {
 }
 
 func TestRequestTimeout(t *testing.T) {
-	s, _, d := registered(t, testConfig())
+	cfg := testConfig()
+	cfg.CoAP = timeoutCoAP() // the server waits for a silent device
+	s, _, d := registered(t, cfg)
 	d.stop() // the device goes silent
 	start := time.Now()
 	_, err := s.Read(ctxT(t), "dev", lwm2m.MustParsePath("/3/0/0"), lwm2m.FormatText)
@@ -169,7 +171,13 @@ func TestAlternateRootPath(t *testing.T) {
 }
 
 func TestObserve(t *testing.T) {
-	s, rec, d := registered(t, testConfig())
+	rec := newRecorder()
+	s, addr := testServer(t, testConfig(), rec)
+	// The device waits for a refused notification to time out below.
+	dcc := timeoutCoAP()
+	d := newDeviceWith(t, "127.0.0.1:0", addr, dcc)
+	d.register("dev")
+	rec.next(t, "registered")
 	ctx := ctxT(t)
 	o, recs, err := s.Observe(ctx, "dev", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatText)
 	if err != nil || len(recs) != 1 || recs[0].Value.Text() != "21.5" || o.Endpoint != "dev" || o.ID == "" {
@@ -237,10 +245,11 @@ func TestObserve(t *testing.T) {
 		t.Fatalf("after overload: %+v", e)
 	}
 	st := s.Stats()
-	// 5 delivered (one stale); dropped: one refusal, three refused tries
-	// of "40" (sent once and retransmitted MaxRetransmit=2 times), one
+	// 5 delivered (one stale); dropped: one refusal, the refused tries
+	// of "40" (sent once and retransmitted MaxRetransmit times), one
 	// undecodable.
-	if st.Notifications != 5 || st.NotificationDrops != 5 || st.CoAP.StaleNotifications != 1 || st.Observations != 1 {
+	drops := uint64(1 + 1 + dcc.MaxRetransmit + 1)
+	if st.Notifications != 5 || st.NotificationDrops != drops || st.CoAP.StaleNotifications != 1 || st.Observations != 1 {
 		t.Fatalf("%+v", st)
 	}
 	// Proactive cancel: GET with Observe=1 and the same token.
