@@ -331,7 +331,9 @@ func TestE2EQueueMode(t *testing.T) {
 	s := startRawServer(t)
 	c, _, evs, _ := startClient(t, s, func(cfg *Config) {
 		cfg.QueueMode = true
-		cfg.AwakeWindow = 300 * time.Millisecond
+		// Long enough for a round trip (the Update's answer, then the
+		// GET) on a loaded machine: a sleeping client drops datagrams.
+		cfg.AwakeWindow = queueTestWindow
 	})
 	s.wait(t, "register")
 	s.mu.Lock()
@@ -340,11 +342,7 @@ func TestE2EQueueMode(t *testing.T) {
 	if !strings.HasSuffix(q, "&Q") {
 		t.Fatalf("queue-mode register query %s", q)
 	}
-	for e := range evs {
-		if e.Kind == EventSleeping {
-			break
-		}
-	}
+	waitEvent(t, evs, EventSleeping)
 	if !c.Asleep() {
 		t.Fatal("client not asleep after the awake window")
 	}
@@ -363,6 +361,28 @@ func TestE2EQueueMode(t *testing.T) {
 	must(t, err)
 	if r.Code != coap.Content {
 		t.Fatalf("awake read: %s", r.Code)
+	}
+}
+
+// queueTestWindow is the awake window of queue-mode tests: every round
+// trip that must reach an awake client (an answer to its uplink, the
+// server's request after it) fits into it however late the test runs,
+// and the tests wait for the client to fall asleep, not for a time.
+const queueTestWindow = 2 * time.Second
+
+// waitEvent waits for the client's next event of kind k.
+func waitEvent(t *testing.T, evs chan Event, k EventKind) {
+	t.Helper()
+	deadline := time.After(time.Minute) // a bound against hangs, not a timing
+	for {
+		select {
+		case e := <-evs:
+			if e.Kind == k {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no event %v", k)
+		}
 	}
 }
 
