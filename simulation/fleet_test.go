@@ -189,17 +189,22 @@ func TestFleetEndToEnd(t *testing.T) {
 // server request after their next uplink.
 func TestFleetQueueMode(t *testing.T) {
 	rec := newRecorder()
-	// The server's awake window is shorter than the devices', so it never
-	// sends to a device that has gone to sleep.
+	// The server's awake window is far shorter than the devices', so by
+	// the time a device sleeps the server has long stopped sending to it
+	// and holds requests for its next uplink. A held request goes out as
+	// soon as the uplink arrives, whatever the server's window; the
+	// devices' 2 s window is what its round trip must fit into.
 	srv, addr := startServer(t, rec, 200*time.Millisecond)
 	cfg := DefaultConfig()
 	cfg.Server = addr
 	cfg.Devices = 2
 	cfg.QueueShare = 1
-	cfg.AwakeWindow = 300 * time.Millisecond
+	cfg.AwakeWindow = 2 * time.Second
 	cfg.StartSpread = 0
 	cfg.Rate = 0
-	cfg.Lifetime = 3 * time.Second // Update about every 2.7 s
+	// No periodic Update during the test (one every 270 s): the test
+	// triggers the uplink itself, once the server holds its request.
+	cfg.Lifetime = 300 * time.Second
 	cfg.CoAP = fastCoAP()
 	f, err := New(cfg)
 	if err != nil {
@@ -211,23 +216,47 @@ func TestFleetQueueMode(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	waitFor(t, f.AllRegistered(), "all devices registered")
 	ep := f.Devices()[0].Endpoint()
+	dev := f.Devices()[0].Client()
 	reg, _ := srv.Registration(ep)
 	if !reg.QueueMode {
 		t.Fatalf("registration not in queue mode: %+v", reg)
 	}
-	// Wait until the device sleeps, then ask: the server holds the request
-	// until the device's next Update, and the answer arrives.
-	for !f.Devices()[0].Client().Asleep() {
-		waitFor(t, tickAfter(50*time.Millisecond), "sleep")
+	// Wait until both devices have gone to sleep (each once: nothing
+	// else wakes them), so the device is asleep for good until an uplink.
+	deadline := time.Now().Add(time.Minute) // a bound against hangs, not a timing
+	for f.Stats().SleepPeriods < uint64(cfg.Devices) || !dev.Asleep() {
+		if time.Now().After(deadline) {
+			t.Fatalf("devices not asleep: %+v", f.Stats())
+		}
+		waitFor(t, tickAfter(20*time.Millisecond), "sleep")
 	}
-	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Ask: the server holds the request until the device's next uplink,
+	// and then the answer arrives.
+	type result struct {
+		recs []lwm2m.Record
+		err  error
+	}
+	res := make(chan result, 1)
+	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute) // a hang bound
 	defer rcancel()
-	recs, err := srv.Read(rctx, ep, PathBattery, lwm2m.FormatNone)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("read of a sleeping device: %v %v", recs, err)
+	go func() {
+		recs, err := srv.Read(rctx, ep, PathBattery, lwm2m.FormatNone)
+		res <- result{recs, err}
+	}()
+	for srv.Stats().Queued == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never held the read for the sleeping device")
+		}
+		select {
+		case r := <-res:
+			t.Fatalf("read of a sleeping device returned before it woke: %v %v", r.recs, r.err)
+		case <-tickAfter(20 * time.Millisecond):
+		}
 	}
-	if f.Stats().SleepPeriods == 0 {
-		t.Fatal("no sleep period counted")
+	dev.TriggerUpdate()
+	r := waitFor(t, res, "read of a sleeping device")
+	if r.err != nil || len(r.recs) != 1 {
+		t.Fatalf("read of a sleeping device: %v %v", r.recs, r.err)
 	}
 }
 

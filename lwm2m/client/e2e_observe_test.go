@@ -94,15 +94,11 @@ func TestE2EQueueModeNotify(t *testing.T) {
 	s := startRawServer(t)
 	c, objs, evs, _ := startClient(t, s, func(cfg *Config) {
 		cfg.QueueMode = true
-		cfg.AwakeWindow = 400 * time.Millisecond
+		cfg.AwakeWindow = queueTestWindow // the Observe must reach it awake
 	})
 	s.wait(t, "register")
 	_, notes := observeFrom(t, s, req(coap.GET, "/3303/0/5700"))
-	for e := range evs {
-		if e.Kind == EventSleeping {
-			break
-		}
-	}
+	waitEvent(t, evs, EventSleeping)
 	must(t, objs[3303].Set(temp, lwm2m.Float(27)))
 	s.wait(t, "update")
 	nextNote(t, notes)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,10 +28,10 @@ type rawServer struct {
 	query []string
 	links string
 	sent  []lwm2m.Record
-	// updQuery is the URI-Query of the last Update.
-	updQuery []string
-	updLinks string
-	evs      chan string // "register", "update", "deregister", "send"
+	// updQueries are the URI-Queries of every Update, in order.
+	updQueries []string
+	updLinks   string
+	evs        chan string // "register", "update", "deregister", "send"
 	// refuseUpdate answers the next Update with 4.04.
 	refuseUpdate bool
 }
@@ -74,7 +75,7 @@ func (s *rawServer) serve(ctx context.Context, r *coap.Request) *coap.Response {
 		return resp
 	case m.Code == coap.POST && path == "/rd/x7":
 		s.peer = r.Peer
-		s.updQuery = m.Queries()
+		s.updQueries = append(s.updQueries, strings.Join(m.Queries(), "&"))
 		s.updLinks = string(m.Payload)
 		if s.refuseUpdate {
 			s.refuseUpdate = false
@@ -179,13 +180,30 @@ func TestE2ERegistrationLifecycle(t *testing.T) {
 		t.Fatalf("location %q", loc)
 	}
 	s.wait(t, "update")
-	// A new lifetime goes out with the next Update, at once.
-	must(t, c.SetLifetime(5*time.Second))
-	s.wait(t, "update")
+	// A new lifetime goes out with an Update at once. A periodic Update
+	// built just before SetLifetime took effect may come first, and one
+	// more may follow before this goroutine looks: look at every Update
+	// since SetLifetime.
 	s.mu.Lock()
-	if q := strings.Join(s.updQuery, "&"); q != "lt=5" {
-		t.Fatalf("update query after SetLifetime: %q", q)
+	since := len(s.updQueries)
+	s.mu.Unlock()
+	must(t, c.SetLifetime(5*time.Second))
+	for found := false; !found; {
+		select {
+		case got := <-s.evs:
+			t.Logf("server event %s", got)
+			if got != "update" {
+				t.Fatalf("server saw %q, want an Update with lt=5", got)
+			}
+			s.mu.Lock()
+			found = slices.Contains(s.updQueries[since:], "lt=5")
+			s.mu.Unlock()
+		case <-time.After(10 * time.Second): // a bound against hangs
+			s.mu.Lock()
+			t.Fatalf("no Update with lt=5 after SetLifetime; queries since: %q", s.updQueries[since:])
+		}
 	}
+	s.mu.Lock()
 	if err := c.SetLifetime(0); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("zero lifetime: %v", err)
 	}
@@ -313,7 +331,9 @@ func TestE2EQueueMode(t *testing.T) {
 	s := startRawServer(t)
 	c, _, evs, _ := startClient(t, s, func(cfg *Config) {
 		cfg.QueueMode = true
-		cfg.AwakeWindow = 300 * time.Millisecond
+		// Long enough for a round trip (the Update's answer, then the
+		// GET) on a loaded machine: a sleeping client drops datagrams.
+		cfg.AwakeWindow = queueTestWindow
 	})
 	s.wait(t, "register")
 	s.mu.Lock()
@@ -322,11 +342,7 @@ func TestE2EQueueMode(t *testing.T) {
 	if !strings.HasSuffix(q, "&Q") {
 		t.Fatalf("queue-mode register query %s", q)
 	}
-	for e := range evs {
-		if e.Kind == EventSleeping {
-			break
-		}
-	}
+	waitEvent(t, evs, EventSleeping)
 	if !c.Asleep() {
 		t.Fatal("client not asleep after the awake window")
 	}
@@ -345,6 +361,28 @@ func TestE2EQueueMode(t *testing.T) {
 	must(t, err)
 	if r.Code != coap.Content {
 		t.Fatalf("awake read: %s", r.Code)
+	}
+}
+
+// queueTestWindow is the awake window of queue-mode tests: every round
+// trip that must reach an awake client (an answer to its uplink, the
+// server's request after it) fits into it however late the test runs,
+// and the tests wait for the client to fall asleep, not for a time.
+const queueTestWindow = 2 * time.Second
+
+// waitEvent waits for the client's next event of kind k.
+func waitEvent(t *testing.T, evs chan Event, k EventKind) {
+	t.Helper()
+	deadline := time.After(time.Minute) // a bound against hangs, not a timing
+	for {
+		select {
+		case e := <-evs:
+			if e.Kind == k {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no event %v", k)
+		}
 	}
 }
 

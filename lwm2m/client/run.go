@@ -141,6 +141,12 @@ func (c *Client) loop(ctx context.Context) {
 		case <-c.trigger:
 		case <-timer.C:
 		}
+		// select picks at random among ready cases: a trigger or the
+		// timer may win over a ctx that has ended, and no Update or
+		// Register may go out then.
+		if ctx.Err() != nil {
+			return
+		}
 		var err error
 		if _, ok := c.Location(); ok && !c.reregister.Swap(false) {
 			err = c.Update(ctx)
