@@ -211,6 +211,11 @@ type Client struct {
 	wake       chan struct{}
 	transport  coap.Transport
 	server     coap.Peer
+	// execMu is read-held by an Execute from its start until its answer
+	// has been handed to the transport; the registration loop takes it
+	// before it sends, so that a Register or Update an Execute asked for
+	// (Reboot, Registration Update Trigger) follows the Execute's answer.
+	execMu sync.RWMutex
 }
 
 // New returns a client for cfg. Add objects to Tree() before Run.

@@ -125,10 +125,7 @@ func (c *Client) ServeCoAP(ctx context.Context, r *coap.Request) *coap.Response 
 			}
 			return coap.NewResponse(coap.Changed)
 		case 3:
-			if err := c.tree.Execute(p, string(m.Payload)); err != nil {
-				return c.fail(CodeOf(err), err)
-			}
-			return coap.NewResponse(coap.Changed)
+			return c.execute(p, string(m.Payload))
 		}
 		return c.fail(coap.MethodNotAllowed, errors.New("POST needs an object, instance or resource"))
 	case coap.IPATCH:
@@ -168,6 +165,25 @@ func content(b []byte, f lwm2m.Format) *coap.Response {
 }
 
 // fail builds an error response with a diagnostic payload (RFC 7252 §5.5.2).
+// execute runs an Execute (Core §6.3.5). A Register or Update that the
+// resource asks for (Reboot, Core §E.4 resource 4) waits until this answer
+// has gone out: a server that saw the new Register first would end the
+// registration the Execute was sent to, and the Execute with it.
+func (c *Client) execute(p lwm2m.Path, args string) (resp *coap.Response) {
+	c.execMu.RLock()
+	defer func() {
+		if resp == nil { // a panic: there is no answer to wait for
+			c.execMu.RUnlock()
+			return
+		}
+		resp.Then = c.execMu.RUnlock
+	}()
+	if err := c.tree.Execute(p, args); err != nil {
+		return c.fail(CodeOf(err), err)
+	}
+	return coap.NewResponse(coap.Changed)
+}
+
 func (c *Client) fail(code coap.Code, err error) *coap.Response {
 	c.stats.refused.Add(1)
 	c.log.Debug("request refused", "code", code.String(), "err", err)

@@ -147,6 +147,10 @@ func (c *Client) loop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		// An Execute that asked for this Register or Update is answered
+		// first.
+		c.execMu.Lock()
+		c.execMu.Unlock() //nolint:staticcheck // a barrier, nothing to guard
 		var err error
 		if _, ok := c.Location(); ok && !c.reregister.Swap(false) {
 			err = c.Update(ctx)
