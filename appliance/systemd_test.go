@@ -121,6 +121,23 @@ func (h *steppedHealth) answer(t *testing.T, err error) {
 	h.results <- err
 }
 
+// answerUntil answers every check, healthy, until done delivers: a check
+// may be under way while ctx ends.
+func (h *steppedHealth) answerUntil(t *testing.T, done <-chan error) {
+	t.Helper()
+	for {
+		select {
+		case <-h.calls:
+			h.results <- nil
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
 func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 	sd := newFakeSystemd(t)
 	setWatchdog(t, 2*time.Millisecond)
@@ -151,18 +168,7 @@ func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 		t.Fatalf("recovered tick sent %q", got)
 	}
 	cancel()
-	// Answer any check under way while ctx ends, until RunWatchdog returns.
-	for {
-		select {
-		case <-h.calls:
-			h.results <- nil
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
+	h.answerUntil(t, done)
 }
 
 // TestWatchdogStopsAfterCancel: once ctx has ended, a tick that is also
@@ -276,17 +282,7 @@ func TestRunServiceWatchdog(t *testing.T) {
 		t.Fatalf("got %q, want a watchdog ping after READY", got)
 	}
 	cancel()
-	for {
-		select {
-		case <-h.calls:
-			h.results <- nil
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
+	h.answerUntil(t, done)
 }
 
 func TestRunServiceShutdownIsBounded(t *testing.T) {
