@@ -164,7 +164,6 @@ func content(b []byte, f lwm2m.Format) *coap.Response {
 	return resp
 }
 
-// fail builds an error response with a diagnostic payload (RFC 7252 §5.5.2).
 // execute runs an Execute (Core §6.3.5). A Register or Update that the
 // resource asks for (Reboot, Core §E.4 resource 4) waits until this answer
 // has gone out: a server that saw the new Register first would end the
@@ -184,6 +183,7 @@ func (c *Client) execute(p lwm2m.Path, args string) (resp *coap.Response) {
 	return coap.NewResponse(coap.Changed)
 }
 
+// fail builds an error response with a diagnostic payload (RFC 7252 §5.5.2).
 func (c *Client) fail(code coap.Code, err error) *coap.Response {
 	c.stats.refused.Add(1)
 	c.log.Debug("request refused", "code", code.String(), "err", err)
