@@ -59,9 +59,17 @@ func (d *ackDevice) serve(_ context.Context, r *coap.Request) *coap.Response {
 		d.mu.Lock()
 		d.tok, d.peer = append([]byte(nil), m.Token...), r.Peer
 		d.mu.Unlock()
-		select {
-		case d.obs <- struct{}{}:
-		default:
+		// Signal once the response is written, not before: a
+		// notification sent earlier could reach the appliance ahead of
+		// it and be taken as the observe's response (RFC 7641 §3.2) —
+		// acknowledged at once, as the separate response it then is,
+		// and stored as the observation's first value, not as a
+		// notification.
+		resp.Then = func() {
+			select {
+			case d.obs <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return resp
@@ -131,9 +139,12 @@ func TestNotificationAckAfterCommit(t *testing.T) {
 	cc := coap.DefaultConfig() // RFC timers: the device waits 2-3 s before retransmitting
 	d := newAckDevice(t, ta.a.Addrs().CoAP, cc)
 	d.register(t, "ack-dev")
+	// The observe's response value ("0") is committed, so the
+	// observation is saved and nothing but the notifications below waits
+	// for the lock.
 	eventually(t, "registration values committed", func() bool {
 		st := db.Stats()
-		return st.Committed == st.Accepted && st.QueueLen == 0
+		return stored(t, db, "ack-dev", 0) && st.Committed == st.Accepted && st.QueueLen == 0
 	})
 	lock, err := sql.Open("sqlite3", "file:"+filepath.Join(ta.cfg.DataDir, "flownexus.db")+"?_busy_timeout=10000")
 	if err != nil {
