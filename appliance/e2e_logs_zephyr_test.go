@@ -148,9 +148,17 @@ func (z *zephyrEventLog) read(r *coap.Request, p lwm2m.Path) *coap.Response {
 	resp.Payload = b
 	if obs, ok := m.Observe(); ok && p.ResourceID() == lwm2m.LogDataID {
 		if obs == 0 {
-			z.obsToken = append([]byte(nil), m.Token...)
+			// The application notifies once the response is written: a
+			// notification sent earlier could reach the appliance ahead
+			// of it and be taken for it (RFC 7641 §3.2).
+			tok := append([]byte(nil), m.Token...)
 			z.obsCount++
 			resp.SetObserve(z.obsCount)
+			resp.Then = func() {
+				z.mu.Lock()
+				z.obsToken = tok
+				z.mu.Unlock()
+			}
 		} else if string(m.Token) == string(z.obsToken) {
 			z.obsToken = nil
 		}
