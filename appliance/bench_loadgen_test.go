@@ -137,16 +137,13 @@ func (p *lgPeer) match(m *coap.Message) *call {
 // Read of a resource get a value, anything else 2.04.
 func (p *lgPeer) answer(m *coap.Message) {
 	r := &coap.Message{Type: coap.Acknowledgement, MessageID: m.MessageID, Token: append([]byte(nil), m.Token...)}
-	first := false
+	observed := false
 	switch {
 	case m.Code == coap.GET:
 		r.Code = coap.Content
 		if v, ok := m.Observe(); ok && v == 0 {
 			r.SetObserve(p.obsSeq.Add(1))
-			p.mu.Lock()
-			first = p.obsToken == nil
-			p.obsToken = r.Token
-			p.mu.Unlock()
+			observed = true
 		}
 		r.SetContentFormat(0)
 		r.Payload = []byte("21.5")
@@ -158,10 +155,17 @@ func (p *lgPeer) answer(m *coap.Message) {
 		r.Code = coap.Changed
 	}
 	p.write(r)
-	if first {
-		// Only now: a notification sent before the response could reach
-		// the server ahead of it and be taken for it (RFC 7641 §3.2).
-		close(p.observed)
+	if observed {
+		// Only now may notifications use the token: one sent before the
+		// response could reach the server ahead of it and be taken for
+		// it (RFC 7641 §3.2).
+		p.mu.Lock()
+		first := p.obsToken == nil
+		p.obsToken = r.Token
+		p.mu.Unlock()
+		if first {
+			close(p.observed)
+		}
 	}
 }
 
