@@ -37,6 +37,33 @@ func TestFirmwareOTAOneDevice(t *testing.T) {
 	}
 }
 
+// TestFirmwareFromVersionReadAtStart: a deployment created before the
+// appliance knew the device's version (as right after its first
+// registration, here made so by clearing the recorded one) still records
+// the version the device ran before the update: it is read from 3/0/3
+// when the update starts.
+func TestFirmwareFromVersionReadAtStart(t *testing.T) {
+	ta := startAppliance(t, testConfig(t), WithFirmwareSweep(200*time.Millisecond))
+	ta.startDevice("fw-from", func(dc *simulation.DeviceConfig) {
+		dc.Firmware = "1.0.0"
+		dc.FirmwareUpdate = simulation.FirmwareConfig{Protocols: []int64{0}, BlockSize: 1024}
+	})
+	db, ctx := ta.a.db, context.Background()
+	eventually(t, "the device's version recorded", func() bool {
+		e, err := db.Endpoint(ctx, "fw-from")
+		return err == nil && e.FirmwareVersion == "1.0.0"
+	})
+	if err := db.SetEndpointFirmwareVersion(ctx, "fw-from", ""); err != nil {
+		t.Fatal(err)
+	}
+	id := ta.mustUpload("2.0.0", simulation.FirmwareImage("2.0.0", 4096, 1))
+	dep := ta.deploy(id, webui.DeployRequest{Endpoints: []string{"fw-from"}})
+	got := ta.waitDeployment(t, dep, "the update", 30*time.Second, finished)
+	if dd := got.Devices[0]; dd.State != "succeeded" || dd.FromVersion != "1.0.0" {
+		t.Fatalf("deployment device %+v, want succeeded from 1.0.0", dd)
+	}
+}
+
 // fleetPlan is the 100-device mix: how device i gets the image and which
 // failure it simulates.
 func fleetPlan(i int) (psk bool, mutate func(*simulation.DeviceConfig), failure string) {

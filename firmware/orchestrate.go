@@ -225,7 +225,8 @@ func (s *Service) begin(ctx context.Context, dep store.Deployment, dd store.Depl
 		// A package of an earlier attempt: reset to Idle first (E.6).
 		_ = s.writeURI(ctx, dd.Endpoint, "")
 	}
-	s.set(ctx, dd, store.DeviceChange{State: store.DeviceDownloading, Method: method, Restart: true, ResetProgress: true})
+	s.set(ctx, dd, store.DeviceChange{State: store.DeviceDownloading, Method: method, Restart: true, ResetProgress: true,
+		FromVersion: s.fromVersion(ctx, dd)})
 	dd.Progress = 0
 	s.access.add(dd, fw)
 	// Observe State and Update Result; a device that refuses is read on
@@ -257,6 +258,21 @@ func (s *Service) begin(ctx context.Context, dep store.Deployment, dd store.Depl
 		s.fail(ctx, dd, dep.ID, fmt.Sprintf("the device refused the %s: %v", map[bool]string{true: "package", false: "Package URI"}[method == MethodPush], err), 0, false)
 		return false
 	}
+}
+
+// fromVersion is the version the device runs before its update, read
+// from 3/0/3 when the deployment was created before the appliance knew it
+// (a device deployed to right after its first registration); "" when it
+// is known already or the device does not say.
+func (s *Service) fromVersion(ctx context.Context, dd store.DeploymentDevice) string {
+	if dd.FromVersion != "" {
+		return ""
+	}
+	recs, err := s.dev.Read(ctx, dd.Endpoint, pathFWVersion, lwm2m.FormatNone)
+	if err != nil {
+		return ""
+	}
+	return parseState(recs).firmwareVersion
 }
 
 // reserve takes one of the deployment's concurrent slots by marking the

@@ -253,6 +253,10 @@ type DeviceChange struct {
 	Restart bool
 	// ResetProgress sets the bytes served back to zero (a retry).
 	ResetProgress bool
+	// FromVersion, when set, is the version the device ran before this
+	// update (3/0/3), for a device whose version was not yet known when
+	// the deployment was created; a recorded one is kept.
+	FromVersion string
 }
 
 // UpdateDeploymentDevice records a change of one endpoint's state.
@@ -269,9 +273,10 @@ func (d *DB) UpdateDeploymentDevice(ctx context.Context, id int64, endpoint stri
 		method = CASE WHEN ? = '' THEN method ELSE ? END,
 		started = CASE WHEN ? < 0 THEN started ELSE ? END,
 		progress = CASE WHEN ? THEN 0 ELSE progress END,
+		from_version = CASE WHEN from_version = '' THEN ? ELSE from_version END,
 		updated = ?
 		WHERE deployment_id = ? AND endpoint_id = (SELECT id FROM endpoint WHERE name = ?)`,
-		c.State, c.Result, c.Error, c.Method, c.Method, started, started, c.ResetProgress, now, id, endpoint)
+		c.State, c.Result, c.Error, c.Method, c.Method, started, started, c.ResetProgress, c.FromVersion, now, id, endpoint)
 	if err != nil {
 		return wrap(err, "deployment %d device %q", id, endpoint)
 	}
