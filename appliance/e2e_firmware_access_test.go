@@ -135,7 +135,10 @@ func TestFirmwareDownloadAccess(t *testing.T) {
 			{"127.0.3.1:0", "/fw/../flownexus.db", coap.NotFound},
 			{"127.0.3.1:0", "/fw/" + uri.Path[4:67], coap.NotFound},
 			{"127.0.3.1:0", uri.Path + "/x", coap.NotFound},
-			{"127.0.3.1:0", "/fw/2", coap.NotFound}, // another image, deployed to nobody
+			{"127.0.3.1:0", "/fw/2", coap.NotFound},                                  // another image, deployed to nobody
+			{"127.0.3.1:0", uri.Path[:69] + strings.Repeat("0", 32), coap.Forbidden}, // a token of nobody
+			{"127.0.3.1:0", "/fw/2/" + uri.Path[69:], coap.NotFound},                 // the token with an image deployed to nobody
+			{"127.0.3.1:0", uri.Path + "0", coap.NotFound},
 		}
 		for _, c := range cases {
 			r := coapGet(t, c.local, coapAddr, c.path, 0, 6)

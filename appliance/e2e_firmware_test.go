@@ -64,6 +64,30 @@ func TestFirmwareFromVersionReadAtStart(t *testing.T) {
 	}
 }
 
+// TestFirmwareProgressPerDeviceBehindOneAddress: devices that download
+// from one IP address (a NAT; here ports of 127.0.4.1) and from sockets of
+// their own, as Zephyr does, each get their own progress: the token in
+// their CoAP Package URI names them, where the address alone would credit
+// every block to whichever of them it matched first.
+func TestFirmwareProgressPerDeviceBehindOneAddress(t *testing.T) {
+	ta := startAppliance(t, testConfig(t), WithFirmwareSweep(200*time.Millisecond))
+	eps := []string{"nat-0", "nat-1", "nat-2"}
+	for _, ep := range eps {
+		ta.startDevice(ep, func(dc *simulation.DeviceConfig) {
+			dc.LocalAddr = "127.0.4.1:0"
+			dc.FirmwareUpdate = simulation.FirmwareConfig{Protocols: []int64{0}, BlockSize: 512}
+		})
+	}
+	img := simulation.FirmwareImage("2.0.0", 6000, 2)
+	dep := ta.deploy(ta.mustUpload("2.0.0", img), webui.DeployRequest{Endpoints: eps})
+	got := ta.waitDeployment(t, dep, "the update", 30*time.Second, finished)
+	for _, dd := range got.Devices {
+		if dd.State != "succeeded" || dd.Progress != int64(len(img)) {
+			t.Errorf("%s: %s with %d of %d bytes served", dd.Endpoint, dd.State, dd.Progress, len(img))
+		}
+	}
+}
+
 // fleetPlan is the 100-device mix: how device i gets the image and which
 // failure it simulates.
 func fleetPlan(i int) (psk bool, mutate func(*simulation.DeviceConfig), failure string) {

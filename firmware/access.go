@@ -154,6 +154,25 @@ func (g *grants) lookup(sha string, peer coap.Peer, regOf func(string) (*server.
 	return found, len(cands) > 0
 }
 
+// lookupToken finds the device a CoAP request with a download token in
+// its path comes from: the token names the grant, which tells devices
+// behind one address apart (a NAT, Zephyr's separate download socket);
+// the source must still be the device, as for lookup, so a copied token
+// gets nothing sent to anyone else. known is as for lookup.
+func (g *grants) lookupToken(sha, token string, peer coap.Peer, regOf func(string) (*server.Registration, bool)) (gr *grant, known bool) {
+	g.mu.Lock()
+	c := g.byToken[token]
+	known = len(g.bySHA[sha]) > 0
+	g.mu.Unlock()
+	if c == nil || c.sha != sha {
+		return nil, known
+	}
+	if reg, ok := regOf(c.ep); ok && matches(reg.Peer, peer, false) {
+		return c, true
+	}
+	return nil, true
+}
+
 // matches reports whether a request's peer is the registered device:
 // same security mode, and the same DTLS identity or (plain CoAP) the same
 // source address — with exact, also the same port.

@@ -34,7 +34,21 @@ func imageKey(segs []string) (string, bool) {
 	return "", false
 }
 
-// ServeCoAP serves GET /fw/<id-or-sha256> to devices with an active
+// isToken reports whether s has the shape of a download token (store's
+// 16 random bytes in lower-case hex).
+func isToken(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ServeCoAP serves GET /fw/<id-or-sha256>[/<token>] to devices with an active
 // deployment of the image, in Block2 blocks of the size the device asks
 // for, from any block (RFC 7959 §2.2–2.4: lwm2m/coap cuts the block, adds
 // Block2 and Size2), with a stable ETag, piggybacked on the ACK. Whoever
@@ -44,7 +58,11 @@ func (s *Service) ServeCoAP(ctx context.Context, r *coap.Request) *coap.Response
 	if r.Message.Code != coap.GET {
 		return coap.ErrorResponse(coap.MethodNotAllowed, "firmware is downloaded with GET")
 	}
-	key, ok := imageKey(r.Message.PathSegments())
+	segs, token := r.Message.PathSegments(), ""
+	if len(segs) == 3 && isToken(segs[2]) {
+		segs, token = segs[:2], segs[2]
+	}
+	key, ok := imageKey(segs)
 	if !ok {
 		return coap.ErrorResponse(coap.NotFound, "no such image")
 	}
@@ -52,7 +70,13 @@ func (s *Service) ServeCoAP(ctx context.Context, r *coap.Request) *coap.Response
 	if err != nil {
 		return coap.ErrorResponse(coap.NotFound, "no such image")
 	}
-	gr, known := s.access.lookup(fw.SHA256, r.Peer, s.dev.Registration)
+	var gr *grant
+	var known bool
+	if token != "" {
+		gr, known = s.access.lookupToken(fw.SHA256, token, r.Peer, s.dev.Registration)
+	} else {
+		gr, known = s.access.lookup(fw.SHA256, r.Peer, s.dev.Registration)
+	}
 	if gr == nil {
 		if !known {
 			return coap.ErrorResponse(coap.NotFound, "no such image")

@@ -24,9 +24,9 @@ const (
 const maxURILen = 255
 
 // packageURI is the absolute URI a device downloads the image from:
-// coap(s)://<host>:<port>/fw/<sha256> — the hash lets the device check what
-// it got — and http(s)://<host>:<port>/fw/<sha256>/<token>, where the
-// per-device token is the permission (HTTP has no DTLS identity). The host
+// <scheme>://<host>:<port>/fw/<sha256>/<token> — the hash lets the device
+// check what it got; the per-device token is the permission over HTTP
+// (which has no DTLS identity) and names the device over CoAP. The host
 // is the configured one or the address on which the device reached the
 // appliance.
 func (s *Service) packageURI(reg *server.Registration, method string, fw store.Firmware, token string) (string, error) {
@@ -45,8 +45,12 @@ func (s *Service) packageURI(reg *server.Registration, method string, fw store.F
 	if host == "" {
 		host = reachedHost(lh, reg.Peer.Addr)
 	}
+	// The device's own download token, for every scheme: over HTTP it is
+	// the permission; over CoAP it tells apart devices that download from
+	// one address (behind a NAT), whose progress would otherwise be
+	// credited to whichever of them the address matched first.
 	path := "/fw/" + fw.SHA256
-	if method == MethodHTTP || method == MethodHTTPS {
+	if token != "" {
 		path += "/" + token
 	}
 	uri := method + "://" + net.JoinHostPort(host, lp) + path
