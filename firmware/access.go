@@ -108,13 +108,24 @@ func (g *grants) byTokenFor(token string) (grant, bool) {
 	return *gr, true
 }
 
-// lookup finds the device a CoAP request comes from among those allowed
+// lookup finds the device a CoAP request for image sha comes from: by
+// the download token in its path when it has one (lookupToken), else by
+// its source (lookupPeer). known reports whether anyone at all may
+// download the image now.
+func (g *grants) lookup(sha, token string, peer coap.Peer, regOf func(string) (*server.Registration, bool)) (gr *grant, known bool) {
+	if token != "" {
+		return g.lookupToken(sha, token, peer, regOf)
+	}
+	return g.lookupPeer(sha, peer, regOf)
+}
+
+// lookupPeer finds the device a CoAP request comes from among those allowed
 // to download image sha: over DTLS by the session's identity, over plain
 // CoAP by the source address of its current registration (the port may
 // differ: Zephyr's pull client opens its own socket). The security mode
 // must be the registration's own. known reports whether anyone at all may
 // download the image now.
-func (g *grants) lookup(sha string, peer coap.Peer, regOf func(string) (*server.Registration, bool)) (gr *grant, known bool) {
+func (g *grants) lookupPeer(sha string, peer coap.Peer, regOf func(string) (*server.Registration, bool)) (gr *grant, known bool) {
 	pk := peerGrantKey{sha, peer.Key(), peer.Identity}
 	g.mu.Lock()
 	if c := g.seen[pk]; c != nil && g.byKey[grantKey{c.dep, c.ep}] == c {
@@ -158,7 +169,7 @@ func (g *grants) lookup(sha string, peer coap.Peer, regOf func(string) (*server.
 // its path comes from: the token names the grant, which tells devices
 // behind one address apart (a NAT, Zephyr's separate download socket);
 // the source must still be the device, as for lookup, so a copied token
-// gets nothing sent to anyone else. known is as for lookup.
+// gets nothing sent to anyone else.
 func (g *grants) lookupToken(sha, token string, peer coap.Peer, regOf func(string) (*server.Registration, bool)) (gr *grant, known bool) {
 	g.mu.Lock()
 	c := g.byToken[token]

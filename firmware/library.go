@@ -341,8 +341,11 @@ func parseID(s string) (int64, bool) {
 	return n, true
 }
 
-func isHash(s string) bool {
-	if len(s) != 64 {
+func isHash(s string) bool { return isHex(s, 64) }
+
+// isHex reports whether s is n hex digits.
+func isHex(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	_, err := hex.DecodeString(s)

@@ -35,18 +35,8 @@ func imageKey(segs []string) (string, bool) {
 }
 
 // isToken reports whether s has the shape of a download token (store's
-// 16 random bytes in lower-case hex).
-func isToken(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+// 16 random bytes in hex).
+func isToken(s string) bool { return isHex(s, 32) }
 
 // ServeCoAP serves GET /fw/<id-or-sha256>[/<token>] to devices with an active
 // deployment of the image, in Block2 blocks of the size the device asks
@@ -70,13 +60,7 @@ func (s *Service) ServeCoAP(ctx context.Context, r *coap.Request) *coap.Response
 	if err != nil {
 		return coap.ErrorResponse(coap.NotFound, "no such image")
 	}
-	var gr *grant
-	var known bool
-	if token != "" {
-		gr, known = s.access.lookupToken(fw.SHA256, token, r.Peer, s.dev.Registration)
-	} else {
-		gr, known = s.access.lookup(fw.SHA256, r.Peer, s.dev.Registration)
-	}
+	gr, known := s.access.lookup(fw.SHA256, token, r.Peer, s.dev.Registration)
 	if gr == nil {
 		if !known {
 			return coap.ErrorResponse(coap.NotFound, "no such image")
@@ -124,7 +108,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	segs := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	if len(segs) != 3 || segs[0] != "fw" || !isHash(segs[1]) || len(segs[2]) != 32 {
+	if len(segs) != 3 || segs[0] != "fw" || !isHash(segs[1]) || !isToken(segs[2]) {
 		http.Error(w, "no such image", http.StatusNotFound)
 		return
 	}
