@@ -65,9 +65,10 @@ type Config struct {
 	// MaxHandshakes caps handshakes in progress; further ClientHellos are
 	// dropped (the client retransmits).
 	MaxHandshakes int
-	// SessionFile, when set, keeps parked sessions across restarts: Close
-	// writes every session there (0600) and New reads and deletes it. It
-	// holds session keys; put it in the data dir.
+	// SessionFile, when set, keeps sessions across restarts: Close
+	// writes every session there (0600) and New reads and deletes it.
+	// SessionFile+".journal" keeps them across a crash (journal.go). Both
+	// hold session keys; put them in the data dir.
 	SessionFile string
 	// MTU is passed to pion for handshake fragmentation.
 	MTU int

@@ -22,6 +22,11 @@
 // ServerHello's message_seq follows its own HelloVerifyRequest), so a
 // HelloVerifyRequest sent from here could not be continued by pion.
 //
+// With Config.SessionFile, sessions survive a restart: a clean stop writes
+// them all to that file, and a crash journal beside it (journal.go) gets
+// every new session's state as it is established, so a kill -9 or power
+// cut costs the devices no handshake either.
+//
 // Measured on the 2-core development machine (BenchmarkIdleSessions,
 // 10,000 PSK devices registered at the LwM2M server): a live session costs
 // about 58 KB and 4 goroutines, a parked one 0 goroutines and about 8 KB of

@@ -57,19 +57,7 @@ func (s *Server) ExportSessions(w io.Writer) (int, error) {
 	bw.WriteString(sessionFileMagic)
 	var buf []byte
 	for _, r := range recs {
-		buf = binary.BigEndian.AppendUint64(buf[:0], r.id)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(r.lastActive))
-		cid := byte(0)
-		if r.cid {
-			cid = 1
-		}
-		buf = append(buf, cid)
-		addr, _ := r.addr.MarshalBinary()
-		for _, field := range [][]byte{addr, []byte(r.identity), r.state} {
-			buf = binary.AppendUvarint(buf, uint64(len(field)))
-			buf = append(buf, field...)
-		}
-		if _, err := bw.Write(buf); err != nil {
+		if _, err := bw.Write(r.appendTo(buf[:0])); err != nil {
 			return 0, fmt.Errorf("dtls: write sessions: %w", err)
 		}
 	}
@@ -77,6 +65,64 @@ func (s *Server) ExportSessions(w io.Writer) (int, error) {
 		return 0, fmt.Errorf("dtls: write sessions: %w", err)
 	}
 	return len(recs), nil
+}
+
+// appendTo encodes one record: id, last activity, CID flag, then address,
+// identity and state, each with its length. A record with no state is a
+// tombstone (journal only).
+func (r parkedRecord) appendTo(buf []byte) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, r.id)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(r.lastActive))
+	cid := byte(0)
+	if r.cid {
+		cid = 1
+	}
+	buf = append(buf, cid)
+	addr, _ := r.addr.MarshalBinary()
+	for _, field := range [][]byte{addr, []byte(r.identity), r.state} {
+		buf = binary.AppendUvarint(buf, uint64(len(field)))
+		buf = append(buf, field...)
+	}
+	return buf
+}
+
+// errTruncated is a record cut short: the end of a journal written when
+// the process died.
+var errTruncated = fmt.Errorf("%w: truncated", ErrSessionFile)
+
+// readRecord decodes the next record; io.EOF at a clean end.
+func readRecord(br *bufio.Reader) (parkedRecord, error) {
+	var fixed [17]byte
+	if _, err := io.ReadFull(br, fixed[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return parkedRecord{}, io.EOF
+		}
+		return parkedRecord{}, errTruncated
+	}
+	rec := parkedRecord{
+		id:         binary.BigEndian.Uint64(fixed[0:8]),
+		lastActive: int64(binary.BigEndian.Uint64(fixed[8:16])),
+		cid:        fixed[16] == 1,
+	}
+	var fields [3][]byte
+	for i := range fields {
+		n, err := binary.ReadUvarint(br)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return parkedRecord{}, errTruncated
+		}
+		if err != nil || n > maxStateLen {
+			return parkedRecord{}, fmt.Errorf("%w: bad field length", ErrSessionFile)
+		}
+		fields[i] = make([]byte, n)
+		if _, err := io.ReadFull(br, fields[i]); err != nil {
+			return parkedRecord{}, errTruncated
+		}
+	}
+	if err := rec.addr.UnmarshalBinary(fields[0]); err != nil || rec.id == 0 {
+		return parkedRecord{}, fmt.Errorf("%w: bad session", ErrSessionFile)
+	}
+	rec.identity, rec.state = string(fields[1]), fields[2]
+	return rec, nil
 }
 
 // ImportSessions adds the parked sessions ExportSessions wrote. Call it
@@ -89,36 +135,25 @@ func (s *Server) ImportSessions(r io.Reader) (int, error) {
 	}
 	var recs []parkedRecord
 	for {
-		var fixed [17]byte
-		if _, err := io.ReadFull(br, fixed[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return 0, fmt.Errorf("%w: truncated", ErrSessionFile)
+		rec, err := readRecord(br)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		rec := parkedRecord{
-			id:         binary.BigEndian.Uint64(fixed[0:8]),
-			lastActive: int64(binary.BigEndian.Uint64(fixed[8:16])),
-			cid:        fixed[16] == 1,
+		if err != nil {
+			return 0, err
 		}
-		var fields [3][]byte
-		for i := range fields {
-			n, err := binary.ReadUvarint(br)
-			if err != nil || n > maxStateLen {
-				return 0, fmt.Errorf("%w: bad field length", ErrSessionFile)
-			}
-			fields[i] = make([]byte, n)
-			if _, err := io.ReadFull(br, fields[i]); err != nil {
-				return 0, fmt.Errorf("%w: truncated", ErrSessionFile)
-			}
+		if len(rec.state) == 0 {
+			return 0, fmt.Errorf("%w: session without state", ErrSessionFile)
 		}
-		if err := rec.addr.UnmarshalBinary(fields[0]); err != nil || rec.id == 0 {
-			return 0, fmt.Errorf("%w: bad session", ErrSessionFile)
-		}
-		rec.identity, rec.state = string(fields[1]), fields[2]
 		recs = append(recs, rec)
 	}
 	cutoff := time.Now().Add(-s.cfg.SessionLifetime).UnixNano()
+	return s.importRecords(recs, cutoff), nil
+}
+
+// importRecords adds parked sessions last active after cutoff, as far as
+// MaxSessions allows, and returns how many it added.
+func (s *Server) importRecords(recs []parkedRecord, cutoff int64) int {
 	n := 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -136,7 +171,7 @@ func (s *Server) ImportSessions(r io.Reader) (int, error) {
 		}
 		n++
 	}
-	return n, nil
+	return n
 }
 
 // saveSessions writes the session file at Close.
@@ -165,6 +200,99 @@ func (s *Server) saveSessions(path string) error {
 	}
 	s.log.Info("dtls sessions saved", "sessions", n, "file", path)
 	return nil
+}
+
+// restoreSessions restores the sessions of the last run at New: from the
+// session file after a clean stop, else from the crash journal; then it
+// starts a fresh journal holding them. Problems cost the devices a
+// handshake, never the start.
+func (s *Server) restoreSessions(path string) {
+	jpath := path + journalSuffix
+	fromJournal := false
+	if _, err := os.Stat(path); err == nil {
+		if err := s.loadSessions(path); err != nil {
+			s.log.Warn("dtls sessions not restored", "err", err)
+		}
+	} else if err := s.loadJournal(jpath); err == nil {
+		fromJournal = true
+	} else if !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("dtls sessions not restored from the journal", "err", err)
+	}
+	j, err := openJournal(jpath, s.parkedRecords(), s.snapshotAll, s.log)
+	if err != nil {
+		s.log.Warn("dtls session journal not started; sessions are kept across a clean stop only", "err", err)
+		// The old journal's states were moved on once; restored again
+		// after another crash they would be moved on by the same amount
+		// from the same snapshot, reusing sequence numbers.
+		if rerr := os.Remove(jpath); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && fromJournal {
+			s.dropAll()
+		}
+		return
+	}
+	s.journal = j
+}
+
+// loadJournal restores the sessions of a run that ended without Close.
+func (s *Server) loadJournal(path string) error {
+	recs, written, err := readJournal(path)
+	if err != nil {
+		return err
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		state, err := bumpSequence(r.state, crashSeqMargin)
+		if err != nil {
+			s.log.Warn("dtls session not restored from the journal", "session", r.id, "err", err)
+			continue
+		}
+		// Active until the crash, as far as anyone knows: the journal
+		// holds no tombstone for it.
+		r.state, r.lastActive = state, max(r.lastActive, written)
+		kept = append(kept, r)
+	}
+	n := s.importRecords(kept, time.Now().Add(-s.cfg.SessionLifetime).UnixNano())
+	s.log.Info("dtls sessions restored after an unclean stop", "sessions", n, "journal", path)
+	return nil
+}
+
+// parkedRecords lists the parked sessions (at New, every session).
+func (s *Server) parkedRecords() []parkedRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	recs := make([]parkedRecord, 0, len(s.byID))
+	for _, sess := range s.byID {
+		if r, ok := sess.snapshot(); ok {
+			recs = append(recs, r)
+		}
+	}
+	return recs
+}
+
+// snapshotAll lists every established session as it is now, for a
+// rewrite of the journal.
+func (s *Server) snapshotAll() []parkedRecord {
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.byID))
+	for _, sess := range s.byID {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+	recs := make([]parkedRecord, 0, len(all))
+	for _, sess := range all {
+		if r, ok := sess.snapshot(); ok {
+			recs = append(recs, r)
+		}
+	}
+	return recs
+}
+
+// dropAll forgets every session (New only, before anything uses them).
+func (s *Server) dropAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.byID)
+	clear(s.byAddr)
+	clear(s.byIdentity)
 }
 
 // loadSessions reads and deletes the session file at New; a missing file

@@ -60,6 +60,12 @@ type Server struct {
 
 	stats      serverStats
 	readBuffer int // receive buffer the kernel granted, bytes
+
+	// journal keeps sessions across a crash (journal.go); nil without
+	// Config.SessionFile.
+	journal *journal
+	// resnapAfter is resnapshotAfter (lowered by tests).
+	resnapAfter uint64
 }
 
 type inbound struct {
@@ -80,6 +86,9 @@ type Stats struct {
 	// Evicted counts handshakes ended before the client returned the
 	// cookie, to make room for a new ClientHello (admitHelloLocked).
 	Evicted uint64
+	// Journaled counts session states made durable in the crash journal
+	// (journal.go).
+	Journaled uint64
 }
 
 type serverStats struct {
@@ -117,6 +126,8 @@ func New(sock net.PacketConn, cfg Config) (*Server, error) {
 		older:      make(map[string]*session),
 		inbound:    make(chan inbound, 1024),
 		done:       make(chan struct{}),
+
+		resnapAfter: resnapshotAfter,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if uc, ok := sock.(*net.UDPConn); ok {
@@ -156,10 +167,7 @@ func New(sock net.PacketConn, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("dtls: configuration: %w", err)
 	}
 	if cfg.SessionFile != "" {
-		// A bad file costs the devices a handshake, not the start.
-		if err := s.loadSessions(cfg.SessionFile); err != nil {
-			s.log.Warn("dtls sessions not restored", "err", err)
-		}
+		s.restoreSessions(cfg.SessionFile)
 	}
 	return s, nil
 }
@@ -352,6 +360,9 @@ func (s *Server) established(sess *session, identity string) {
 		e.close()
 		s.emit(EventReplaced, e.peer(), nil)
 	}
+	if r, ok := sess.snapshot(); ok {
+		s.journal.add(r)
+	}
 	s.log.Debug("dtls session established", "peer", sess.currentAddr(), "identity", identity, "session", sess.id)
 	s.emit(EventEstablished, sess.peer(), nil)
 }
@@ -398,6 +409,9 @@ func (s *Server) failed(sess *session, err error) {
 func (s *Server) forgetLocked(sess *session) {
 	if s.byID[sess.id] == sess {
 		delete(s.byID, sess.id)
+		if sess.isEstablished() {
+			s.journal.add(parkedRecord{id: sess.id, addr: sess.currentAddr()})
+		}
 	}
 	if a := sess.currentAddr(); s.byAddr[a] == sess {
 		delete(s.byAddr, a)
@@ -484,9 +498,13 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		s.cancel()
 		err = s.sock.Close()
+		s.journal.close()
 		if s.cfg.SessionFile != "" {
 			if serr := s.saveSessions(s.cfg.SessionFile); serr != nil {
+				// The journal still holds them, for the next start.
 				s.log.Warn("dtls sessions not saved", "err", serr)
+			} else {
+				s.journal.remove()
 			}
 		}
 		s.mu.Lock()
@@ -533,6 +551,9 @@ func (s *Server) Stats() Stats {
 	st.Resumed = s.stats.resumed.Load()
 	st.Dropped = s.stats.dropped.Load()
 	st.Evicted = s.stats.evicted.Load()
+	if s.journal != nil {
+		st.Journaled = s.journal.written.Load()
+	}
 	return st
 }
 

@@ -45,6 +45,8 @@ type session struct {
 	vc          *sessionConn
 	state       []byte
 	displaced   *session // session this handshake may replace (guarded by srv.mu)
+	// sent counts records written since the last journalled snapshot.
+	sent atomic.Uint64
 }
 
 func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
@@ -254,7 +256,44 @@ func (s *session) write(b []byte) error {
 	if _, err := s.conn.Write(b); err != nil {
 		return fmt.Errorf("dtls: write to session %x: %w", s.id, err)
 	}
+	if s.sent.Add(1) >= s.srv.resnapAfter {
+		if r, ok := s.snapshotLocked(); ok {
+			s.srv.journal.add(r)
+		}
+	}
 	return nil
+}
+
+// snapshot returns the session as a journal record: a live connection's
+// state now, or a parked session's saved one.
+func (s *session) snapshot() (parkedRecord, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshotLocked()
+}
+
+func (s *session) snapshotLocked() (parkedRecord, bool) {
+	if s.closed || !s.established {
+		return parkedRecord{}, false
+	}
+	state := s.state
+	if s.conn != nil {
+		st, ok := s.conn.ConnectionState()
+		if !ok {
+			return parkedRecord{}, false
+		}
+		raw, err := st.MarshalBinary()
+		if err != nil {
+			return parkedRecord{}, false
+		}
+		state = raw
+	}
+	if len(state) == 0 {
+		return parkedRecord{}, false
+	}
+	s.sent.Store(0)
+	return parkedRecord{id: s.id, lastActive: s.lastActive.Load(), cid: s.cid,
+		addr: s.addr, identity: s.identity, state: state}, true
 }
 
 // park exports an established, quiet session and drops its connection.

@@ -1,0 +1,255 @@
+package dtls
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+)
+
+// The crash journal keeps sessions across a process that dies without
+// Close (kill -9, a power cut, the OOM killer), which the session file
+// cannot: that is written at a clean stop only. Every handshake appends the
+// new session's state, every forgotten session a tombstone; one goroutine
+// writes them in batches with one fsync each, and rewrites the file from
+// the sessions held when it has grown to several times its size after the
+// last rewrite. After a crash, the next start restores the last state of
+// every session the journal holds, with its record sequence number moved on
+// by crashSeqMargin (the snapshot may be older than the last record sent).
+// The journal is deleted at a clean stop, once the session file is written,
+// and started afresh from the restored sessions at every start, so no
+// state is restored twice without a margin. Its records are those of the
+// session file (persist.go); a record without state is a tombstone.
+const journalMagic = "FNXDJRN1"
+
+// journalSuffix names the journal beside Config.SessionFile.
+const journalSuffix = ".journal"
+
+// journalCompactMin is the least size at which the journal is rewritten.
+const journalCompactMin = 1 << 20
+
+// journalMaxPending bounds the records waiting for the writer; beyond it
+// new ones are dropped (a lost snapshot costs its device a handshake after
+// a crash, a lost tombstone restores a session nobody uses until it expires).
+const journalMaxPending = 1 << 17
+
+type journal struct {
+	path string
+	log  *slog.Logger
+	// sessions returns every session held now, for a rewrite.
+	sessions func() []parkedRecord
+
+	mu      sync.Mutex
+	pending []parkedRecord
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+
+	f          *os.File // owned by run
+	size, base int64
+	written    atomic.Uint64 // session states made durable
+	dropped    atomic.Uint64
+	rewriteNow atomic.Bool // set by requestRewrite
+}
+
+// openJournal writes a fresh journal holding recs and starts its writer.
+func openJournal(path string, recs []parkedRecord, sessions func() []parkedRecord, log *slog.Logger) (*journal, error) {
+	j := &journal{path: path, log: log, sessions: sessions,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if err := j.rewrite(recs); err != nil {
+		return nil, err
+	}
+	go j.run()
+	return j, nil
+}
+
+// add queues a record for the writer; it never blocks.
+func (j *journal) add(r parkedRecord) {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	if len(j.pending) >= journalMaxPending {
+		j.mu.Unlock()
+		j.dropped.Add(1)
+		return
+	}
+	j.pending = append(j.pending, r)
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (j *journal) run() {
+	defer close(j.done)
+	for {
+		select {
+		case <-j.wake:
+			j.flush()
+			if j.rewriteNow.Swap(false) || j.size > max(journalCompactMin, 4*j.base) {
+				if err := j.rewrite(j.sessions()); err != nil {
+					j.log.Warn("dtls session journal not rewritten", "err", err)
+				}
+			}
+		case <-j.stop:
+			j.flush()
+			return
+		}
+	}
+}
+
+// requestRewrite has the writer rewrite the journal now (tests).
+func (j *journal) requestRewrite() {
+	j.rewriteNow.Store(true)
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flush appends what is pending with one write and one fsync.
+func (j *journal) flush() {
+	j.mu.Lock()
+	recs := j.pending
+	j.pending = nil
+	j.mu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
+	var buf []byte
+	states := 0
+	for _, r := range recs {
+		buf = r.appendTo(buf)
+		if len(r.state) > 0 {
+			states++
+		}
+	}
+	_, err := j.f.Write(buf)
+	if err == nil {
+		err = j.f.Sync()
+	}
+	if err != nil {
+		j.log.Warn("dtls session journal not written; after a crash these devices handshake again", "err", err)
+		return
+	}
+	j.size += int64(len(buf))
+	j.written.Add(uint64(states))
+}
+
+// rewrite replaces the journal with one holding recs (write, fsync,
+// rename, fsync of the directory) and appends to it from then on.
+func (j *journal) rewrite(recs []parkedRecord) error {
+	dir := filepath.Dir(j.path)
+	tmp, err := os.CreateTemp(dir, ".journal-*")
+	if err != nil {
+		return fmt.Errorf("dtls: session journal: %w", err)
+	}
+	fail := func(err error) error {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("dtls: session journal: %w", err)
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	buf := []byte(journalMagic)
+	for _, r := range recs {
+		buf = r.appendTo(buf)
+	}
+	if _, err := tmp.Write(buf); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp.Name(), j.path); err != nil {
+		return fail(err)
+	}
+	syncDir(dir)
+	if j.f != nil {
+		j.f.Close()
+	}
+	j.f, j.size, j.base = tmp, int64(len(buf)), int64(len(buf))
+	j.written.Add(uint64(len(recs)))
+	return nil
+}
+
+// close stops the writer after a last flush.
+func (j *journal) close() {
+	if j == nil {
+		return
+	}
+	close(j.stop)
+	<-j.done
+	j.f.Close()
+}
+
+// remove deletes the journal after close, once the session file holds
+// the sessions.
+func (j *journal) remove() {
+	if err := os.Remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		j.log.Warn("dtls session journal not removed", "err", err)
+	}
+}
+
+// readJournal returns the last state of every session a journal holds, with
+// the time of its last write. A record cut short by the crash ends it.
+func readJournal(path string) ([]parkedRecord, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("dtls: session journal: %w", err)
+	}
+	br := bufio.NewReader(f)
+	magic := make([]byte, len(journalMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != journalMagic {
+		return nil, 0, fmt.Errorf("%w: journal has no header", ErrSessionFile)
+	}
+	last := make(map[uint64]parkedRecord)
+	var order []uint64
+	for {
+		rec, err := readRecord(br)
+		if errors.Is(err, io.EOF) || errors.Is(err, errTruncated) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(rec.state) == 0 {
+			delete(last, rec.id)
+			continue
+		}
+		if _, seen := last[rec.id]; !seen {
+			order = append(order, rec.id)
+		}
+		last[rec.id] = rec
+	}
+	recs := make([]parkedRecord, 0, len(last))
+	for _, id := range order {
+		if r, ok := last[id]; ok {
+			recs = append(recs, r)
+			delete(last, id) // an id forgotten and seen again is listed once
+		}
+	}
+	return recs, st.ModTime().UnixNano(), nil
+}
+
+// syncDir makes a rename in dir durable; where directories cannot be
+// opened or synced it is a no-op.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
