@@ -61,10 +61,9 @@ func (d *ackDevice) serve(_ context.Context, r *coap.Request) *coap.Response {
 		d.mu.Unlock()
 		// Signal once the response is written, not before: a
 		// notification sent earlier could reach the appliance ahead of
-		// it and be taken as the observe's response (RFC 7641 §3.2) —
-		// acknowledged at once, as the separate response it then is,
-		// and stored as the observation's first value, not as a
-		// notification.
+		// it and be taken as the observe's answer (RFC 7641 §3.2). It
+		// would still be acknowledged only once stored, but the
+		// response's "0", which the tests wait for, would then never be.
 		resp.Then = func() {
 			select {
 			case d.obs <- struct{}{}:

@@ -283,9 +283,18 @@ func (e *Endpoint) retransmit(x *exchange) {
 // slot and hands the result to the waiter.
 func (e *Endpoint) finish(x *exchange, m *Message, err error) {
 	e.mu.Lock()
+	slot, ok := e.endLocked(x)
+	e.mu.Unlock()
+	if ok {
+		e.handOver(x, slot, m, err)
+	}
+}
+
+// endLocked unregisters x; ok is false when it had ended already. slot
+// reports an NSTART slot that handOver must free.
+func (e *Endpoint) endLocked(x *exchange) (slot, ok bool) {
 	if x.finished {
-		e.mu.Unlock()
-		return
+		return false, false
 	}
 	x.finished = true
 	if x.timer != nil {
@@ -298,9 +307,13 @@ func (e *Endpoint) finish(x *exchange, m *Message, err error) {
 	if e.tokens[x.token] == x {
 		delete(e.tokens, x.token)
 	}
-	slot := x.slot
+	slot = x.slot
 	x.slot = false
-	e.mu.Unlock()
+	return slot, true
+}
+
+// handOver frees an ended exchange's slot and gives its waiter the result.
+func (e *Endpoint) handOver(x *exchange, slot bool, m *Message, err error) {
 	if slot {
 		e.release(x.key)
 	}
@@ -361,16 +374,54 @@ func (e *Endpoint) complete(x *exchange, m *Message, from Peer) {
 		if seq, ok := m.Observe(); ok && m.Code.IsSuccess() {
 			e.mu.Lock()
 			if !e.closed {
-				o.active = true
-				o.seq = seq
-				o.when = time.Now()
-				o.peer = from
-				e.obs[x.token] = o
+				e.activateLocked(o, seq, from, time.Now())
 			}
 			e.mu.Unlock()
 		}
 	}
 	e.finish(x, m, nil)
+}
+
+// activateLocked establishes an observation on the response that carried
+// Observe number seq: notifications with its token are delivered from now.
+func (e *Endpoint) activateLocked(o *Observation, seq uint32, from Peer, now time.Time) {
+	o.active = true
+	o.seq = seq
+	o.when = now
+	o.peer = from
+	e.obs[string(o.token)] = o
+}
+
+// firstNotificationLocked establishes x's observation on m and returns it
+// when m is to be delivered as the observation's first notification
+// instead of being acknowledged at once as a separate response: m is a
+// confirmable success carrying Observe and the whole body, in answer to
+// x's observe request. RFC 7641 §3.2 makes every response to that
+// request a notification, and this is how one reaches the observer when
+// the device answered the request with an empty ACK and sends the
+// response separately (RFC 7252 §5.2.2), or when its piggybacked response
+// was lost and its first notification arrives while the request is still
+// unacknowledged. Delivered like a notification, its ACK waits for the
+// observation's function (Notification.Defer), so values acknowledged
+// are values kept. A response in blocks keeps the separate-response path:
+// a block-wise notification is acknowledged before its remaining blocks
+// are fetched anyway (RFC 7959 §2.6). Error responses and NON ones keep
+// it too: the former establish nothing, the latter are not acknowledged.
+func (e *Endpoint) firstNotificationLocked(x *exchange, m *Message, from Peer, now time.Time) *Observation {
+	o := x.obs
+	if o == nil || e.closed || m.Type != Confirmable || !m.Code.IsSuccess() || x.token != string(o.token) {
+		return nil
+	}
+	seq, ok := m.Observe()
+	if !ok {
+		return nil
+	}
+	if b2, ok := m.Block(Block2); ok && b2.More {
+		return nil
+	}
+	e.activateLocked(o, seq, from, now)
+	o.first = true
+	return o
 }
 
 // receiveResponse handles a response in its own CON or NON message: a
@@ -410,6 +461,18 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 	if x := e.tokens[string(m.Token)]; x != nil && x.key == k {
 		e.verifiedLocked(k)
 		d := e.dedup.add(mk, ns+e.cfg.exchangeLifetime().Nanoseconds())
+		if o := e.firstNotificationLocked(x, m, from, now); o != nil {
+			// The observe request is answered (its caller gets m, marked
+			// by Observation.FirstNotified), but m's ACK is the
+			// notification path's to send: not before the function took
+			// it, and never when it refused it (its retransmission is
+			// delivered again, d.retry).
+			slot, _ := e.endLocked(x)
+			e.mu.Unlock()
+			e.handOver(x, slot, m, nil)
+			e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o})
+			return
+		}
 		d.done = true
 		var ack []byte
 		if m.Type == Confirmable {

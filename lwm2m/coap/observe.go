@@ -20,6 +20,7 @@ type Observation struct {
 	seq    uint32
 	when   time.Time
 	active bool
+	first  bool // the observe's response was delivered to fn (FirstNotified)
 }
 
 // Notification is one notification delivered to an Observation's function.
@@ -80,6 +81,14 @@ func (n *Notification) finish(err error) {
 // It returns the observation and the first response. When the response is
 // an error code, the observation is nil and err is nil: look at resp.Code.
 // When it is a success without Observe, err is ErrNotObserved.
+//
+// A response that comes as a confirmable message of its own — a separate
+// response after an empty ACK (RFC 7252 §5.2.2), or the first
+// notification when the piggybacked response was lost — is a notification
+// too (RFC 7641 §3.2): it is delivered to fn as well and acknowledged only
+// as fn lets it, like any later one, so that what the peer was told is
+// received was taken. Observation.FirstNotified then reports true: the
+// response's values are fn's to keep, not the caller's.
 func (e *Endpoint) Observe(ctx context.Context, to Peer, req *Message, fn func(*Notification) error) (*Observation, *Message, error) {
 	m := cloneShallow(req)
 	m.SetObserve(0)
@@ -93,7 +102,7 @@ func (e *Endpoint) Observe(ctx context.Context, to Peer, req *Message, fn func(*
 		return nil, nil, err
 	}
 	e.mu.Lock()
-	active := o.active
+	active := o.active || o.first // fn may have ended it since
 	e.mu.Unlock()
 	if !active {
 		if resp.Code.IsSuccess() {
@@ -128,6 +137,16 @@ func (e *Endpoint) Resume(to Peer, req *Message, fn func(*Notification) error) (
 	}
 	e.obs[string(m.Token)] = o
 	return o, nil
+}
+
+// FirstNotified reports whether the response that established the
+// observation was delivered to its function as the first notification
+// (see Observe): its values went there, acknowledged as the function let
+// them, and are not Observe's caller's to keep.
+func (o *Observation) FirstNotified() bool {
+	o.e.mu.Lock()
+	defer o.e.mu.Unlock()
+	return o.first
 }
 
 // Token is the observation's token.

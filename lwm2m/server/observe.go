@@ -31,6 +31,14 @@ type Observation struct {
 
 // Observe starts observing p (Core §6.4.1) and returns the observation and
 // the current values. Notifications go to Handler.Notified.
+//
+// A device that sends its answer as a confirmable message of its own (a
+// separate response after an empty ACK, or a first notification that
+// overtook a lost piggybacked response) gets it acknowledged like a
+// notification (RFC 7641 §3.2, coap.Observation.FirstNotified): its
+// values go to Handler.Notified (or NotifiedDeferred), and Observe
+// returns none, so that they are kept once, and acknowledged only once
+// kept.
 func (s *Server) Observe(ctx context.Context, endpoint string, p lwm2m.Path, accept lwm2m.Format) (*Observation, []lwm2m.Record, error) {
 	m := &coap.Message{Code: coap.GET}
 	if accept != lwm2m.FormatNone {
@@ -41,7 +49,8 @@ func (s *Server) Observe(ctx context.Context, endpoint string, p lwm2m.Path, acc
 
 // ObserveComposite observes several paths with one FETCH (Core §6.4.1,
 // Observe-Composite); f is the composite format of the path list and of
-// the notifications.
+// the notifications. Its first values go to the Handler instead of being
+// returned in the same case as Observe's.
 func (s *Server) ObserveComposite(ctx context.Context, endpoint string, paths []lwm2m.Path, f lwm2m.Format) (*Observation, []lwm2m.Record, error) {
 	m, err := compositeRequest(coap.FETCH, paths, f)
 	if err != nil {
@@ -102,6 +111,10 @@ func (s *Server) observe(ctx context.Context, endpoint string, m *coap.Message, 
 	reg.obs[o.ID] = o
 	s.mu.Unlock()
 	s.persist.SaveObservation(o)
+	if co.FirstNotified() {
+		// The response went to notified, which keeps its values.
+		return o, nil, nil
+	}
 	recs, _, err := s.decode(endpoint, resp, o.Format, base)
 	if err != nil {
 		return o, nil, err
