@@ -221,7 +221,7 @@ func dtlsPhase(t *testing.T, ctx context.Context, tg *benchTarget, certs map[str
 						// the device's cost, not the server's.
 						cfg = dtls.ClientConfig{Certificate: &c, InsecureSkipVerify: true, HandshakeTimeout: 5 * time.Second}
 					}
-					if err := dtlsRegister(ctx, addr, ep, cfg); err != nil {
+					if err := dtlsRegister(ctx, addr, cfg, (&lgPeer{ep: ep, links: "</1/0>"}).registerMsg(3600), false); err != nil {
 						failures.Add(1)
 						firstErr.CompareAndSwap(nil, err.Error())
 						r.lost.Add(1)
@@ -243,50 +243,6 @@ func dtlsPhase(t *testing.T, ctx context.Context, tg *benchTarget, certs map[str
 	}
 	t.Logf("%-10s %s %.1f µs/cycle, %.0f/s, %s", tg.name, phase, pr.CPUMicros, pr.PerSec, pr.Note)
 	return pr
-}
-
-// dtlsRegister is one device's handshake and Register over DTLS.
-func dtlsRegister(ctx context.Context, addr, ep string, cfg dtls.ClientConfig) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	c, err := dtls.Dial(ctx, addr, cfg)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	p := &lgPeer{ep: ep, links: "</1/0>"}
-	m := p.registerMsg(3600)
-	m.MessageID, m.Token = 1, []byte{1, 2, 3, 4}
-	b, _ := m.Marshal()
-	if err := c.WriteTo(b, c.Peer()); err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := c.ReadFrom(buf)
-			if err != nil {
-				done <- err
-				return
-			}
-			r, err := coap.Unmarshal(buf[:n])
-			if err == nil && r.MessageID == 1 && r.Type == coap.Acknowledgement {
-				if r.Code != coap.Created {
-					done <- fmt.Errorf("register over DTLS: %v %s", r.Code, r.Payload)
-				} else {
-					done <- nil
-				}
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("register over DTLS: %w", ctx.Err())
-	}
 }
 
 // webResult is the REST API's latency idle and while the fleet ingests.

@@ -48,7 +48,7 @@ var (
 )
 
 // benchPhases are the names -fnbench.only knows.
-var benchPhases = []string{"sim", "cost", "fleet", "fairness", "dtls", "register", "flood", "firmware"}
+var benchPhases = []string{"sim", "cost", "fleet", "fairness", "dtls", "register", "flood", "held", "firmware"}
 
 // checkOnly refuses a -fnbench.only naming no phase (a typo would run nothing).
 func checkOnly(t *testing.T) {
@@ -85,6 +85,7 @@ type benchReport struct {
 	Sim      []*simResult      `json:"sim,omitempty"`
 	Flood    *floodResult      `json:"register_flood_silent,omitempty"`
 	Firmware *fwResult         `json:"firmware,omitempty"`
+	Held     *heldResult       `json:"held_psk_queue_mode,omitempty"`
 	Samples  []sample          `json:"samples"`
 	Peak     sample            `json:"peak"`
 	Notes    []string          `json:"notes,omitempty"`
@@ -169,6 +170,10 @@ func TestBench(t *testing.T) {
 	if benchWant("flood") {
 		smp.setPhase("flood:silent")
 		rep.Flood = floodPhase(t, ctx, app, sources)
+	}
+	if benchWant("held") && *benchHeld > 0 {
+		smp.setPhase("held")
+		rep.Held = heldPhase(t, ctx, app, smp)
 	}
 	// Last, so that its deployment and its fleet's endpoints change
 	// nothing the other phases see.

@@ -55,6 +55,16 @@ func renderMarkdown(r *benchReport) string {
 	for _, s := range r.Sim {
 		w("| %s | %d | %d | %s → %s | %.1f KiB | %d → %d | %.2f | %.0f in %.0f s | %.1f µs | %.0f / %.0f µs (%d) | %.1f |\n", s.Transport, s.Devices, s.Registered, mib(s.RSSBefore), mib(s.RSSHeld), s.RSSPerDevice/1024, s.GoroutinesBefore, s.GoroutinesHeld, s.GoroutinesPerDev, s.Notifications, s.WindowSeconds, s.CPUMicros, s.AckP50Micros, s.AckP99Micros, s.Acks, s.RegisterSeconds)
 	}
+	if h := r.Held; h != nil {
+		w("\n## Sleeping DTLS devices held (PSK, queue mode, %d handshake+Register loops)\n\n", *benchHeldConc)
+		w("| devices | registered / failed | provisioning | fill | server CPU per handshake+Register | RSS before → peak → held | per device | goroutines before → held | DTLS sessions (live) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		per := float64(h.RSSHeld-h.RSSBefore) / float64(max(h.Registered, 1)) / 1024
+		w("| %d | %d / %d | %.0f s | %.0f s | %.0f µs | %s → %s → %s | %.1f KiB | %d → %d | %d (%d) |\n", h.Devices, h.Registered, h.Failed, h.ProvisionSeconds, h.FillSeconds, h.CPUMicros,
+			mib(h.RSSBefore), mib(h.RSSPeak), mib(h.RSSHeld), per, h.GoroutinesBefore, h.GoroutinesHeld, h.Sessions, h.Live)
+		if h.Note != "" {
+			w("\n%s\n", h.Note)
+		}
+	}
 	if f := r.Flood; f != nil {
 		w("\n## Register flood from devices that never answer (%d peers, %.0f s)\n\n", f.Peers, f.Seconds)
 		w("| Registers answered | server CPU per Register | goroutines before → peak → 10 s after | RSS before → peak → 10 s after |\n| --- | --- | --- | --- |\n")
