@@ -54,7 +54,9 @@ type journal struct {
 	size, base int64
 	written    atomic.Uint64 // session states made durable
 	dropped    atomic.Uint64
-	rewriteNow atomic.Bool // set by requestRewrite
+	rewriteNow atomic.Bool   // set by requestRewrite
+	failing    bool          // the last write failed: the next flush rewrites (owned by run)
+	failures   atomic.Uint64 // writes that failed
 }
 
 // openJournal writes a fresh journal holding recs and starts its writer.
@@ -114,13 +116,25 @@ func (j *journal) requestRewrite() {
 	}
 }
 
-// flush appends what is pending with one write and one fsync.
+// flush appends what is pending with one write and one fsync. After a
+// failed write (a disk full, say) the file may end in part of a record, so
+// the next flush rewrites the journal from the sessions held instead, which
+// also covers what was pending.
 func (j *journal) flush() {
 	j.mu.Lock()
 	recs := j.pending
 	j.pending = nil
 	j.mu.Unlock()
 	if len(recs) == 0 {
+		return
+	}
+	if j.failing {
+		if err := j.rewrite(j.sessions()); err != nil {
+			j.failures.Add(1)
+			return
+		}
+		j.failing = false
+		j.log.Info("dtls session journal written again")
 		return
 	}
 	var buf []byte
@@ -136,7 +150,9 @@ func (j *journal) flush() {
 		err = j.f.Sync()
 	}
 	if err != nil {
-		j.log.Warn("dtls session journal not written; after a crash these devices handshake again", "err", err)
+		j.failures.Add(1)
+		j.failing = true
+		j.log.Warn("dtls session journal not written; until it is, devices that handshake now handshake again after a crash", "err", err)
 		return
 	}
 	j.size += int64(len(buf))

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,4 +231,65 @@ func FuzzReadJournal(f *testing.F) {
 			seen[r.id] = true
 		}
 	})
+}
+
+// TestJournalRecoversFromFailedWrite: a write that fails (here the file
+// cannot be written; on a device, a full disk) may leave part of a record,
+// so the next flush rewrites the journal from the sessions held, and
+// every session is in it again.
+func TestJournalRecoversFromFailedWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dtls-sessions"+journalSuffix)
+	a := parkedRecord{id: 1, addr: netip.MustParseAddrPort("127.0.0.1:5000"), identity: "a", state: []byte("s1")}
+	b := parkedRecord{id: 2, addr: netip.MustParseAddrPort("127.0.0.1:5001"), identity: "b", state: []byte("s2")}
+	var held []parkedRecord
+	var mu sync.Mutex
+	j, err := openJournal(path, nil, func() []parkedRecord {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]parkedRecord(nil), held...)
+	}, nopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	// Before anything is queued the writer does not touch the file; the
+	// queueing below orders this swap before its next use.
+	good := j.f
+	ro, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.f = ro
+	good.Close()
+
+	mu.Lock()
+	held = append(held, a)
+	mu.Unlock()
+	j.add(a)
+	waitFor(t, "the failed write", func() bool { return j.failures.Load() == 1 })
+
+	mu.Lock()
+	held = append(held, b)
+	mu.Unlock()
+	j.add(b)
+	waitFor(t, "the rewrite", func() bool { return j.written.Load() == 2 })
+	recs, _, err := readJournal(path)
+	if ids := identities(recs); err != nil || ids != "ab" && ids != "ba" {
+		t.Fatalf("journal after the rewrite: %v %+v", err, recs)
+	}
+	// And appends work again.
+	c := parkedRecord{id: 3, addr: netip.MustParseAddrPort("127.0.0.1:5002"), identity: "c", state: []byte("s3")}
+	j.add(c)
+	waitFor(t, "the append", func() bool { return j.written.Load() == 3 })
+	if recs, _, err := readJournal(path); err != nil || len(recs) != 3 || j.failures.Load() != 1 {
+		t.Fatalf("journal after the append: %v %d records, %d failures", err, len(recs), j.failures.Load())
+	}
+}
+
+func identities(recs []parkedRecord) string {
+	var s string
+	for _, r := range recs {
+		s += r.identity
+	}
+	return s
 }
