@@ -227,10 +227,19 @@ func readJournal(path string) ([]parkedRecord, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("dtls: session journal: %w", err)
 	}
-	br := bufio.NewReader(f)
+	recs, err := decodeJournal(bufio.NewReader(f))
+	if err != nil {
+		return nil, 0, err
+	}
+	return recs, st.ModTime().UnixNano(), nil
+}
+
+// decodeJournal reads a journal: the last record of each session wins, a
+// tombstone removes it, and a record cut short ends the journal.
+func decodeJournal(br *bufio.Reader) ([]parkedRecord, error) {
 	magic := make([]byte, len(journalMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != journalMagic {
-		return nil, 0, fmt.Errorf("%w: journal has no header", ErrSessionFile)
+		return nil, fmt.Errorf("%w: journal has no header", ErrSessionFile)
 	}
 	last := make(map[uint64]parkedRecord)
 	var order []uint64
@@ -240,7 +249,7 @@ func readJournal(path string) ([]parkedRecord, int64, error) {
 			break
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if len(rec.state) == 0 {
 			delete(last, rec.id)
@@ -258,7 +267,7 @@ func readJournal(path string) ([]parkedRecord, int64, error) {
 			delete(last, id) // an id forgotten and seen again is listed once
 		}
 	}
-	return recs, st.ModTime().UnixNano(), nil
+	return recs, nil
 }
 
 // syncDir makes a rename in dir durable; where directories cannot be
