@@ -72,6 +72,8 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 		m("flownexus_dtls_handshakes_failed_total", "counter", "Failed DTLS handshakes.", d.HandshakesFailed)
 		m("flownexus_dtls_datagrams_dropped_total", "counter", "Datagrams dropped because a session queue was full.", d.Dropped)
 		m("flownexus_dtls_handshakes_evicted_total", "counter", "Handshakes ended before the client returned the cookie, to admit a new ClientHello.", d.Evicted)
+		m("flownexus_dtls_hellos_stateless_total", "counter", "ClientHellos answered with a stateless HelloVerifyRequest during a flood of handshakes.", d.StatelessHellos)
+		m("flownexus_dtls_cookies_verified_total", "counter", "ClientHellos that returned a valid stateless cookie (the client then starts its handshake again).", d.CookiesVerified)
 		m("flownexus_dtls_sessions_journaled_total", "counter", "DTLS session states written durably to the crash journal (kept across a kill -9 or power cut).", d.Journaled)
 	}
 	if a.fw != nil {

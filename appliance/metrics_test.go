@@ -68,7 +68,7 @@ func TestMetricsCountFloodProtection(t *testing.T) {
 	for _, name := range []string{
 		"flownexus_coap_rate_limited_total", "flownexus_coap_overloaded_total", "flownexus_coap_device_busy_total",
 		"flownexus_coap_trimmed_total", "flownexus_coap_dedup_evicted_total", "flownexus_coap_queued_current",
-		"flownexus_coap_waiting_current", "flownexus_dtls_handshakes_evicted_total", "flownexus_dtls_sessions_journaled_total",
+		"flownexus_coap_waiting_current", "flownexus_dtls_handshakes_evicted_total", "flownexus_dtls_sessions_journaled_total", "flownexus_dtls_hellos_stateless_total", "flownexus_dtls_cookies_verified_total",
 	} {
 		if !strings.Contains(out, "\n"+name+" ") {
 			t.Errorf("%s missing from /metrics", name)

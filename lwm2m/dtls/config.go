@@ -65,6 +65,12 @@ type Config struct {
 	// MaxHandshakes caps handshakes in progress; further ClientHellos are
 	// dropped (the client retransmits).
 	MaxHandshakes int
+	// HelloCookieAt is how many handshakes in progress make the server
+	// answer ClientHellos from unverified addresses with a stateless
+	// HelloVerifyRequest (cookie.go) instead of starting a handshake:
+	// a flood. 0 takes the default, MaxHandshakes/4; a negative value
+	// does it always.
+	HelloCookieAt int
 	// SessionFile, when set, keeps sessions across restarts: Close
 	// writes every session there (0600) and New reads and deletes it.
 	// SessionFile+".journal" keeps them across a crash (journal.go). Both
@@ -157,6 +163,9 @@ func (c *Config) normalise() error {
 	}
 	if c.MaxHandshakes <= 0 {
 		c.MaxHandshakes = d.MaxHandshakes
+	}
+	if c.HelloCookieAt == 0 {
+		c.HelloCookieAt = max(1, c.MaxHandshakes/4)
 	}
 	if c.MTU <= 0 {
 		c.MTU = d.MTU

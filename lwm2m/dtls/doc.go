@@ -14,13 +14,13 @@
 // are live (a fleet reconnecting at once) the longest-idle ones are parked
 // early, which bounds memory. Handshakes whose client never answers the
 // HelloVerifyRequest are dropped after Config.HelloTimeout, and at
-// Config.MaxHandshakes the oldest of them makes room for a new ClientHello,
-// so a flood from spoofed addresses displaces only its own handshakes.
-// The HelloVerifyRequest itself is pion's, which keeps the cookie in the
-// handshake's state: a truly stateless cookie (RFC 6347 §4.2.1) needs a
-// cookie hook in pion (its cookie is random per handshake and its
-// ServerHello's message_seq follows its own HelloVerifyRequest), so a
-// HelloVerifyRequest sent from here could not be continued by pion.
+// Config.MaxHandshakes the oldest of them makes room for a new ClientHello.
+// During a flood (Config.HelloCookieAt handshakes in progress) a
+// ClientHello from an unverified address gets a stateless
+// HelloVerifyRequest and makes no state at all (cookie.go, RFC 6347
+// §4.2.1); a client that returns the cookie is verified and told to start
+// over, because pion cannot continue a handshake whose cookie it did not
+// make.
 //
 // With Config.SessionFile, sessions survive a restart: a clean stop writes
 // them all to that file, and a crash journal beside it (journal.go) gets

@@ -190,3 +190,38 @@ func waitEvent(es *echoServer, kind EventKind) <-chan Event {
 	}()
 	return ch
 }
+
+// TestLibcoapStatelessCookie: libcoap's OpenSSL and GnuTLS clients take the
+// stateless HelloVerifyRequest of a flood (HelloCookieAt < 0: always),
+// return its cookie, and after the restart alert register on their next
+// try, as a device retrying its connection does.
+func TestLibcoapStatelessCookie(t *testing.T) {
+	for _, name := range libcoapClients {
+		t.Run(name, func(t *testing.T) {
+			bin := requireTool(t, name)
+			cfg := DefaultConfig()
+			cfg.PSK = pskTable{"libcoap-dev": []byte("secretPSK-0123456")}.lookup
+			cfg.HelloCookieAt = -1
+			srv, regs := interopRig(t, cfg)
+			port := srv.LocalAddr().(*net.UDPAddr).Port
+			var out string
+			for try := 0; try < 3; try++ {
+				out += runLibcoap(t, bin, "-m", "post", "-B", "5", "-u", "libcoap-dev", "-k", "secretPSK-0123456",
+					"-t", "40", "-e", "</1/0>", registerURI(port, "libcoap-dev"))
+				select {
+				case reg := <-regs:
+					if st := srv.Stats(); st.CookiesVerified != 1 || st.StatelessHellos < 1 {
+						t.Fatalf("registered without the stateless cookie: %+v", st)
+					}
+					t.Logf("registered on try %d: %+v", try+1, srv.Stats())
+					if reg.Peer.Identity != "libcoap-dev" {
+						t.Fatalf("registration %+v", reg)
+					}
+					return
+				default:
+				}
+			}
+			t.Fatalf("no registration after 3 tries (%+v); client said:\n%s", srv.Stats(), out)
+		})
+	}
+}

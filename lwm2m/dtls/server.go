@@ -60,6 +60,7 @@ type Server struct {
 
 	stats      serverStats
 	readBuffer int // receive buffer the kernel granted, bytes
+	cookies    cookieJar
 
 	// journal keeps sessions across a crash (journal.go); nil without
 	// Config.SessionFile.
@@ -89,10 +90,15 @@ type Stats struct {
 	// Journaled counts session states made durable in the crash journal
 	// (journal.go).
 	Journaled uint64
+	// StatelessHellos counts ClientHellos answered with a stateless
+	// HelloVerifyRequest during a flood (cookie.go); CookiesVerified
+	// those that came back with a valid cookie.
+	StatelessHellos, CookiesVerified uint64
 }
 
 type serverStats struct {
 	handshakesOK, handshakesFailed, parked, resumed, dropped, evicted atomic.Uint64
+	statelessHellos, cookiesVerified                                  atomic.Uint64
 }
 
 // Listen opens a UDP socket on addr ("127.0.0.1:5684") and returns a Server
@@ -259,6 +265,11 @@ func (s *Server) dispatch(b []byte, from netip.AddrPort) {
 		if isClientHello(b) {
 			fixClientHelloVersions(b)
 			if sess == nil || sess.isEstablished() {
+				if s.needCookieLocked(from) {
+					s.mu.Unlock()
+					s.statelessHello(b, from)
+					return
+				}
 				sess = s.newSessionLocked(from, sess)
 			}
 		}
@@ -268,6 +279,40 @@ func (s *Server) dispatch(b []byte, from netip.AddrPort) {
 		return
 	}
 	sess.deliver(datagram{data: append([]byte(nil), b...), from: from})
+}
+
+// needCookieLocked reports whether a ClientHello from addr gets a
+// stateless HelloVerifyRequest rather than a handshake: during a flood
+// (Config.HelloCookieAt), from an address that has not returned a cookie.
+func (s *Server) needCookieLocked(from netip.AddrPort) bool {
+	if at := s.cfg.HelloCookieAt; at >= 0 && s.handshaking < at {
+		return false
+	}
+	return !s.cookies.isVerified(from.Addr(), time.Now())
+}
+
+// statelessHello answers a ClientHello without keeping anything: a
+// HelloVerifyRequest with a cookie, or, for a hello that returned a valid
+// one, the alert that makes the now verified client start over (cookie.go).
+// It never sends more than it received.
+func (s *Server) statelessHello(b []byte, from netip.AddrPort) {
+	f, ok := parseHello(b)
+	if !ok {
+		return
+	}
+	to := net.UDPAddrFromAddrPort(from)
+	now := time.Now()
+	if len(f.cookie) > 0 && s.cookies.check(from, f, now) {
+		s.stats.cookiesVerified.Add(1)
+		_, _ = s.sock.WriteTo(restartAlert(f.recordSeq), to)
+		return
+	}
+	hvr := helloVerifyRequest(f, s.cookies.cookie(from, f.params, now))
+	if len(hvr) > len(b) {
+		return
+	}
+	s.stats.statelessHellos.Add(1)
+	_, _ = s.sock.WriteTo(hvr, to)
 }
 
 // newSessionLocked starts a handshake for a ClientHello from addr. A session
@@ -551,6 +596,8 @@ func (s *Server) Stats() Stats {
 	st.Resumed = s.stats.resumed.Load()
 	st.Dropped = s.stats.dropped.Load()
 	st.Evicted = s.stats.evicted.Load()
+	st.StatelessHellos = s.stats.statelessHellos.Load()
+	st.CookiesVerified = s.stats.cookiesVerified.Load()
 	if s.journal != nil {
 		st.Journaled = s.journal.written.Load()
 	}
@@ -639,16 +686,17 @@ func (s *Server) janitor() {
 	}
 }
 
-// reapHalfOpen ends handshakes that never got past the first ClientHello
-// within HelloTimeout: a real client answers the HelloVerifyRequest at
-// once (RFC 6347 §4.2.1), a spoofed source never does. It keeps a flood of
+// reapHalfOpen ends handshakes that never got past the cookie within
+// HelloTimeout: a real client answers the HelloVerifyRequest at once (RFC
+// 6347 §4.2.1), a spoofed source never does, however often it repeats its
+// hello. It keeps a flood of
 // forged ClientHellos from holding MaxHandshakes for HandshakeTimeout.
 func (s *Server) reapHalfOpen() {
 	cutoff := time.Now().Add(-s.cfg.HelloTimeout).UnixNano()
 	var stale []*session
 	s.mu.Lock()
 	for _, sess := range s.byID {
-		if sess.created < cutoff && sess.received.Load() <= 1 && !sess.isEstablished() {
+		if sess.created < cutoff && sess.awaitingCookie() {
 			stale = append(stale, sess)
 		}
 	}

@@ -30,8 +30,7 @@ type session struct {
 	id         uint64
 	lastActive atomic.Int64 // unix nanoseconds of the last datagram either way
 	created    int64        // unix nanoseconds
-	received   atomic.Uint32
-	evicted    atomic.Bool // ended by admitHelloLocked before the cookie came back
+	evicted    atomic.Bool  // ended by admitHelloLocked before the cookie came back
 
 	mu          sync.Mutex
 	addr        netip.AddrPort
@@ -234,7 +233,6 @@ func (s *session) deliver(d datagram) {
 		}
 	}
 	s.touch()
-	s.received.Add(1)
 	if !s.vc.push(d) {
 		s.srv.stats.dropped.Add(1)
 	}
