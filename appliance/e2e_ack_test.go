@@ -2,8 +2,6 @@ package appliance
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,22 +143,10 @@ func TestNotificationAckAfterCommit(t *testing.T) {
 		st := db.Stats()
 		return stored(t, db, "ack-dev", 0) && st.Committed == st.Accepted && st.QueueLen == 0
 	})
-	lock, err := sql.Open("sqlite3", "file:"+filepath.Join(ta.cfg.DataDir, "flownexus.db")+"?_busy_timeout=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	lock.SetMaxOpenConns(1)
-	conn, err := lock.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	lock := openDBLock(t, ta.cfg.DataDir)
 	for i := range 10 {
 		v := float64(100 + i)
-		if _, err := conn.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
-			t.Fatal(err)
-		}
+		lock.hold(t)
 		before := db.Stats().Accepted
 		acked := make(chan error, 1)
 		go func() { acked <- d.notify(uint32(10+i), v) }()
@@ -175,9 +161,7 @@ func TestNotificationAckAfterCommit(t *testing.T) {
 			t.Fatalf("notification %d acknowledged (err %v) while its reading could not be committed (stored: %v)", i, err, stored(t, db, "ack-dev", v))
 		case <-time.After(100 * time.Millisecond): // a window to catch an early ACK; no ACK is the pass
 		}
-		if _, err := conn.ExecContext(context.Background(), `ROLLBACK`); err != nil {
-			t.Fatal(err)
-		}
+		lock.release(t)
 		if err := <-acked; err != nil {
 			t.Fatalf("notification %d: %v", i, err)
 		}

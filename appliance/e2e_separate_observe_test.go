@@ -2,10 +2,8 @@ package appliance
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -198,20 +196,8 @@ func TestSeparateObserveResponseAckAfterCommit(t *testing.T) {
 	}
 	eventually(t, "registration settled", settled)
 
-	lock, err := sql.Open("sqlite3", "file:"+filepath.Join(ta.cfg.DataDir, "flownexus.db")+"?_busy_timeout=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	lock.SetMaxOpenConns(1)
-	conn, err := lock.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
-		t.Fatal(err)
-	}
+	lock := openDBLock(t, ta.cfg.DataDir)
+	lock.hold(t)
 	before := db.Stats().AcceptedRecords
 	d.send(&coap.Message{Type: coap.Acknowledgement, MessageID: d.obs.MessageID})
 	resp := &coap.Message{Type: coap.Confirmable, Code: coap.Content, MessageID: d.nextMID(), Token: d.obs.Token, Payload: []byte("21.5")}
@@ -223,9 +209,7 @@ func TestSeparateObserveResponseAckAfterCommit(t *testing.T) {
 	// waiting for the lock with the observation's save first.)
 	eventually(t, "the value queued", func() bool { return db.Stats().AcceptedRecords > before })
 	d.ping("value not committed")
-	if _, err := conn.ExecContext(context.Background(), `ROLLBACK`); err != nil {
-		t.Fatal(err)
-	}
+	lock.release(t)
 	d.awaitAck(resp)
 	if n := readings(t, ta, "sep-dev", 21.5); n != 1 {
 		t.Fatalf("acknowledged, and %d readings of 21.5 stored, want 1", n)
