@@ -185,6 +185,20 @@ func (r *firstRig) delivered(mid uint16, payload string) *firstDelivery {
 
 // established checks Observe's result: the observation is made, its
 // response is payload, and whether that went to the function too.
+// separateResponse answers the observe with an empty ACK and then with
+// the value 21.5 as a confirmable response of its own (message id 100),
+// checks that Observe returned it and that it went to the observation's
+// function, and returns it with its delivery.
+func (r *firstRig) separateResponse() (*Message, *firstDelivery) {
+	r.emptyAck()
+	resp := r.response(Confirmable, Content, 100, 1, "21.5")
+	r.send(resp)
+	res := r.observed()
+	r.quiet("Observe returned the separate response")
+	r.established(res, "21.5", true)
+	return resp, r.delivered(100, "21.5")
+}
+
 func (r *firstRig) established(res firstObserved, payload string, notified bool) {
 	r.t.Helper()
 	if res.err != nil || res.o == nil || string(res.resp.Payload) != payload {
@@ -205,13 +219,7 @@ func (r *firstRig) established(res firstObserved, payload string, notified bool)
 // acknowledged on arrival and only handed to Observe's caller.
 func TestSeparateObserveResponseAckedAfterHandler(t *testing.T) {
 	r := newFirstRig(t)
-	r.emptyAck()
-	resp := r.response(Confirmable, Content, 100, 1, "21.5")
-	r.send(resp)
-	res := r.observed()
-	r.quiet("Observe returned the separate response")
-	r.established(res, "21.5", true)
-	d := r.delivered(100, "21.5")
+	resp, d := r.separateResponse()
 	r.quiet("the function holds the separate response")
 	// Its retransmission is neither acknowledged nor delivered again
 	// while the function holds it.
@@ -242,13 +250,7 @@ func TestSeparateObserveResponseAckedAfterHandler(t *testing.T) {
 // retransmission is delivered again and acknowledged once taken.
 func TestSeparateObserveResponseRefusedIsRetried(t *testing.T) {
 	r := newFirstRig(t)
-	r.emptyAck()
-	resp := r.response(Confirmable, Content, 100, 1, "21.5")
-	r.send(resp)
-	res := r.observed()
-	r.quiet("Observe returned the separate response")
-	r.established(res, "21.5", true)
-	d := r.delivered(100, "21.5")
+	resp, d := r.separateResponse()
 	d.reply <- errors.New("disk full")
 	waitStat(t, "the refusal", func() bool { return r.ep.Stats().Overloaded == 1 })
 	r.quiet("the function refused the separate response")
