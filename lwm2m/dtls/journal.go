@@ -53,7 +53,6 @@ type journal struct {
 	f          *os.File // owned by run
 	size, base int64
 	written    atomic.Uint64 // session states made durable
-	dropped    atomic.Uint64
 	rewriteNow atomic.Bool   // set by requestRewrite
 	failing    bool          // the last write failed: the next flush rewrites (owned by run)
 	failures   atomic.Uint64 // writes that failed
@@ -78,7 +77,6 @@ func (j *journal) add(r parkedRecord) {
 	j.mu.Lock()
 	if len(j.pending) >= journalMaxPending {
 		j.mu.Unlock()
-		j.dropped.Add(1)
 		return
 	}
 	j.pending = append(j.pending, r)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -315,4 +316,14 @@ func FuzzBumpSequence(f *testing.F) {
 			t.Fatalf("bumped %d by %d to %d (%v, %v)", before, n, after, err, err2)
 		}
 	})
+}
+
+// stateSequence reads the local record sequence number of a serialised
+// state.
+func stateSequence(state []byte) (uint64, error) {
+	var st pionState
+	if err := gob.NewDecoder(bytes.NewReader(state)).Decode(&st); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	return st.SequenceNumber, nil
 }

@@ -218,7 +218,7 @@ func (s *Server) restoreSessions(path string) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("dtls sessions not restored from the journal", "err", err)
 	}
-	j, err := openJournal(jpath, s.parkedRecords(), s.snapshotAll, s.log)
+	j, err := openJournal(jpath, s.snapshotAll(), s.snapshotAll, s.log)
 	if err != nil {
 		s.log.Warn("dtls session journal not started; sessions are kept across a clean stop only", "err", err)
 		// The old journal's states were moved on once; restored again
@@ -255,21 +255,8 @@ func (s *Server) loadJournal(path string) error {
 	return nil
 }
 
-// parkedRecords lists the parked sessions (at New, every session).
-func (s *Server) parkedRecords() []parkedRecord {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	recs := make([]parkedRecord, 0, len(s.byID))
-	for _, sess := range s.byID {
-		if r, ok := sess.snapshot(); ok {
-			recs = append(recs, r)
-		}
-	}
-	return recs
-}
-
-// snapshotAll lists every established session as it is now, for a
-// rewrite of the journal.
+// snapshotAll lists every established session as it is now: at New the
+// restored ones that start the journal, later a rewrite of it.
 func (s *Server) snapshotAll() []parkedRecord {
 	s.mu.Lock()
 	all := make([]*session, 0, len(s.byID))

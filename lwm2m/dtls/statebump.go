@@ -71,13 +71,3 @@ func bumpSequence(state []byte, n uint64) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// stateSequence reads the local record sequence number of a serialised
-// state (for tests and the journal's checks).
-func stateSequence(state []byte) (uint64, error) {
-	var st pionState
-	if err := gob.NewDecoder(bytes.NewReader(state)).Decode(&st); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrBadState, err)
-	}
-	return st.SequenceNumber, nil
-}
