@@ -102,5 +102,8 @@ func FuzzServeRequest(f *testing.F) {
 		if resp == nil || !resp.Code.IsResponse() {
 			t.Fatalf("no response to %v", m)
 		}
+		if resp.Then != nil { // as the endpoint does once the response is out
+			resp.Then()
+		}
 	})
 }

@@ -76,7 +76,16 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 	snap.QueueMode = p.q || strings.Contains(snap.Binding, "Q")
 	snap.ExpiresAt = now.Add(snap.Lifetime)
 	check := snap
-	defer s.settled(s.registering(snap.ID))
+	// Work the Handler starts for the device waits in AwaitRegistration
+	// until the 2.01 has gone out: a request that overtook it would reach
+	// a device that does not know yet that it is registered (Core §6.2.1).
+	answered := false
+	defer func() {
+		if !answered {
+			s.settled(snap.ID)
+		}
+	}()
+	s.registering(snap.ID)
 	if err := s.h.Registered(ctx, &check); err != nil {
 		s.st.refused.Add(1)
 		s.log.Info("registration refused", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)
@@ -119,7 +128,11 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 	resp := coap.NewResponse(coap.Created)
 	resp.AddOption(coap.LocationPath, []byte("rd"))
 	resp.AddOption(coap.LocationPath, []byte(snap.ID))
-	resp.Then = func() { s.wakeUp(reg) }
+	answered = true
+	resp.Then = func() {
+		s.settled(snap.ID)
+		s.wakeUp(reg)
+	}
 	return resp
 }
 

@@ -75,14 +75,14 @@ func endedErr(ctx context.Context, endpoint string) error {
 }
 
 // registering records that the Register with this id is being handled.
-func (s *Server) registering(id string) string {
+func (s *Server) registering(id string) {
 	s.mu.Lock()
 	s.pending[id] = make(chan struct{})
 	s.mu.Unlock()
-	return id
 }
 
-// settled ends registering: the Register was stored or refused.
+// settled ends registering: the Register was refused, or stored and
+// answered.
 func (s *Server) settled(id string) {
 	s.mu.Lock()
 	if ch := s.pending[id]; ch != nil {
@@ -93,9 +93,10 @@ func (s *Server) settled(id string) {
 }
 
 // AwaitRegistration waits until the registration with this id is the
-// endpoint's current one and its Register is settled (stored and saved by
-// the Persister). Handler.Registered runs before the server stores the
-// registration, so work it starts for the device waits here first. It
+// endpoint's current one and its Register is settled: stored, saved by
+// the Persister and answered. Handler.Registered runs before the server
+// stores the registration, so work it starts for the device waits here
+// first. It
 // fails with ErrRegistrationEnded when the Register was refused or the
 // registration has already ended (replaced, de-registered, expired,
 // evicted), and with ctx's error when ctx ends first.
