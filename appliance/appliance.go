@@ -412,6 +412,11 @@ func (a *Appliance) Run(ctx context.Context) error {
 	case <-gctx.Done():
 		return a.wait(g)
 	}
+	// Ready means devices can be reached too: the reconnect below and
+	// the web UI's operations send on the LwM2M transports.
+	if err := awaitServing(gctx, srv, udp, dtlsSrv); err != nil {
+		return a.wait(g)
+	}
 	a.mu.Lock()
 	a.addrs = Addrs{HTTP: web.Addr(), HTTPS: web.TLSAddr(), CoAP: udp.LocalAddr().String()}
 	if dtlsSrv != nil {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flownexus/flownexus/lwm2m/coap"
+	"github.com/flownexus/flownexus/lwm2m/dtls"
 	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/store"
 )
@@ -102,4 +104,16 @@ func reconnect(ctx context.Context, srv *server.Server, addrs []netip.AddrPort, 
 	}
 	wg.Wait()
 	log.Info("asked the devices registered before the restart to register again", "asked", len(addrs), "answered", ok)
+}
+
+// awaitServing waits until the LwM2M server has taken its transports
+// (dtlsSrv may be nil).
+func awaitServing(ctx context.Context, srv *server.Server, udp coap.Transport, dtlsSrv *dtls.Server) error {
+	if err := srv.Serving(ctx, udp); err != nil {
+		return err
+	}
+	if dtlsSrv == nil {
+		return nil
+	}
+	return srv.Serving(ctx, dtlsSrv)
 }

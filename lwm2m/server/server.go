@@ -33,7 +33,9 @@ type Server struct {
 	byPeer map[coap.PeerKey]*registration
 	routes []route
 	eps    map[*coap.Endpoint]struct{}
-	queued int // requests waiting for a queue-mode device
+	// attached closes, and is replaced, each time Serve takes a transport.
+	attached chan struct{}
+	queued   int // requests waiting for a queue-mode device
 	// pending holds the ids of Registers being handled (accepted by
 	// the Handler, not stored yet), for AwaitRegistration; the channel
 	// closes once the Register is stored or refused.
@@ -98,16 +100,17 @@ func New(cfg Config, opts ...Option) *Server {
 		cfg.MaxLinksSize = d.MaxLinksSize
 	}
 	s := &Server{
-		cfg:     cfg,
-		h:       NopHandler{},
-		persist: nopPersister{},
-		reg:     lwm2m.NewRegistry(),
-		log:     slog.New(slog.DiscardHandler),
-		byID:    make(map[string]*registration),
-		byEP:    make(map[string]*registration),
-		byPeer:  make(map[coap.PeerKey]*registration),
-		pending: make(map[string]chan struct{}),
-		eps:     make(map[*coap.Endpoint]struct{}),
+		cfg:      cfg,
+		h:        NopHandler{},
+		persist:  nopPersister{},
+		reg:      lwm2m.NewRegistry(),
+		log:      slog.New(slog.DiscardHandler),
+		byID:     make(map[string]*registration),
+		byEP:     make(map[string]*registration),
+		byPeer:   make(map[coap.PeerKey]*registration),
+		pending:  make(map[string]chan struct{}),
+		eps:      make(map[*coap.Endpoint]struct{}),
+		attached: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(s)
@@ -138,6 +141,8 @@ func (s *Server) Serve(ctx context.Context, t coap.Transport) error {
 	s.mu.Lock()
 	s.eps[ep] = struct{}{}
 	s.attachServeLocked(ep)
+	close(s.attached)
+	s.attached = make(chan struct{})
 	s.mu.Unlock()
 	s.log.Info("listening", "addr", t.LocalAddr().String())
 	err := ep.Run(ctx)
@@ -148,6 +153,28 @@ func (s *Server) Serve(ctx context.Context, t coap.Transport) error {
 		return fmt.Errorf("server: %s: %w", t.LocalAddr(), err)
 	}
 	return nil
+}
+
+// Serving waits until Serve has taken t. From then on the server's own
+// requests can go out on t (TriggerUpdate, reads of restored
+// registrations); before, a request to a device on t finds no route.
+func (s *Server) Serving(ctx context.Context, t coap.Transport) error {
+	for {
+		s.mu.Lock()
+		for ep := range s.eps {
+			if ep.Transport() == t {
+				s.mu.Unlock()
+				return nil
+			}
+		}
+		ch := s.attached
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("server: waiting for %s to be served: %w", t.LocalAddr(), ctx.Err())
+		}
+	}
 }
 
 // Close ends the server's bookkeeping: requests waiting for queue-mode
