@@ -48,7 +48,7 @@ var (
 )
 
 // benchPhases are the names -fnbench.only knows.
-var benchPhases = []string{"sim", "cost", "fleet", "fairness", "dtls", "register", "flood", "held", "firmware"}
+var benchPhases = []string{"sim", "cost", "fleet", "fairness", "dtls", "register", "flat", "flood", "held", "firmware"}
 
 // checkOnly refuses a -fnbench.only naming no phase (a typo would run nothing).
 func checkOnly(t *testing.T) {
@@ -86,6 +86,7 @@ type benchReport struct {
 	Flood    *floodResult      `json:"register_flood_silent,omitempty"`
 	Firmware *fwResult         `json:"firmware,omitempty"`
 	Held     *heldResult       `json:"held_psk_queue_mode,omitempty"`
+	Flat     []flatWindow      `json:"flat,omitempty"`
 	Samples  []sample          `json:"samples"`
 	Peak     sample            `json:"peak"`
 	Notes    []string          `json:"notes,omitempty"`
@@ -166,6 +167,10 @@ func TestBench(t *testing.T) {
 		}
 		smp.setPhase("register:" + tg.name)
 		rep.Phases = append(rep.Phases, registerPhase(t, ctx, tg, sources))
+	}
+	if benchWant("flat") && *benchFlat > 0 {
+		smp.setPhase("flat")
+		rep.Flat = flatPhase(t, ctx, app, sources)
 	}
 	if benchWant("flood") {
 		smp.setPhase("flood:silent")

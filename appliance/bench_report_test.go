@@ -65,6 +65,9 @@ func renderMarkdown(r *benchReport) string {
 			w("\n%s\n", h.Note)
 		}
 	}
+	if len(r.Flat) > 0 {
+		renderFlat(w, r.Flat)
+	}
 	if f := r.Flood; f != nil {
 		w("\n## Register flood from devices that never answer (%d peers, %.0f s)\n\n", f.Peers, f.Seconds)
 		w("| Registers answered | server CPU per Register | goroutines before → peak → 10 s after | RSS before → peak → 10 s after |\n| --- | --- | --- | --- |\n")
