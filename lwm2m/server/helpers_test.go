@@ -148,6 +148,13 @@ func testServer(t testing.TB, cfg Config, h Handler) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveUntilCleanup(t, s, tr)
+	return s, tr.LocalAddr().String()
+}
+
+// serveUntilCleanup runs s on tr until the test ends.
+func serveUntilCleanup(t testing.TB, s *Server, tr coap.Transport) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, tr) }()
@@ -157,7 +164,6 @@ func testServer(t testing.TB, cfg Config, h Handler) (*Server, string) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return s, tr.LocalAddr().String()
 }
 
 func testConfig() Config {

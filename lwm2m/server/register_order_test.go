@@ -52,15 +52,7 @@ func TestRegisterAnsweredBeforeWorkStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &answerWatch{Transport: tr, srv: s, endpoint: "order-1"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, w) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveUntilCleanup(t, s, w)
 
 	d := newDevice(t, tr.LocalAddr().String())
 	d.register("order-1")

@@ -38,7 +38,7 @@ type Server struct {
 	queued   int // requests waiting for a queue-mode device
 	// pending holds the ids of Registers being handled (accepted by
 	// the Handler, not stored yet), for AwaitRegistration; the channel
-	// closes once the Register is stored or refused.
+	// closes once the Register is refused, or stored and answered.
 	pending map[string]chan struct{}
 
 	// awake is Config.AwakeWindow, changeable while running.

@@ -39,15 +39,7 @@ func TestServingBeforeTrigger(t *testing.T) {
 		t.Fatalf("Serving before Serve: %v, want context.Canceled", err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, tr) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveUntilCleanup(t, s, tr)
 	if err := s.Serving(ctxT(t), tr); err != nil {
 		t.Fatalf("Serving: %v", err)
 	}
