@@ -58,6 +58,7 @@ func BenchmarkApplianceInProcess(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			var next atomic.Int64
 			var lost atomic.Int64
+			before, cpu0 := a.db.Stats(), ackCPU()
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			for _, p := range ps {
@@ -72,6 +73,10 @@ func BenchmarkApplianceInProcess(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			b.ReportMetric(float64(lost.Load()), "lost")
+			after := a.db.Stats()
+			b.ReportMetric(float64((ackCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64(after.Transactions-before.Transactions)/float64(b.N), "tx/op")
+			b.ReportMetric(float64(after.EndpointWrites-before.EndpointWrites)/float64(b.N), "endpointwrites/op")
 		})
 	}
 }
