@@ -21,7 +21,10 @@ import (
 type Persister interface {
 	// SaveRegistration: a registration started, or an Update or a
 	// notification changed something but its time (parameters, object
-	// list, peer address or session, listener).
+	// list, peer address or session, listener). A registration with
+	// another ID replaces the endpoint's saved one and ends its
+	// observations: a new Register is not preceded by DeleteRegistration
+	// of the registration it replaces.
 	SaveRegistration(r *Registration)
 	// TouchRegistration: an Update that changed nothing but LastUpdate.
 	// This is the hot path: an implementation may coalesce these and

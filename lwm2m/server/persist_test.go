@@ -222,6 +222,37 @@ func TestRestoreAcrossRestart(t *testing.T) {
 
 // TestRestoreExpiresByLifetime: a restored registration keeps the lifetime
 // it had, counted from its last Update; one already past expires at once.
+// TestReRegisterSavesOnce: a new Register of a registered endpoint is one
+// SaveRegistration, which replaces the saved registration and ends its
+// observations; no DeleteRegistration of the old one goes before it.
+func TestReRegisterSavesOnce(t *testing.T) {
+	p := newMemPersister()
+	rec := newRecorder()
+	s := New(testConfig(), WithHandler(rec), WithPersister(p))
+	defer serveAt(t, s, "127.0.0.1:0")()
+	d := newDevice(t, servingAddr(t, s))
+	d.register("dev-1")
+	first := rec.next(t, "registered").reg
+	if _, _, err := s.Observe(ctxT(t), "dev-1", lwm2m.MustParsePath("/3303/0/5700"), lwm2m.FormatNone); err != nil {
+		t.Fatal(err)
+	}
+	d.register("dev-1")
+	second := rec.next(t, "registered").reg
+	if ev := rec.next(t, "deregistered"); ev.reg.ID != first.ID || ev.reason != ReasonReplaced {
+		t.Fatalf("replaced registration reported as %+v %v", ev.reg, ev.reason)
+	}
+	if saves, _, dels := p.counts(); saves != 2 || dels != 0 {
+		t.Fatalf("re-registration: %d saves and %d deletions, want 2 and 0", saves, dels)
+	}
+	regs, obs := p.state()
+	if len(regs) != 1 || regs[0].ID != second.ID || second.ID == first.ID {
+		t.Fatalf("saved registrations %+v, want only %s", regs, second.ID)
+	}
+	if len(obs) != 0 {
+		t.Fatalf("observations of the replaced registration still saved: %+v", obs)
+	}
+}
+
 func TestRestoreExpiresByLifetime(t *testing.T) {
 	cfg := testConfig()
 	cfg.ExpiryGrace = 0

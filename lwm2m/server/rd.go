@@ -113,11 +113,12 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 	s.st.registrations.Add(1)
 	if old != nil {
 		// A new Register replaces the registration and its observations
-		// (Core §6.2.1): the device has forgotten them.
+		// (Core §6.2.1): the device has forgotten them. Saving the new
+		// one replaces the old one's saved state (Persister), so a
+		// re-registration costs the store one write, not two.
 		for _, o := range oldObs {
 			o.forget()
 		}
-		s.persist.DeleteRegistration(oldSnap)
 	}
 	s.persist.SaveRegistration(saved)
 	if old != nil {
