@@ -70,6 +70,7 @@ func (d *DB) ProvisionEndpoint(ctx context.Context, c Credential) (Endpoint, err
 	if err := c.check(); err != nil {
 		return Endpoint{}, fmt.Errorf("store: provision %q: %w", c.Endpoint, err)
 	}
+	defer d.creds.invalidate() // after the write: see credCache
 	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, security_mode, created) VALUES (?, ?, ?)`, c.Endpoint, c.Mode, d.ms(d.now()))
 		if err != nil {
@@ -92,7 +93,8 @@ func (d *DB) SetCredential(ctx context.Context, c Credential) error {
 	if err := c.check(); err != nil {
 		return fmt.Errorf("store: set credential %q: %w", c.Endpoint, err)
 	}
-	defer d.regs.invalidate() // after the write: see regCache
+	defer d.regs.invalidate()  // after the write: see regCache
+	defer d.creds.invalidate() // and credCache
 	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO endpoint(name, security_mode, created) VALUES (?, ?, ?)`,
 			c.Endpoint, c.Mode, d.ms(d.now())); err != nil {
@@ -120,20 +122,6 @@ func scanCredential(row interface{ Scan(...any) error }) (Credential, error) {
 	return c, err
 }
 
-// Credential returns an endpoint's credential.
-func (d *DB) Credential(ctx context.Context, endpoint string) (Credential, error) {
-	c, err := scanCredential(d.r.QueryRowContext(ctx, `SELECT `+credCols+` FROM credential c JOIN endpoint e ON e.id = c.endpoint_id WHERE e.name = ?`, endpoint))
-	return c, wrap(err, "credential of %q", endpoint)
-}
-
-// CredentialByPSKIdentity finds the credential for a DTLS PSK identity
-// (the handshake's lookup). Revoked credentials are returned with Revoked
-// set; the caller refuses them.
-func (d *DB) CredentialByPSKIdentity(ctx context.Context, identity string) (Credential, error) {
-	c, err := scanCredential(d.r.QueryRowContext(ctx, `SELECT `+credCols+` FROM credential c JOIN endpoint e ON e.id = c.endpoint_id WHERE c.psk_identity = ?`, identity))
-	return c, wrap(err, "credential for psk identity %q", identity)
-}
-
 // CredentialByCertSerial finds the credential holding a certificate serial.
 func (d *DB) CredentialByCertSerial(ctx context.Context, serial string) (Credential, error) {
 	c, err := scanCredential(d.r.QueryRowContext(ctx, `SELECT `+credCols+` FROM credential c JOIN endpoint e ON e.id = c.endpoint_id WHERE c.cert_serial = ?`, serial))
@@ -142,6 +130,7 @@ func (d *DB) CredentialByCertSerial(ctx context.Context, serial string) (Credent
 
 // RevokeCredential marks an endpoint's credential revoked.
 func (d *DB) RevokeCredential(ctx context.Context, endpoint string) error {
+	defer d.creds.invalidate() // after the write: see credCache
 	n, err := d.exec(ctx, `UPDATE credential SET revoked = 1, updated = ? WHERE endpoint_id = (SELECT id FROM endpoint WHERE name = ?)`,
 		d.ms(d.now()), endpoint)
 	if err != nil {
@@ -172,6 +161,7 @@ func (d *DB) RevokedSerials(ctx context.Context) ([]string, error) {
 
 // DeleteCredential removes an endpoint's credential.
 func (d *DB) DeleteCredential(ctx context.Context, endpoint string) error {
+	defer d.creds.invalidate() // after the write: see credCache
 	n, err := d.exec(ctx, `DELETE FROM credential WHERE endpoint_id = (SELECT id FROM endpoint WHERE name = ?)`, endpoint)
 	if err != nil {
 		return wrap(err, "delete credential of %q", endpoint)

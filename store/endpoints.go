@@ -53,31 +53,52 @@ func scanEndpoint(row interface{ Scan(...any) error }) (Endpoint, error) {
 // FirmwareVersion are overwritten only when non-empty; Pending only on
 // creation. It returns the stored row.
 func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
+	return d.upsertEndpointWith(ctx, e, nil)
+}
+
+// upsertEndpointWith is UpsertEndpoint, with more writes in the same
+// transaction when also is not nil.
+func (d *DB) upsertEndpointWith(ctx context.Context, e Endpoint, also func(context.Context, *sql.Tx) error) (Endpoint, error) {
 	e.Name = strings.TrimSpace(e.Name)
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: upsert endpoint: %w: empty name", ErrInvalid)
 	}
 	d.stats.endpointWrites.Add(1)
 	g := d.regs.gen.Load()
-	out, err := d.writeEndpoint(ctx, e.Name, `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
-		lwm2m_version, queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(name) DO UPDATE SET registration_id = excluded.registration_id, online = excluded.online,
-		last_seen = excluded.last_seen, lifetime = excluded.lifetime, binding = excluded.binding,
-		lwm2m_version = excluded.lwm2m_version, queue_mode = excluded.queue_mode,
-		security_mode = CASE WHEN excluded.security_mode = '' THEN security_mode ELSE excluded.security_mode END,
-		object_links = excluded.object_links, address = excluded.address,
-		firmware_version = CASE WHEN excluded.firmware_version = '' THEN firmware_version ELSE excluded.firmware_version END,
-		registered_at = excluded.registered_at, deregistered_at = excluded.deregistered_at`,
-		e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
-		b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
-		d.ms(e.DeregisteredAt), d.ms(d.now()))
+	var out Endpoint
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, upsertEndpointSQL,
+			e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
+			b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
+			d.ms(e.DeregisteredAt), d.ms(d.now())); err != nil {
+			return err
+		}
+		var err error
+		if out, err = d.endpointFrom(ctx, tx, e.Name); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(ctx, tx)
+		}
+		return nil
+	})
 	if err != nil {
 		return Endpoint{}, wrap(err, "upsert endpoint %q", e.Name)
 	}
 	d.regs.remember(e, g)
 	return out, nil
 }
+
+const upsertEndpointSQL = `INSERT INTO endpoint(name, registration_id, online, pending, last_seen, lifetime, binding,
+	lwm2m_version, queue_mode, security_mode, object_links, address, firmware_version, registered_at, deregistered_at, created)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT(name) DO UPDATE SET registration_id = excluded.registration_id, online = excluded.online,
+	last_seen = excluded.last_seen, lifetime = excluded.lifetime, binding = excluded.binding,
+	lwm2m_version = excluded.lwm2m_version, queue_mode = excluded.queue_mode,
+	security_mode = CASE WHEN excluded.security_mode = '' THEN security_mode ELSE excluded.security_mode END,
+	object_links = excluded.object_links, address = excluded.address,
+	firmware_version = CASE WHEN excluded.firmware_version = '' THEN firmware_version ELSE excluded.firmware_version END,
+	registered_at = excluded.registered_at, deregistered_at = excluded.deregistered_at`
 
 // CreateEndpoint adds an endpoint that is not registered yet (a
 // provisioned device); ErrConflict when the name exists.
@@ -234,6 +255,7 @@ func (d *DB) SetEndpointSecurityMode(ctx context.Context, name, mode string) err
 // DeleteEndpoint removes an endpoint with everything that belongs to it
 // (credentials, telemetry series, events, operations, logs).
 func (d *DB) DeleteEndpoint(ctx context.Context, name string) error {
+	defer d.creds.invalidate() // its credential goes with it: see credCache
 	var ids []int64
 	defer d.regs.invalidate() // after the write: see regCache
 	err := d.txResettingMarks(ctx, func(tx *sql.Tx) error {

@@ -66,6 +66,12 @@ type Stats struct {
 	WALTruncates     uint64 // times readers kept the WAL from restarting until the hard limit
 	EndpointWrites   uint64 // registration writes (UpsertEndpoint, RefreshEndpoint that changed something)
 	OperationQueries uint64 // queries listing operations
+	// CredentialQueries counts credential lookups that went to the
+	// database; the others were answered from memory (credcache.go).
+	CredentialQueries uint64
+	// Writes counts the synchronous writes callers waited for (each one
+	// job of the writer's group commit, group.go).
+	Writes uint64
 	// WriterPrepares counts statements a write transaction had to prepare
 	// for itself instead of using the writer's (stmts.go): 0 when every
 	// commit path runs prepared statements.
@@ -81,6 +87,7 @@ type stats struct {
 	compactErrors                                          atomic.Uint64
 	walTruncates                                           atomic.Uint64
 	endpointWrites, opQueries                              atomic.Uint64
+	credQueries, writes                                    atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -101,6 +108,7 @@ func (d *DB) Stats() Stats {
 		RetentionDeleted: s.retentionDeleted.Load(), TailRecords: tail,
 		WALBytes: d.walBytes(), WALTruncates: s.walTruncates.Load(),
 		EndpointWrites: s.endpointWrites.Load(), OperationQueries: s.opQueries.Load(),
+		CredentialQueries: s.credQueries.Load(), Writes: s.writes.Load(),
 		WriterPrepares: d.wst.adhoc.Load(),
 	}
 }

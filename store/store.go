@@ -175,6 +175,7 @@ type DB struct {
 	subs  subscribers
 	tel   telemetryCache
 	regs  regCache
+	creds credCache
 	pend  pendingOps
 	logs  logLane // device logs: logs_lane.go
 
