@@ -208,6 +208,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	scfg.DefaultLifetime = cfg.LwM2M.DefaultLifetime
 	scfg.AwakeWindow = cfg.LwM2M.QueueAwakeWindow
 	regs := newRegStore(db, a.base)
+	life.regs = regs
 	srv := server.New(scfg, server.WithHandler(life), server.WithRegistry(reg), server.WithLogger(a.base),
 		server.WithPersister(regs))
 	// Settings saved in the web UI take effect at once, and those saved

@@ -76,7 +76,7 @@ func BenchmarkApplianceInProcess(b *testing.B) {
 			after := a.db.Stats()
 			b.ReportMetric(float64((ackCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			b.ReportMetric(float64(after.Transactions-before.Transactions)/float64(b.N), "tx/op")
-			b.ReportMetric(float64(after.EndpointWrites-before.EndpointWrites)/float64(b.N), "endpointwrites/op")
+			b.ReportMetric(float64(after.Writes-before.Writes)/float64(b.N), "writes/op")
 		})
 	}
 }

@@ -197,6 +197,26 @@ func (d *ackDevice) update(t *testing.T) {
 // changes nothing, for a device with no queued operation and no firmware
 // deployment, writes no endpoint row, queries no operation and does not
 // make the firmware service look for deployments; an operation queued
+// TestReRegisterRunsNoCredentialQuery: the credential an endpoint
+// registered with (here none: an unknown endpoint, allowed) is looked up
+// once; its next Registers are answered from memory (issue 15).
+func TestReRegisterRunsNoCredentialQuery(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	db := ta.a.db
+	d := newAckDevice(t, ta.a.Addrs().CoAP, coap.DefaultConfig())
+	d.register(t, "cred-dev")
+	before := db.Stats().CredentialQueries
+	for range 3 {
+		d.register(t, "cred-dev")
+	}
+	if n := db.Stats().CredentialQueries - before; n != 0 {
+		t.Errorf("%d credential queries for 3 Registers of a known endpoint, want 0", n)
+	}
+	if _, ok := ta.a.srv.Registration("cred-dev"); !ok {
+		t.Fatal("not registered")
+	}
+}
+
 // later is still found at the next Update.
 func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 	ta := startAppliance(t, testConfig(t))

@@ -41,6 +41,8 @@ type lifecycle struct {
 	// fw moves firmware deployments on when devices speak; nil in tests
 	// of the lifecycle alone.
 	fw *firmware.Service
+	// regs keeps registrations across restarts; nil in those tests too.
+	regs *regStore
 
 	// ctx and wg bound the work started after registrations to Run.
 	ctx context.Context
@@ -156,7 +158,8 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	if cred != nil {
 		row.SecurityMode = cred.Mode
 	}
-	if _, err := l.db.UpsertEndpoint(ctx, row); err != nil {
+	known, err := l.record(ctx, row, r)
+	if err != nil {
 		return fmt.Errorf("record registration of %q: %w", r.Endpoint, err)
 	}
 	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
@@ -165,8 +168,17 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	l.sawUplink(r)
 	l.log.Info("registered", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "lwm2m", r.LwM2MVersion, "binding", r.Binding, "lifetime", r.Lifetime, "secure", r.Peer.Secure())
 	reg := *r
-	l.wg.Go(func() { l.afterRegister(&reg) })
+	l.wg.Go(func() { l.afterRegister(&reg, known) })
 	return nil
+}
+
+// record writes the endpoint row of a Register, with the registration
+// itself when the appliance keeps registrations (one commit).
+func (l *lifecycle) record(ctx context.Context, row store.Endpoint, r *server.Registration) (store.Endpoint, error) {
+	if l.regs == nil {
+		return l.db.UpsertEndpoint(ctx, row)
+	}
+	return l.regs.register(ctx, row, r)
 }
 
 // accepted reports whether an endpoint without credentials is known all
@@ -206,8 +218,10 @@ func (l *lifecycle) park(ctx context.Context, r *server.Registration) {
 
 // afterRegister starts the configured observations, then sends what waited
 // in the queue. It runs after the device has its 2.01: a request sent from
-// inside Registered would reach a device that is not registered yet.
-func (l *lifecycle) afterRegister(r *server.Registration) {
+// inside Registered would reach a device that is not registered yet. known
+// is the endpoint row as the registration left it: what it already holds
+// (firmware version, model) is neither asked for nor written again.
+func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) {
 	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Minute)
 	defer cancel()
 	// Bound to this registration: when the device registers again, what is
@@ -226,10 +240,10 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 		if recs, err := l.srv.Read(ctx, r.Endpoint, firmwareVersionPath, lwm2m.FormatNone); err != nil {
 			l.log.Info("firmware version read failed", "endpoint", r.Endpoint, "err", err)
 		} else {
-			l.keep(ctx, r.Endpoint, recs, "")
+			l.keepKnown(ctx, r.Endpoint, recs, "", known)
 		}
 	}
-	l.readModel(ctx, r)
+	l.readModel(ctx, r, known)
 	for _, path := range p.ObserveSingle {
 		if !hasPath(r, path) {
 			continue
@@ -237,7 +251,7 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 		if _, recs, err := l.srv.Observe(ctx, r.Endpoint, path, lwm2m.FormatNone); err != nil {
 			l.log.Info("auto-observe failed", "endpoint", r.Endpoint, "path", path, "err", err)
 		} else {
-			l.keep(ctx, r.Endpoint, recs, "")
+			l.keepKnown(ctx, r.Endpoint, recs, "", known)
 		}
 	}
 	if paths := compositePaths(r, p.CompositeObjects); len(paths) > 0 && r.LwM2MVersion != "1.0" {
@@ -248,7 +262,7 @@ func (l *lifecycle) afterRegister(r *server.Registration) {
 		if _, recs, err := l.srv.ObserveComposite(ctx, r.Endpoint, paths, f); err != nil {
 			l.log.Info("auto composite observe failed", "endpoint", r.Endpoint, "paths", paths, "err", err)
 		} else {
-			l.keep(ctx, r.Endpoint, recs, store.EventComposite)
+			l.keepKnown(ctx, r.Endpoint, recs, store.EventComposite, known)
 		}
 	}
 	l.armLogs(ctx, r)
@@ -436,7 +450,7 @@ func (l *lifecycle) ingestThen(ctx context.Context, ep string, recs []lwm2m.Reco
 		return err
 	}
 	if !stale {
-		l.noteFirmware(ctx, ep, recs)
+		l.noteFirmware(ctx, ep, recs, store.Endpoint{})
 	}
 	return nil
 }
@@ -455,13 +469,19 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: l.db.Now(), Records: recs, Event: event}); err != nil {
 		return err
 	}
-	l.noteFirmware(ctx, ep, recs)
+	l.noteFirmware(ctx, ep, recs, store.Endpoint{})
 	return nil
 }
 
 // keep stores values the appliance asked for itself (after a
 // registration): nobody retries them, so it waits for room in the queue.
 func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, event string) {
+	l.keepKnown(ctx, ep, recs, event, store.Endpoint{})
+}
+
+// keepKnown is keep for values of a device whose endpoint row is known:
+// a firmware version or model it already holds is not written again.
+func (l *lifecycle) keepKnown(ctx context.Context, ep string, recs []lwm2m.Record, event string, known store.Endpoint) {
 	recs, err := l.logs.take(ep, recs, false)
 	if err != nil {
 		l.log.Info("log lines not stored", "endpoint", ep, "err", err)
@@ -469,7 +489,7 @@ func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, ev
 	if len(recs) == 0 {
 		return
 	}
-	l.noteFirmware(ctx, ep, recs)
+	l.noteFirmware(ctx, ep, recs, known)
 	if err := l.db.IngestWait(ctx, store.Batch{Endpoint: ep, Received: l.db.Now(), Records: recs, Event: event}); err != nil {
 		l.log.Info("values not stored", "endpoint", ep, "err", err)
 	}
@@ -481,11 +501,8 @@ func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, ev
 // until then one per registration (a device that refused the read is asked
 // again next time). Notifications and reads that carry 3/0/1 update it
 // through noteFirmware.
-func (l *lifecycle) readModel(ctx context.Context, r *server.Registration) {
-	if !hasPath(r, modelPath) {
-		return
-	}
-	if e, err := l.db.Endpoint(ctx, r.Endpoint); err != nil || e.Model != "" {
+func (l *lifecycle) readModel(ctx context.Context, r *server.Registration, known store.Endpoint) {
+	if !hasPath(r, modelPath) || known.Model != "" {
 		return
 	}
 	recs, err := l.srv.Read(ctx, r.Endpoint, modelPath, lwm2m.FormatNone)
@@ -493,22 +510,30 @@ func (l *lifecycle) readModel(ctx context.Context, r *server.Registration) {
 		l.log.Info("model number read failed", "endpoint", r.Endpoint, "err", err)
 		return
 	}
-	l.keep(ctx, r.Endpoint, recs, "")
+	l.keepKnown(ctx, r.Endpoint, recs, "", known)
 }
 
 // noteFirmware records the firmware version and the model when the
-// values include them.
-func (l *lifecycle) noteFirmware(ctx context.Context, ep string, recs []lwm2m.Record) {
+// values include them and known (the endpoint row, when its Name is ep)
+// does not hold them already.
+func (l *lifecycle) noteFirmware(ctx context.Context, ep string, recs []lwm2m.Record, known store.Endpoint) {
+	isKnown := known.Name == ep
 	for _, rec := range recs {
 		if rec.Value.Type() != lwm2m.TypeString {
 			continue
 		}
 		switch rec.Path {
 		case firmwareVersionPath:
+			if isKnown && rec.Value.Str() == known.FirmwareVersion {
+				continue
+			}
 			if err := l.db.SetEndpointFirmwareVersion(ctx, ep, rec.Value.Str()); err != nil {
 				l.log.Debug("firmware version not recorded", "endpoint", ep, "err", err)
 			}
 		case modelPath:
+			if isKnown && strings.TrimSpace(rec.Value.Str()) == known.Model {
+				continue
+			}
 			if err := l.db.SetEndpointModel(ctx, ep, strings.TrimSpace(rec.Value.Str())); err != nil {
 				l.log.Debug("model not recorded", "endpoint", ep, "err", err)
 			}

@@ -39,12 +39,16 @@ type regStore struct {
 
 	mu      sync.Mutex
 	touched map[string]store.RegistrationTouch // by endpoint
+	// saved holds the registrations written with their endpoint row by
+	// register, for SaveRegistration to skip (by registration id).
+	saved map[string]struct{}
 }
 
 var _ server.Persister = (*regStore)(nil)
 
 func newRegStore(db *store.DB, log *slog.Logger) *regStore {
-	return &regStore{db: db, log: log.With("component", "registrations"), touched: map[string]store.RegistrationTouch{}}
+	return &regStore{db: db, log: log.With("component", "registrations"), touched: map[string]store.RegistrationTouch{},
+		saved: map[string]struct{}{}}
 }
 
 // writeCtx bounds one write: a stuck store must not hold a CoAP worker.
@@ -61,8 +65,29 @@ func storeRegistration(r *server.Registration) store.Registration {
 	}
 }
 
-// SaveRegistration writes the registration at once.
+// register records a Register, the endpoint row e and the registration
+// r, in one transaction (the handler's write): the server's
+// SaveRegistration of r that follows then has nothing left to write.
+func (p *regStore) register(ctx context.Context, e store.Endpoint, r *server.Registration) (store.Endpoint, error) {
+	row, err := p.db.SaveEndpointRegistration(ctx, e, storeRegistration(r))
+	if err == nil {
+		p.mu.Lock()
+		p.saved[r.ID] = struct{}{}
+		p.mu.Unlock()
+	}
+	return row, err
+}
+
+// SaveRegistration writes the registration at once, unless register
+// wrote it already.
 func (p *regStore) SaveRegistration(r *server.Registration) {
+	p.mu.Lock()
+	_, done := p.saved[r.ID]
+	delete(p.saved, r.ID)
+	p.mu.Unlock()
+	if done {
+		return
+	}
 	ctx, cancel := writeCtx()
 	defer cancel()
 	if err := p.db.SaveRegistration(ctx, storeRegistration(r)); err != nil {

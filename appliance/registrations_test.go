@@ -128,3 +128,45 @@ func TestRegStoreKeepsTouchesItCouldNotWrite(t *testing.T) {
 		t.Fatalf("after Run on a cancelled ctx: %+v %v", regs, err)
 	}
 }
+
+// TestRegisterWritesOnce: a Register writes its endpoint row and its
+// registration in one synchronous write, and the server's SaveRegistration
+// of the same registration that follows writes nothing more; a later
+// change of that registration is written again (issue 15).
+func TestRegisterWritesOnce(t *testing.T) {
+	ctx := context.Background()
+	cfg := store.DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "flownexus.db")
+	db, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p := newRegStore(db, testLogger())
+	now := time.Now()
+	reg := &server.Registration{ID: "r1", Endpoint: "dev-1", Lifetime: time.Hour, LwM2MVersion: "1.1", Binding: "U",
+		Peer: coap.Peer{Addr: netip.MustParseAddrPort("127.0.0.1:5000")}, Links: "</3/0>", RegisteredAt: now, LastUpdate: now}
+	writes := func() uint64 { return db.Stats().Writes }
+	w0 := writes()
+	row, err := p.register(ctx, store.Endpoint{Name: "dev-1", RegistrationID: "r1", Online: true, Lifetime: 3600}, reg)
+	if err != nil || row.Name != "dev-1" || row.RegistrationID != "r1" || !row.Online {
+		t.Fatalf("register: %+v %v", row, err)
+	}
+	p.SaveRegistration(reg)
+	if n := writes() - w0; n != 1 {
+		t.Fatalf("%d synchronous writes for a Register, want 1", n)
+	}
+	regs, _, err := db.Registrations(ctx)
+	if err != nil || len(regs) != 1 || regs[0].ID != "r1" {
+		t.Fatalf("saved registrations %+v: %v", regs, err)
+	}
+	moved := *reg
+	moved.Peer.Addr = netip.MustParseAddrPort("127.0.0.1:5001")
+	p.SaveRegistration(&moved)
+	if n := writes() - w0; n != 2 {
+		t.Fatalf("a changed registration was not written again: %d writes", n)
+	}
+	if regs, _, _ := db.Registrations(ctx); len(regs) != 1 || regs[0].Address != "127.0.0.1:5001" {
+		t.Fatalf("after the change: %+v", regs)
+	}
+}

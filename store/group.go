@@ -106,6 +106,7 @@ func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) er
 	if d.closed.Load() {
 		return ErrClosed
 	}
+	d.stats.writes.Add(1)
 	if inWriter(ctx) {
 		return d.txDirect(ctx, fn)
 	}

@@ -55,31 +55,44 @@ func (d *DB) SaveRegistration(ctx context.Context, r Registration) error {
 	if r.ID == "" || r.Lifetime <= 0 {
 		return fmt.Errorf("store: save registration of %q: %w: no id or lifetime", r.Endpoint, ErrInvalid)
 	}
-	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var epID int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, r.Endpoint).Scan(&epID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM lwm2m_observation WHERE endpoint_id = ? AND registration_id <> ?
-			AND ? >= (SELECT registered_at FROM lwm2m_registration WHERE endpoint_id = ?)`,
-			epID, r.ID, d.ms(r.RegisteredAt), epID); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO lwm2m_registration(endpoint_id, registration_id, lifetime,
-			lwm2m_version, binding, queue_mode, sms_number, object_links, address, dtls_session, identity, listener,
-			registered_at, last_update) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(endpoint_id) DO UPDATE SET registration_id = excluded.registration_id,
-			lifetime = excluded.lifetime, lwm2m_version = excluded.lwm2m_version, binding = excluded.binding,
-			queue_mode = excluded.queue_mode, sms_number = excluded.sms_number, object_links = excluded.object_links,
-			address = excluded.address, dtls_session = excluded.dtls_session, identity = excluded.identity,
-			listener = excluded.listener, registered_at = excluded.registered_at,
-			last_update = MAX(excluded.last_update, CASE WHEN registration_id = excluded.registration_id THEN last_update ELSE 0 END)
-			WHERE excluded.registered_at >= registered_at`,
-			epID, r.ID, int64(r.Lifetime/time.Second), r.LwM2MVersion, r.Binding, b2i(r.QueueMode), r.SMSNumber,
-			r.ObjectLinks, r.Address, int64(r.DTLSSession), r.Identity, r.Listener, d.ms(r.RegisteredAt), d.ms(r.LastUpdate))
-		return err
-	})
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return d.saveRegistrationTx(ctx, tx, r) })
 	return wrap(err, "save registration of %q", r.Endpoint)
+}
+
+// SaveEndpointRegistration records a Register in one transaction:
+// UpsertEndpoint's write of e and SaveRegistration's of r, the endpoint
+// first. A Register then costs one commit, not two (issue 15).
+func (d *DB) SaveEndpointRegistration(ctx context.Context, e Endpoint, r Registration) (Endpoint, error) {
+	if r.ID == "" || r.Lifetime <= 0 || r.Endpoint != strings.TrimSpace(e.Name) {
+		return Endpoint{}, fmt.Errorf("store: save registration of %q: %w: no id or lifetime, or another endpoint", r.Endpoint, ErrInvalid)
+	}
+	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx) error { return d.saveRegistrationTx(ctx, tx, r) })
+}
+
+// saveRegistrationTx is SaveRegistration's write, in tx.
+func (d *DB) saveRegistrationTx(ctx context.Context, tx *sql.Tx, r Registration) error {
+	var epID int64
+	if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, r.Endpoint).Scan(&epID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM lwm2m_observation WHERE endpoint_id = ? AND registration_id <> ?
+		AND ? >= (SELECT registered_at FROM lwm2m_registration WHERE endpoint_id = ?)`,
+		epID, r.ID, d.ms(r.RegisteredAt), epID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO lwm2m_registration(endpoint_id, registration_id, lifetime,
+		lwm2m_version, binding, queue_mode, sms_number, object_links, address, dtls_session, identity, listener,
+		registered_at, last_update) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(endpoint_id) DO UPDATE SET registration_id = excluded.registration_id,
+		lifetime = excluded.lifetime, lwm2m_version = excluded.lwm2m_version, binding = excluded.binding,
+		queue_mode = excluded.queue_mode, sms_number = excluded.sms_number, object_links = excluded.object_links,
+		address = excluded.address, dtls_session = excluded.dtls_session, identity = excluded.identity,
+		listener = excluded.listener, registered_at = excluded.registered_at,
+		last_update = MAX(excluded.last_update, CASE WHEN registration_id = excluded.registration_id THEN last_update ELSE 0 END)
+		WHERE excluded.registered_at >= registered_at`,
+		epID, r.ID, int64(r.Lifetime/time.Second), r.LwM2MVersion, r.Binding, b2i(r.QueueMode), r.SMSNumber,
+		r.ObjectLinks, r.Address, int64(r.DTLSSession), r.Identity, r.Listener, d.ms(r.RegisteredAt), d.ms(r.LastUpdate))
+	return err
 }
 
 // TouchRegistrations moves the last update time of saved registrations,

@@ -127,6 +127,46 @@ func TestRegistrationRoundTrip(t *testing.T) {
 }
 
 // TestTouchRegistrations: batched touches move the last update forward
+// TestSaveEndpointRegistration: one transaction creates the endpoint and
+// its registration; a newer registration replaces the saved one and ends
+// its observations, an older one changes nothing; a registration of
+// another endpoint or without an id is refused.
+func TestSaveEndpointRegistration(t *testing.T) {
+	ctx := context.Background()
+	d := openTest(t)
+	t0 := time.Now().Truncate(time.Millisecond)
+	tx0 := d.Stats().Writes
+	e, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r1", Online: true, Lifetime: 300}, savedReg("dev", "r1", t0))
+	if err != nil || e.Name != "dev" || e.RegistrationID != "r1" || e.ID == 0 {
+		t.Fatalf("first: %+v %v", e, err)
+	}
+	if n := d.Stats().Writes - tx0; n != 1 {
+		t.Fatalf("%d writes, want 1", n)
+	}
+	if err := d.SaveObservation(ctx, Observation{Token: "aa", Endpoint: "dev", RegistrationID: "r1",
+		Paths: []lwm2m.Path{lwm2m.MustParsePath("/3303/0/5700")}, Started: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r2", Online: true, Lifetime: 300}, savedReg("dev", "r2", t0.Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	regs, obs, err := d.Registrations(ctx)
+	if err != nil || len(regs) != 1 || regs[0].ID != "r2" || len(obs) != 0 {
+		t.Fatalf("after the newer one: %+v %+v %v", regs, obs, err)
+	}
+	if _, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r0", Online: true, Lifetime: 300}, savedReg("dev", "r0", t0.Add(-time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if regs, _, _ := d.Registrations(ctx); len(regs) != 1 || regs[0].ID != "r2" {
+		t.Fatalf("an older registration replaced a newer: %+v", regs)
+	}
+	for _, bad := range []Registration{savedReg("other", "r3", t0), savedReg("dev", "", t0)} {
+		if _, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev"}, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
 // only, and only of the registration id they name.
 func TestTouchRegistrations(t *testing.T) {
 	ctx := context.Background()
