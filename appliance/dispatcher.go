@@ -39,8 +39,9 @@ type Dispatcher struct {
 	changed     func(store.Operation)
 	logs        *logCollector // LogData in read results goes to device logs
 
-	kick   chan string
-	drains atomic.Uint64 // drain passes done (tests wait on it)
+	kick    chan string
+	drains  atomic.Uint64 // drain passes done (tests wait on it)
+	uplinks atomic.Uint64 // Uplink calls done (tests wait on it)
 
 	mu      sync.Mutex
 	running map[string]bool // endpoints with a worker
@@ -153,12 +154,17 @@ func attrQueries(m map[string]string) []string {
 }
 
 // Uplink tells the dispatcher the device just spoke (Register, Update, or
-// a notification in queue mode): what waited for it goes out now.
+// a notification in queue mode): what waited for it goes out now. With
+// nothing queued for the device (the steady state of a fleet) it starts
+// no drain: an operation queued meanwhile kicks the dispatcher itself.
 func (d *Dispatcher) Uplink(endpoint string) {
+	defer d.uplinks.Add(1)
 	d.mu.Lock()
 	delete(d.silent, endpoint)
 	d.mu.Unlock()
-	d.Kick(endpoint)
+	if d.db.MayHaveQueued(endpoint) {
+		d.Kick(endpoint)
+	}
 }
 
 // Kick asks the dispatcher to look at an endpoint's queue (a new operation,

@@ -228,15 +228,19 @@ func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 		return st.Committed == st.Accepted && st.QueueLen == 0
 	}
 	eventually(t, "registration settled", settled)
-	eventually(t, "first drain after the registration", func() bool { return disp.drains.Load() > 0 })
+	eventually(t, "the registration's uplink told", func() bool { return disp.uplinks.Load() > 0 })
 	before := db.Stats()
 	kicks := ta.a.fw.Kicks()
+	drains, uplinks := disp.drains.Load(), disp.uplinks.Load()
 	for range 3 {
-		// One at a time: kicks that arrive while a drain runs fold into
-		// one more drain.
-		drains := disp.drains.Load()
 		d.update(t)
-		eventually(t, "a drain after the Update", func() bool { return disp.drains.Load() > drains })
+	}
+	// Told synchronously, before the 2.04: the counts are final here.
+	if n := disp.uplinks.Load() - uplinks; n != 3 {
+		t.Fatalf("the dispatcher was told of %d uplinks for 3 Updates", n)
+	}
+	if n := disp.drains.Load() - drains; n != 0 {
+		t.Errorf("%d drains of the operation queue for 3 Updates with nothing pending, want 0", n)
 	}
 	eventually(t, "update events committed", func() bool { return settled() && db.Stats().Committed >= before.Committed+3 })
 	after := db.Stats()

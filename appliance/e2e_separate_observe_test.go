@@ -216,7 +216,7 @@ func TestSeparateObserveResponseAckAfterCommit(t *testing.T) {
 	}
 	// The auto-observe is over (the dispatcher is kicked after it), and
 	// nothing else is stored: the value is there once.
-	eventually(t, "the registration's work done and committed", func() bool { return disp.drains.Load() > 0 && settled() })
+	eventually(t, "the registration's work done and committed", func() bool { return disp.uplinks.Load() > 0 && settled() })
 	if n := readings(t, ta, "sep-dev", 21.5); n != 1 {
 		t.Fatalf("%d readings of 21.5 stored, want 1", n)
 	}

@@ -59,6 +59,14 @@ func (d *DB) loadPending(ctx context.Context) error {
 	return wrap(rows.Err(), "load queued operations")
 }
 
+// MayHaveQueued reports whether the endpoint may have queued operations;
+// false means it has none, and asking QueuedOperations would run no
+// query either.
+func (d *DB) MayHaveQueued(endpoint string) bool {
+	_, ok := d.pend.get(endpoint)
+	return ok
+}
+
 // QueuedOperations lists up to limit of an endpoint's queued operations,
 // oldest first (the dispatcher's order). For an endpoint with nothing
 // queued it runs no query.
