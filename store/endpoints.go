@@ -56,9 +56,32 @@ func (d *DB) UpsertEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	return d.upsertEndpointWith(ctx, e, nil)
 }
 
+// writeRegistrationFields writes e's registration fields in tx: on a row
+// that keeps its online flag, security mode and firmware version (a
+// device registering again, as regCache knows it) with an UPDATE that
+// leaves those columns' indexes alone, since SQLite maintains only the
+// indexes of the columns an UPDATE sets; else with the full upsert.
+func (d *DB) writeRegistrationFields(ctx context.Context, tx *sql.Tx, e Endpoint) error {
+	if d.regs.keeps(e) {
+		res, err := tx.ExecContext(ctx, reRegisterSQL, e.RegistrationID, d.ms(e.LastSeen), e.Lifetime, e.Binding,
+			e.LwM2MVersion, b2i(e.QueueMode), e.ObjectLinks, e.Address, d.ms(e.RegisteredAt), d.ms(e.DeregisteredAt), e.Name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil
+		}
+	}
+	_, err := tx.ExecContext(ctx, upsertEndpointSQL,
+		e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
+		b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
+		d.ms(e.DeregisteredAt), d.ms(d.now()))
+	return err
+}
+
 // upsertEndpointWith is UpsertEndpoint, with more writes in the same
-// transaction when also is not nil.
-func (d *DB) upsertEndpointWith(ctx context.Context, e Endpoint, also func(context.Context, *sql.Tx) error) (Endpoint, error) {
+// transaction when also is not nil (given the endpoint's row id).
+func (d *DB) upsertEndpointWith(ctx context.Context, e Endpoint, also func(ctx context.Context, tx *sql.Tx, epID int64) error) (Endpoint, error) {
 	e.Name = strings.TrimSpace(e.Name)
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: upsert endpoint: %w: empty name", ErrInvalid)
@@ -67,10 +90,7 @@ func (d *DB) upsertEndpointWith(ctx context.Context, e Endpoint, also func(conte
 	g := d.regs.gen.Load()
 	var out Endpoint
 	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, upsertEndpointSQL,
-			e.Name, e.RegistrationID, b2i(e.Online), b2i(e.Pending), d.ms(e.LastSeen), e.Lifetime, e.Binding, e.LwM2MVersion,
-			b2i(e.QueueMode), e.SecurityMode, e.ObjectLinks, e.Address, e.FirmwareVersion, d.ms(e.RegisteredAt),
-			d.ms(e.DeregisteredAt), d.ms(d.now())); err != nil {
+		if err := d.writeRegistrationFields(ctx, tx, e); err != nil {
 			return err
 		}
 		var err error
@@ -78,7 +98,7 @@ func (d *DB) upsertEndpointWith(ctx context.Context, e Endpoint, also func(conte
 			return err
 		}
 		if also != nil {
-			return also(ctx, tx)
+			return also(ctx, tx, out.ID)
 		}
 		return nil
 	})
@@ -99,6 +119,10 @@ const upsertEndpointSQL = `INSERT INTO endpoint(name, registration_id, online, p
 	object_links = excluded.object_links, address = excluded.address,
 	firmware_version = CASE WHEN excluded.firmware_version = '' THEN firmware_version ELSE excluded.firmware_version END,
 	registered_at = excluded.registered_at, deregistered_at = excluded.deregistered_at`
+
+const reRegisterSQL = `UPDATE endpoint SET registration_id = ?, last_seen = ?, lifetime = ?, binding = ?,
+	lwm2m_version = ?, queue_mode = ?, object_links = ?, address = ?, registered_at = ?, deregistered_at = ?
+	WHERE name = ?`
 
 // CreateEndpoint adds an endpoint that is not registered yet (a
 // provisioned device); ErrConflict when the name exists.

@@ -72,6 +72,18 @@ func (c *regCache) same(e Endpoint) bool {
 	return r.e == w
 }
 
+// keeps reports whether writing e leaves the online flag, security mode
+// and firmware version of its row as they are: the row is the one last
+// written, e is online as it was, brings no security mode other than the
+// row's, and no firmware version.
+func (c *regCache) keeps(e Endpoint) bool {
+	c.mu.Lock()
+	r, ok := c.rows[e.Name]
+	c.mu.Unlock()
+	return ok && r.gen == c.gen.Load() && r.e.Online == e.Online && e.FirmwareVersion == "" &&
+		(e.SecurityMode == "" || e.SecurityMode == r.e.SecurityMode)
+}
+
 // regFields keeps the fields an Update may change, LastSeen aside.
 func regFields(e Endpoint) regRow {
 	ms := func(t time.Time) int64 {

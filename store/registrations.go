@@ -55,7 +55,7 @@ func (d *DB) SaveRegistration(ctx context.Context, r Registration) error {
 	if r.ID == "" || r.Lifetime <= 0 {
 		return fmt.Errorf("store: save registration of %q: %w: no id or lifetime", r.Endpoint, ErrInvalid)
 	}
-	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return d.saveRegistrationTx(ctx, tx, r) })
+	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return d.saveRegistrationTx(ctx, tx, r, 0) })
 	return wrap(err, "save registration of %q", r.Endpoint)
 }
 
@@ -66,14 +66,18 @@ func (d *DB) SaveEndpointRegistration(ctx context.Context, e Endpoint, r Registr
 	if r.ID == "" || r.Lifetime <= 0 || r.Endpoint != strings.TrimSpace(e.Name) {
 		return Endpoint{}, fmt.Errorf("store: save registration of %q: %w: no id or lifetime, or another endpoint", r.Endpoint, ErrInvalid)
 	}
-	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx) error { return d.saveRegistrationTx(ctx, tx, r) })
+	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx, epID int64) error {
+		return d.saveRegistrationTx(ctx, tx, r, epID)
+	})
 }
 
-// saveRegistrationTx is SaveRegistration's write, in tx.
-func (d *DB) saveRegistrationTx(ctx context.Context, tx *sql.Tx, r Registration) error {
-	var epID int64
-	if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, r.Endpoint).Scan(&epID); err != nil {
-		return err
+// saveRegistrationTx is SaveRegistration's write, in tx; epID is the
+// endpoint's row id, 0 to look it up.
+func (d *DB) saveRegistrationTx(ctx context.Context, tx *sql.Tx, r Registration, epID int64) error {
+	if epID == 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, r.Endpoint).Scan(&epID); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM lwm2m_observation WHERE endpoint_id = ? AND registration_id <> ?
 		AND ? >= (SELECT registered_at FROM lwm2m_registration WHERE endpoint_id = ?)`,

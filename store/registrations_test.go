@@ -136,7 +136,7 @@ func TestSaveEndpointRegistration(t *testing.T) {
 	d := openTest(t)
 	t0 := time.Now().Truncate(time.Millisecond)
 	tx0 := d.Stats().Writes
-	e, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r1", Online: true, Lifetime: 300}, savedReg("dev", "r1", t0))
+	e, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r1", Online: true, Lifetime: 300, SecurityMode: ModeNoSec}, savedReg("dev", "r1", t0))
 	if err != nil || e.Name != "dev" || e.RegistrationID != "r1" || e.ID == 0 {
 		t.Fatalf("first: %+v %v", e, err)
 	}
@@ -147,8 +147,12 @@ func TestSaveEndpointRegistration(t *testing.T) {
 		Paths: []lwm2m.Path{lwm2m.MustParsePath("/3303/0/5700")}, Started: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r2", Online: true, Lifetime: 300}, savedReg("dev", "r2", t0.Add(time.Second))); err != nil {
-		t.Fatal(err)
+	// Registering again: only the registration fields change (the
+	// narrow UPDATE, which must still write every one of them).
+	e, err = d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r2", Online: true, Lifetime: 600, SecurityMode: ModeNoSec,
+		Address: "127.0.0.1:7000"}, savedReg("dev", "r2", t0.Add(time.Second)))
+	if err != nil || e.RegistrationID != "r2" || e.Lifetime != 600 || e.Address != "127.0.0.1:7000" || !e.Online || e.SecurityMode != ModeNoSec {
+		t.Fatalf("again: %+v %v", e, err)
 	}
 	regs, obs, err := d.Registrations(ctx)
 	if err != nil || len(regs) != 1 || regs[0].ID != "r2" || len(obs) != 0 {
@@ -159,6 +163,15 @@ func TestSaveEndpointRegistration(t *testing.T) {
 	}
 	if regs, _, _ := d.Registrations(ctx); len(regs) != 1 || regs[0].ID != "r2" {
 		t.Fatalf("an older registration replaced a newer: %+v", regs)
+	}
+	// Offline, then registered again: online once more.
+	if err := d.SetEndpointOffline(ctx, "dev", t0.Add(2*time.Second), true); err != nil {
+		t.Fatal(err)
+	}
+	e, err = d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev", RegistrationID: "r4", Online: true, Lifetime: 600, SecurityMode: ModeNoSec},
+		savedReg("dev", "r4", t0.Add(3*time.Second)))
+	if err != nil || !e.Online || e.RegistrationID != "r4" || !e.DeregisteredAt.IsZero() {
+		t.Fatalf("after going offline: %+v %v", e, err)
 	}
 	for _, bad := range []Registration{savedReg("other", "r3", t0), savedReg("dev", "", t0)} {
 		if _, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev"}, bad); !errors.Is(err, ErrInvalid) {
