@@ -54,7 +54,7 @@ bench: build
 	  -args -fnbench.bin=$(CURDIR)/bin -fnbench.out=$(CURDIR)/$(RUNDIR)/bench $(BENCHFLAGS)
 
 # A CPU profile of one request kind on the appliance run in-process
-# (PROFILE=update|send|notification|register), printed by go tool pprof.
+# (PROFILE=update|send|notification|register|psk), printed by go tool pprof.
 PROFILE ?= update
 bench-profile:
 	@mkdir -p $(RUNDIR)/bench

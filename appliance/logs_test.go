@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,16 +14,11 @@ import (
 
 func collectorEnv(t *testing.T) (*logCollector, *store.DB) {
 	t.Helper()
-	cfg := store.DefaultConfig()
-	cfg.Path = filepath.Join(t.TempDir(), "db")
-	db, err := store.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openTestStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = db.RunLogs(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; db.Close() })
+	t.Cleanup(func() { cancel(); <-done }) // before openTestStore's Close
 	if _, err := db.UpsertEndpoint(ctx, store.Endpoint{Name: "dev"}); err != nil {
 		t.Fatal(err)
 	}

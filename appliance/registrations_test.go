@@ -19,13 +19,7 @@ import (
 // expired registrations excepted.
 func TestRegStoreWritesAndBatches(t *testing.T) {
 	ctx := context.Background()
-	cfg := store.DefaultConfig()
-	cfg.Path = filepath.Join(t.TempDir(), "flownexus.db")
-	db, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestStore(t)
 	for _, n := range []string{"dev-1", "old-1"} {
 		if _, err := db.UpsertEndpoint(ctx, store.Endpoint{Name: n, Online: true, Lifetime: 60}); err != nil {
 			t.Fatal(err)
@@ -135,13 +129,7 @@ func TestRegStoreKeepsTouchesItCouldNotWrite(t *testing.T) {
 // change of that registration is written again (issue 15).
 func TestRegisterWritesOnce(t *testing.T) {
 	ctx := context.Background()
-	cfg := store.DefaultConfig()
-	cfg.Path = filepath.Join(t.TempDir(), "flownexus.db")
-	db, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestStore(t)
 	p := newRegStore(db, testLogger())
 	now := time.Now()
 	reg := &server.Registration{ID: "r1", Endpoint: "dev-1", Lifetime: time.Hour, LwM2MVersion: "1.1", Binding: "U",
@@ -169,4 +157,18 @@ func TestRegisterWritesOnce(t *testing.T) {
 	if regs, _, _ := db.Registrations(ctx); len(regs) != 1 || regs[0].Address != "127.0.0.1:5001" {
 		t.Fatalf("after the change: %+v", regs)
 	}
+}
+
+// openTestStore opens a store in a fresh directory, closed when the test
+// ends.
+func openTestStore(t *testing.T) *store.DB {
+	t.Helper()
+	cfg := store.DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "flownexus.db")
+	db, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -2,11 +2,8 @@ package appliance
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/flownexus/flownexus/store"
 )
 
 // The composite auto-observe objects come from the conffile until the web
@@ -14,13 +11,7 @@ import (
 // conffile's.
 func TestCompositeAutoObserveSetting(t *testing.T) {
 	ctx := context.Background()
-	sc := store.DefaultConfig()
-	sc.Path = filepath.Join(t.TempDir(), "db")
-	db, err := store.Open(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestStore(t)
 	cfg := DefaultConfig()
 	s, err := newSettings(ctx, db, cfg)
 	if err != nil {
