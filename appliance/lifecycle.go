@@ -240,7 +240,7 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 		if recs, err := l.srv.Read(ctx, r.Endpoint, firmwareVersionPath, lwm2m.FormatNone); err != nil {
 			l.log.Info("firmware version read failed", "endpoint", r.Endpoint, "err", err)
 		} else {
-			l.keepKnown(ctx, r.Endpoint, recs, "", known)
+			l.keepKnown(ctx, r.Endpoint, recs, "", &known)
 		}
 	}
 	l.readModel(ctx, r, known)
@@ -251,7 +251,7 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 		if _, recs, err := l.srv.Observe(ctx, r.Endpoint, path, lwm2m.FormatNone); err != nil {
 			l.log.Info("auto-observe failed", "endpoint", r.Endpoint, "path", path, "err", err)
 		} else {
-			l.keepKnown(ctx, r.Endpoint, recs, "", known)
+			l.keepKnown(ctx, r.Endpoint, recs, "", &known)
 		}
 	}
 	if paths := compositePaths(r, p.CompositeObjects); len(paths) > 0 && r.LwM2MVersion != "1.0" {
@@ -262,7 +262,7 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 		if _, recs, err := l.srv.ObserveComposite(ctx, r.Endpoint, paths, f); err != nil {
 			l.log.Info("auto composite observe failed", "endpoint", r.Endpoint, "paths", paths, "err", err)
 		} else {
-			l.keepKnown(ctx, r.Endpoint, recs, store.EventComposite, known)
+			l.keepKnown(ctx, r.Endpoint, recs, store.EventComposite, &known)
 		}
 	}
 	l.armLogs(ctx, r)
@@ -450,7 +450,7 @@ func (l *lifecycle) ingestThen(ctx context.Context, ep string, recs []lwm2m.Reco
 		return err
 	}
 	if !stale {
-		l.noteFirmware(ctx, ep, recs, store.Endpoint{})
+		l.noteFirmware(ctx, ep, recs, nil)
 	}
 	return nil
 }
@@ -469,19 +469,20 @@ func (l *lifecycle) ingest(ctx context.Context, ep string, recs []lwm2m.Record, 
 	if err := l.db.Ingest(store.Batch{Endpoint: ep, Received: l.db.Now(), Records: recs, Event: event}); err != nil {
 		return err
 	}
-	l.noteFirmware(ctx, ep, recs, store.Endpoint{})
+	l.noteFirmware(ctx, ep, recs, nil)
 	return nil
 }
 
 // keep stores values the appliance asked for itself (after a
 // registration): nobody retries them, so it waits for room in the queue.
 func (l *lifecycle) keep(ctx context.Context, ep string, recs []lwm2m.Record, event string) {
-	l.keepKnown(ctx, ep, recs, event, store.Endpoint{})
+	l.keepKnown(ctx, ep, recs, event, nil)
 }
 
-// keepKnown is keep for values of a device whose endpoint row is known:
-// a firmware version or model it already holds is not written again.
-func (l *lifecycle) keepKnown(ctx context.Context, ep string, recs []lwm2m.Record, event string, known store.Endpoint) {
+// keepKnown is keep for values of a device whose endpoint row is known
+// (nil: not known): a firmware version or model it already holds is not
+// written again.
+func (l *lifecycle) keepKnown(ctx context.Context, ep string, recs []lwm2m.Record, event string, known *store.Endpoint) {
 	recs, err := l.logs.take(ep, recs, false)
 	if err != nil {
 		l.log.Info("log lines not stored", "endpoint", ep, "err", err)
@@ -510,28 +511,27 @@ func (l *lifecycle) readModel(ctx context.Context, r *server.Registration, known
 		l.log.Info("model number read failed", "endpoint", r.Endpoint, "err", err)
 		return
 	}
-	l.keepKnown(ctx, r.Endpoint, recs, "", known)
+	l.keepKnown(ctx, r.Endpoint, recs, "", &known)
 }
 
 // noteFirmware records the firmware version and the model when the
-// values include them and known (the endpoint row, when its Name is ep)
+// values include them and known (the endpoint row, nil when not known)
 // does not hold them already.
-func (l *lifecycle) noteFirmware(ctx context.Context, ep string, recs []lwm2m.Record, known store.Endpoint) {
-	isKnown := known.Name == ep
+func (l *lifecycle) noteFirmware(ctx context.Context, ep string, recs []lwm2m.Record, known *store.Endpoint) {
 	for _, rec := range recs {
 		if rec.Value.Type() != lwm2m.TypeString {
 			continue
 		}
 		switch rec.Path {
 		case firmwareVersionPath:
-			if isKnown && rec.Value.Str() == known.FirmwareVersion {
+			if known != nil && rec.Value.Str() == known.FirmwareVersion {
 				continue
 			}
 			if err := l.db.SetEndpointFirmwareVersion(ctx, ep, rec.Value.Str()); err != nil {
 				l.log.Debug("firmware version not recorded", "endpoint", ep, "err", err)
 			}
 		case modelPath:
-			if isKnown && strings.TrimSpace(rec.Value.Str()) == known.Model {
+			if known != nil && strings.TrimSpace(rec.Value.Str()) == known.Model {
 				continue
 			}
 			if err := l.db.SetEndpointModel(ctx, ep, strings.TrimSpace(rec.Value.Str())); err != nil {

@@ -63,12 +63,11 @@
 // Endpoints, credentials and operations are written only by the serving
 // process (the command line adds users, tokens and firmware images), so
 // some answers are kept in memory and forgotten by the writes that change
-// them: the registration
-// fields last written per endpoint (refresh.go: an Update that changes
-// nothing writes nothing, a device registering again leaves the indexes
-// of the columns it keeps alone), the credentials looked up (credcache.go,
-// bounded), and the endpoints that may have queued operations
-// (pending_ops.go).
+// them: the registration fields last written per endpoint (refresh.go: an
+// Update that changes nothing writes nothing, a device registering again
+// leaves the indexes of the columns it keeps alone), the credentials
+// looked up (credcache.go, bounded), and the endpoints that may have
+// queued operations (pending_ops.go).
 //
 // # Device logs
 //

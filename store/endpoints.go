@@ -80,28 +80,17 @@ func (d *DB) writeRegistrationFields(ctx context.Context, tx *sql.Tx, e Endpoint
 }
 
 // upsertEndpointWith is UpsertEndpoint, with more writes in the same
-// transaction when also is not nil (given the endpoint's row id).
-func (d *DB) upsertEndpointWith(ctx context.Context, e Endpoint, also func(ctx context.Context, tx *sql.Tx, epID int64) error) (Endpoint, error) {
+// transaction when also is not nil (given the row as written).
+func (d *DB) upsertEndpointWith(ctx context.Context, e Endpoint, also func(context.Context, *sql.Tx, Endpoint) error) (Endpoint, error) {
 	e.Name = strings.TrimSpace(e.Name)
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: upsert endpoint: %w: empty name", ErrInvalid)
 	}
 	d.stats.endpointWrites.Add(1)
 	g := d.regs.gen.Load()
-	var out Endpoint
-	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := d.writeRegistrationFields(ctx, tx, e); err != nil {
-			return err
-		}
-		var err error
-		if out, err = d.endpointFrom(ctx, tx, e.Name); err != nil {
-			return err
-		}
-		if also != nil {
-			return also(ctx, tx, out.ID)
-		}
-		return nil
-	})
+	out, err := d.writeEndpoint(ctx, e.Name, func(ctx context.Context, tx *sql.Tx) error {
+		return d.writeRegistrationFields(ctx, tx, e)
+	}, also)
 	if err != nil {
 		return Endpoint{}, wrap(err, "upsert endpoint %q", e.Name)
 	}
@@ -131,25 +120,31 @@ func (d *DB) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
 	if e.Name == "" {
 		return Endpoint{}, fmt.Errorf("store: create endpoint: %w: empty name", ErrInvalid)
 	}
-	out, err := d.writeEndpoint(ctx, e.Name, `INSERT INTO endpoint(name, pending, security_mode, created) VALUES (?, ?, ?, ?)`,
-		e.Name, b2i(e.Pending), e.SecurityMode, d.ms(d.now()))
+	out, err := d.writeEndpoint(ctx, e.Name, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO endpoint(name, pending, security_mode, created) VALUES (?, ?, ?, ?)`,
+			e.Name, b2i(e.Pending), e.SecurityMode, d.ms(d.now()))
+		return err
+	}, nil)
 	if err != nil {
 		return Endpoint{}, wrap(err, "create endpoint %q", e.Name)
 	}
 	return out, nil
 }
 
-// writeEndpoint runs one write statement on an endpoint row and reads the
-// row back in the same transaction.
-func (d *DB) writeEndpoint(ctx context.Context, name, q string, args ...any) (Endpoint, error) {
+// writeEndpoint runs write on an endpoint row, reads the row back and
+// gives it to then (when not nil), all in one transaction.
+func (d *DB) writeEndpoint(ctx context.Context, name string, write func(context.Context, *sql.Tx) error,
+	then func(context.Context, *sql.Tx, Endpoint) error) (Endpoint, error) {
 	var out Endpoint
 	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if err := write(ctx, tx); err != nil {
 			return err
 		}
 		var err error
-		out, err = d.endpointFrom(ctx, tx, name)
-		return err
+		if out, err = d.endpointFrom(ctx, tx, name); err != nil || then == nil {
+			return err
+		}
+		return then(ctx, tx, out)
 	})
 	return out, err
 }
@@ -279,9 +274,9 @@ func (d *DB) SetEndpointSecurityMode(ctx context.Context, name, mode string) err
 // DeleteEndpoint removes an endpoint with everything that belongs to it
 // (credentials, telemetry series, events, operations, logs).
 func (d *DB) DeleteEndpoint(ctx context.Context, name string) error {
-	defer d.creds.invalidate() // its credential goes with it: see credCache
 	var ids []int64
-	defer d.regs.invalidate() // after the write: see regCache
+	defer d.regs.invalidate()  // after the write: see regCache
+	defer d.creds.invalidate() // and credCache: its credential goes with it
 	err := d.txResettingMarks(ctx, func(tx *sql.Tx) error {
 		var id int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM endpoint WHERE name = ?`, name).Scan(&id); err != nil {

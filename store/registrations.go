@@ -66,8 +66,8 @@ func (d *DB) SaveEndpointRegistration(ctx context.Context, e Endpoint, r Registr
 	if r.ID == "" || r.Lifetime <= 0 || r.Endpoint != strings.TrimSpace(e.Name) {
 		return Endpoint{}, fmt.Errorf("store: save registration of %q: %w: no id or lifetime, or another endpoint", r.Endpoint, ErrInvalid)
 	}
-	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx, epID int64) error {
-		return d.saveRegistrationTx(ctx, tx, r, epID)
+	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx, row Endpoint) error {
+		return d.saveRegistrationTx(ctx, tx, r, row.ID)
 	})
 }
 
