@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,9 @@ func BenchmarkApplianceInProcess(b *testing.B) {
 	cfg.Listen = ListenConfig{HTTP: "127.0.0.1:0", CoAP: "127.0.0.1:0", CoAPS: "127.0.0.1:0"}
 	cfg.Log.Level = "error"
 	cfg.Systemd.Watchdog = false
+	if v := os.Getenv("FN_SYNC"); v != "" {
+		cfg.Store.Synchronous = v
+	}
 	a, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)

@@ -218,7 +218,7 @@ func (s *Server) restoreSessions(path string) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("dtls sessions not restored from the journal", "err", err)
 	}
-	j, err := openJournal(jpath, s.snapshotAll(), s.snapshotAll, s.log)
+	j, err := openJournal(jpath, s.snapshotAll(), s.snapshotAll, journalSyncEvery, s.log)
 	if err != nil {
 		s.log.Warn("dtls session journal not started; sessions are kept across a clean stop only", "err", err)
 		// The old journal's states were moved on once; restored again
