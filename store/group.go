@@ -36,6 +36,7 @@ func writerCtx(ctx context.Context) context.Context { return context.WithValue(c
 type writeJob struct {
 	ctx   context.Context // the caller's values, without its cancellation
 	fn    func(context.Context, *sql.Tx) error
+	lazy  bool // registration state (lazysync.go)
 	done  chan error
 	state atomic.Int32 // jobQueued, then jobRunning (writer) or jobAbandoned (caller)
 }
@@ -110,7 +111,7 @@ func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) er
 	if inWriter(ctx) {
 		return d.txDirect(ctx, fn)
 	}
-	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan error, 1)}
+	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, lazy: isRegistrationWrite(ctx), done: make(chan error, 1)}
 	if !d.jobs.push(j) {
 		return d.txDirect(ctx, fn)
 	}

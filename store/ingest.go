@@ -76,6 +76,10 @@ type Stats struct {
 	// for itself instead of using the writer's (stmts.go): 0 when every
 	// commit path runs prepared statements.
 	WriterPrepares int64
+	// LazyCommits counts transactions of registration writes committed
+	// without an fsync; WALSyncs the fsyncs that made them durable
+	// later, when no full commit did first (lazysync.go).
+	LazyCommits, WALSyncs uint64
 }
 
 type stats struct {
@@ -88,6 +92,7 @@ type stats struct {
 	walTruncates                                           atomic.Uint64
 	endpointWrites, opQueries                              atomic.Uint64
 	credQueries, writes                                    atomic.Uint64
+	lazyCommits, walSyncs                                  atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -110,6 +115,7 @@ func (d *DB) Stats() Stats {
 		EndpointWrites: s.endpointWrites.Load(), OperationQueries: s.opQueries.Load(),
 		CredentialQueries: s.credQueries.Load(), Writes: s.writes.Load(),
 		WriterPrepares: d.wst.adhoc.Load(),
+		LazyCommits:    s.lazyCommits.Load(), WALSyncs: s.walSyncs.Load(),
 	}
 }
 
@@ -289,12 +295,22 @@ func (d *DB) Run(ctx context.Context) error {
 		<-ckDone
 	}()
 	bg := writerCtx(context.WithoutCancel(ctx))
+	walSync := time.NewTimer(time.Hour)
+	walSync.Stop()
+	defer walSync.Stop()
+	armed := false
 	for {
+		d.walSyncTimer(walSync, &armed)
 		select {
 		case <-ctx.Done():
 			return d.stopWriter(bg)
 		case <-d.closing:
 			return d.stopWriter(bg)
+		case <-walSync.C:
+			armed = false
+			if err := d.syncWAL(); err != nil {
+				d.log.Warn("registration writes not synced; retrying", "err", err)
+			}
 		case <-d.jobs.kick:
 			d.working()
 			d.writeFrom(bg, nil)
@@ -354,7 +370,11 @@ func (d *DB) writeWaiting(ctx context.Context) {
 func (d *DB) stopWriter(ctx context.Context) error {
 	d.jobs.setOpen(false)
 	d.writeFrom(ctx, nil)
-	return d.drainQueue(ctx)
+	err := d.drainQueue(ctx)
+	if e := d.syncWAL(); e != nil {
+		d.log.Warn("registration writes not synced at the stop", "err", e)
+	}
+	return err
 }
 
 // drainQueue commits everything waiting in the queue.
@@ -641,10 +661,12 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 	var notes []Committed
 	var stamped map[*batch][]lwm2m.Record // stale readings as stored, for subscribers
 
-	tx, err := d.w.BeginTx(ctx, nil)
+	lazy := d.lazyTx(bs, jobs)
+	tx, end, err := d.beginWrite(ctx, lazy)
 	if err != nil {
 		return err
 	}
+	defer end()
 	defer tx.Rollback()
 	ins := &rowInserter{ctx: ctx, tx: tx, ws: d.wst, tail: map[int64][]tailPoint{}}
 	// Events get explicit ids (the writer is the only one inserting
@@ -791,6 +813,7 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 		d.tel.view.Unlock()
 		return err
 	}
+	d.committed(lazy)
 	d.tel.appendTailLocked(ins.tail)
 	d.tel.mergeLatestLocked(latest)
 	d.tel.view.Unlock()

@@ -47,6 +47,11 @@ type RegistrationTouch struct {
 	LastUpdate   time.Time
 }
 
+// The writes of registration state (Save*, Touch*, DeleteObservation) are
+// committed before they return and fsynced within a quarter of a second
+// (lazysync.go); DeleteRegistration and the endpoint writes of a
+// de-registration or a deletion sync at their commit.
+
 // SaveRegistration creates or replaces the endpoint's saved registration.
 // A registration with another id ends, observations included; an older
 // one (RegisteredAt before the saved one's) does not replace a newer. The
@@ -55,7 +60,7 @@ func (d *DB) SaveRegistration(ctx context.Context, r Registration) error {
 	if r.ID == "" || r.Lifetime <= 0 {
 		return fmt.Errorf("store: save registration of %q: %w: no id or lifetime", r.Endpoint, ErrInvalid)
 	}
-	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return d.saveRegistrationTx(ctx, tx, r, 0) })
+	err := d.tx(registrationWrite(ctx), func(ctx context.Context, tx *sql.Tx) error { return d.saveRegistrationTx(ctx, tx, r, 0) })
 	return wrap(err, "save registration of %q", r.Endpoint)
 }
 
@@ -66,7 +71,7 @@ func (d *DB) SaveEndpointRegistration(ctx context.Context, e Endpoint, r Registr
 	if r.ID == "" || r.Lifetime <= 0 || r.Endpoint != strings.TrimSpace(e.Name) {
 		return Endpoint{}, fmt.Errorf("store: save registration of %q: %w: no id or lifetime, or another endpoint", r.Endpoint, ErrInvalid)
 	}
-	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx, row Endpoint) error {
+	return d.upsertEndpointWith(registrationWrite(ctx), e, func(ctx context.Context, tx *sql.Tx, row Endpoint) error {
 		return d.saveRegistrationTx(ctx, tx, r, row.ID)
 	})
 }
@@ -107,7 +112,7 @@ func (d *DB) TouchRegistrations(ctx context.Context, touches []RegistrationTouch
 	if len(touches) == 0 {
 		return nil
 	}
-	err := d.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := d.tx(registrationWrite(ctx), func(ctx context.Context, tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, `UPDATE lwm2m_registration SET last_update = MAX(last_update, ?)
 			WHERE endpoint_id = (SELECT id FROM endpoint WHERE name = ?) AND registration_id = ?`)
 		if err != nil {
@@ -142,7 +147,7 @@ func (d *DB) SaveObservation(ctx context.Context, o Observation) error {
 	for i, p := range o.Paths {
 		paths[i] = p.String()
 	}
-	n, err := d.exec(ctx, `INSERT INTO lwm2m_observation(token, endpoint_id, registration_id, paths, composite, format, started)
+	n, err := d.exec(registrationWrite(ctx), `INSERT INTO lwm2m_observation(token, endpoint_id, registration_id, paths, composite, format, started)
 		SELECT ?, r.endpoint_id, r.registration_id, ?, ?, ?, ? FROM lwm2m_registration r
 		WHERE r.endpoint_id = (SELECT id FROM endpoint WHERE name = ?) AND r.registration_id = ?
 		ON CONFLICT(token) DO UPDATE SET paths = excluded.paths, composite = excluded.composite,
@@ -156,7 +161,7 @@ func (d *DB) SaveObservation(ctx context.Context, o Observation) error {
 
 // DeleteObservation forgets a saved observation.
 func (d *DB) DeleteObservation(ctx context.Context, token string) error {
-	_, err := d.exec(ctx, `DELETE FROM lwm2m_observation WHERE token = ?`, token)
+	_, err := d.exec(registrationWrite(ctx), `DELETE FROM lwm2m_observation WHERE token = ?`, token)
 	return wrap(err, "delete observation %s", token)
 }
 

@@ -167,6 +167,7 @@ type DB struct {
 	queuedRecords atomic.Int64   // readings waiting in the queue
 	busySince     atomic.Int64   // wall clock (ns) the writer's current work began; 0 when waiting
 	walNext       int64          // WAL size at which walGuard acts (writer only)
+	walUnsynced   atomic.Bool    // a registration write committed without its fsync (lazysync.go)
 	acks          sync.WaitGroup // commit callbacks still running
 	overrides     map[[2]uint16]time.Duration
 
@@ -267,6 +268,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("store: open: %w: synchronous %q is neither FULL nor NORMAL", ErrInvalid, cfg.Synchronous)
 	}
+	d.cfg.Synchronous = cfg.Synchronous
 	base := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() + "?" + url.Values{
 		"_busy_timeout": {fmt.Sprint(cfg.BusyTimeout.Milliseconds())},
 		"_journal_mode": {"WAL"},
