@@ -14,7 +14,8 @@ import (
 // the registration times it moves are answered only after their commit,
 // as before, so a killed process loses none of them: a commit is in the
 // WAL file, in the kernel's page cache, before the device hears back. But
-// when the transaction holds nothing else, it commits under
+// when the transaction holds nothing else (readings nobody was told are
+// stored, such as registration events, may join it), it commits under
 // synchronous=NORMAL, without the fsync that FULL adds to every commit
 // (about 170 µs of CPU on the reference VM, more than the rest of a
 // Register), and the writer fsyncs the WAL walSyncEvery later unless a FULL
@@ -42,10 +43,12 @@ func registrationWrite(ctx context.Context) context.Context {
 func isRegistrationWrite(ctx context.Context) bool { return ctx.Value(lazyKey{}) != nil }
 
 // lazyTx reports whether a transaction of bs and jobs may skip its fsync:
-// it holds registration writes and readings nobody waits for, and the
-// database syncs at every commit otherwise.
+// it holds only registration writes and readings nobody was told are
+// stored (Ingest: registration events, values read or sent without an
+// acknowledgement, which a crash before their commit loses anyway), and
+// the database syncs at every commit otherwise.
 func (d *DB) lazyTx(bs []*batch, jobs []*writeJob) bool {
-	if d.cfg.Synchronous != SyncFull || len(jobs) == 0 {
+	if d.cfg.Synchronous != SyncFull {
 		return false
 	}
 	for _, j := range jobs {

@@ -80,7 +80,7 @@ func TestRegistrationWritesSyncWithNormal(t *testing.T) {
 
 // TestLazyTxOnlyForRegistrationState: a transaction skips its fsync only
 // when every write in it is registration state and no reading in it is
-// waited for.
+// waited for (acknowledged after its commit, or flushed).
 func TestLazyTxOnlyForRegistrationState(t *testing.T) {
 	d := openTest(t)
 	reg := func() *writeJob { return &writeJob{lazy: true} }
@@ -99,7 +99,8 @@ func TestLazyTxOnlyForRegistrationState(t *testing.T) {
 		{"with another write", nil, []*writeJob{reg(), other()}, false},
 		{"with acknowledged readings", []*batch{acked}, []*writeJob{reg()}, false},
 		{"with a flush", []*batch{flush}, []*writeJob{reg()}, false},
-		{"readings alone", []*batch{plain}, nil, false},
+		{"readings nobody waits for, alone", []*batch{plain}, nil, true},
+		{"acknowledged readings alone", []*batch{acked}, nil, false},
 	} {
 		if got := d.lazyTx(tc.bs, tc.jobs); got != tc.want {
 			t.Errorf("%s: lazy %v, want %v", tc.name, got, tc.want)
