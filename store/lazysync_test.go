@@ -39,7 +39,7 @@ func TestRegistrationWritesSyncLater(t *testing.T) {
 	if v := writerSync(t, d); v != 2 {
 		t.Fatalf("writer connection at synchronous=%d after a lazy commit, want 2 (FULL)", v)
 	}
-	waitFor(t, "the WAL fsynced", func() bool { return d.Stats().WALSyncs == 1 })
+	awaitStore(t, "the WAL fsynced", func() bool { return d.Stats().WALSyncs == 1 })
 
 	o := Observation{Token: "0102030405060708", Endpoint: "dev-1", RegistrationID: "r1",
 		Paths: []lwm2m.Path{lwm2m.MustParsePath("/3303/0/5700")}, Started: now}
@@ -108,23 +108,28 @@ func TestLazyTxOnlyForRegistrationState(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds (20 s at most).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // writerTakesJobs waits until Run takes writes for its group commit.
 func writerTakesJobs(t *testing.T, d *DB) {
 	t.Helper()
-	waitFor(t, "the writer taking writes", func() bool {
+	awaitStore(t, "the writer taking writes", func() bool {
 		d.jobs.mu.Lock()
 		defer d.jobs.mu.Unlock()
 		return d.jobs.open
 	})
+}
+
+// awaitStore checks cond every few milliseconds until it holds, and fails
+// the test if it still does not after 20 s.
+func awaitStore(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	giveUp := time.After(20 * time.Second)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-giveUp:
+			t.Fatalf("still waiting for %s after 20 s", what)
+		}
+	}
 }
