@@ -66,7 +66,8 @@ type journal struct {
 	syncs      atomic.Uint64 // fsyncs of appended records
 	rewriteNow atomic.Bool   // set by requestRewrite
 	failing    bool          // the last write failed: the next flush rewrites (owned by run)
-	dirty      int           // session states written and not yet fsynced (owned by run)
+	unsynced   bool          // records written and not yet fsynced (owned by run)
+	dirty      int           // of them, session states (tombstones are not counted)
 	lastSync   time.Time     // the last fsync (owned by run)
 	failures   atomic.Uint64 // writes that failed
 }
@@ -114,7 +115,7 @@ func (j *journal) run() {
 					j.log.Warn("dtls session journal not rewritten", "err", err)
 				}
 			}
-			if j.dirty > 0 {
+			if j.unsynced {
 				if wait := j.syncEvery - time.Since(j.lastSync); wait > 0 {
 					due.Reset(wait) // always lastSync + syncEvery
 					continue
@@ -134,7 +135,7 @@ func (j *journal) run() {
 
 // sync makes what flush wrote durable.
 func (j *journal) sync() {
-	if j.dirty == 0 || j.failing {
+	if !j.unsynced || j.failing {
 		return
 	}
 	j.lastSync = time.Now()
@@ -144,7 +145,7 @@ func (j *journal) sync() {
 		return
 	}
 	j.written.Add(uint64(j.dirty))
-	j.dirty = 0
+	j.unsynced, j.dirty = false, 0
 }
 
 // failWrite notes a failed write or fsync: the next flush rewrites the
@@ -152,7 +153,7 @@ func (j *journal) sync() {
 func (j *journal) failWrite(err error) {
 	j.failures.Add(1)
 	j.failing = true
-	j.dirty = 0
+	j.unsynced, j.dirty = false, 0
 	j.log.Warn("dtls session journal not written; until it is, devices that handshake now handshake again after a crash", "err", err)
 }
 
@@ -199,6 +200,7 @@ func (j *journal) flush() {
 		return
 	}
 	j.size += int64(len(buf))
+	j.unsynced = true
 	j.dirty += states
 }
 
@@ -236,7 +238,7 @@ func (j *journal) rewrite(recs []parkedRecord) error {
 		j.f.Close()
 	}
 	j.f, j.size, j.base = tmp, int64(len(buf)), int64(len(buf))
-	j.dirty = 0 // the new file holds every session, fsynced
+	j.unsynced, j.dirty = false, 0 // the new file holds every session, fsynced
 	j.written.Add(uint64(len(recs)))
 	return nil
 }
