@@ -288,29 +288,19 @@ func (d *DB) Run(ctx context.Context) error {
 	ckDone := make(chan struct{})
 	go func() {
 		defer close(ckDone)
-		d.checkpointLoop(ckCtx, 250*time.Millisecond)
+		d.checkpointLoop(ckCtx, walSyncEvery)
 	}()
 	defer func() {
 		stopCk()
 		<-ckDone
 	}()
 	bg := writerCtx(context.WithoutCancel(ctx))
-	walSync := time.NewTimer(time.Hour)
-	walSync.Stop()
-	defer walSync.Stop()
-	armed := false
 	for {
-		d.walSyncTimer(walSync, &armed)
 		select {
 		case <-ctx.Done():
 			return d.stopWriter(bg)
 		case <-d.closing:
 			return d.stopWriter(bg)
-		case <-walSync.C:
-			armed = false
-			if err := d.syncWAL(); err != nil {
-				d.log.Warn("registration writes not synced; retrying", "err", err)
-			}
 		case <-d.jobs.kick:
 			d.working()
 			d.writeFrom(bg, nil)

@@ -18,8 +18,9 @@ import (
 // stored, such as registration events, may join it), it commits under
 // synchronous=NORMAL, without the fsync that FULL adds to every commit
 // (about 170 µs of CPU on the reference VM, more than the rest of a
-// Register), and the writer fsyncs the WAL walSyncEvery later unless a FULL
-// commit, which syncs every frame before its own, came first. The WAL is
+// Register), and the checkpoint loop fsyncs the WAL within walSyncEvery
+// unless a FULL commit, which syncs every frame before its own, came
+// first. The WAL is
 // written in commit order, so a power cut loses at most the registration
 // writes of that last interval, never an earlier one, and never anything
 // else: readings a device is acknowledged for (IngestThen), Flush,
@@ -106,30 +107,23 @@ func (d *DB) committed(lazy bool) {
 	d.walUnsynced.Store(lazy)
 }
 
-// syncWAL fsyncs the WAL when lazy commits are not yet durable. It runs
-// on the writer (its timer, and at the stop), so no commit races it.
+// syncWAL fsyncs the WAL when lazy commits are not yet durable. The
+// checkpoint loop runs it every walSyncEvery, and the writer at its stop.
+// The mark is cleared before the fsync, so a lazy commit that lands
+// meanwhile is either covered by it or marks the WAL again.
 func (d *DB) syncWAL() error {
-	if !d.walUnsynced.Load() {
+	if !d.walUnsynced.Swap(false) {
 		return nil
 	}
 	f, err := os.OpenFile(d.cfg.Path+"-wal", os.O_RDWR, 0)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
 	if err != nil {
+		d.walUnsynced.Store(true) // the next tick tries again
 		return fmt.Errorf("store: sync the WAL: %w", err)
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("store: sync the WAL: %w", err)
-	}
-	d.walUnsynced.Store(false)
 	d.stats.walSyncs.Add(1)
 	return nil
-}
-
-// walSyncTimer arms t once lazy commits wait for their fsync; armed tells
-// whether it already runs.
-func (d *DB) walSyncTimer(t *time.Timer, armed *bool) {
-	if !*armed && d.walUnsynced.Load() {
-		t.Reset(walSyncEvery)
-		*armed = true
-	}
 }

@@ -6,8 +6,10 @@ import (
 	"time"
 )
 
-// checkpointLoop copies the WAL back into the database file every
-// interval with a PASSIVE checkpoint on its own connection, which never
+// checkpointLoop first fsyncs the WAL when commits without their own
+// fsync wait for it (lazysync.go), then copies the WAL back into the
+// database file every interval with a PASSIVE checkpoint on its own
+// connection, which never
 // blocks the writer or readers. Under steady commits it cannot catch up
 // by itself (new frames arrive while it copies), so the WAL is restarted
 // by the writer's own checkpoints (wal_autocheckpoint, walGuard); this
@@ -20,6 +22,9 @@ func (d *DB) checkpointLoop(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if err := d.syncWAL(); err != nil {
+				d.log.Warn("registration writes not synced; retrying", "err", err)
+			}
 			if _, err := d.ck.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err != nil && ctx.Err() == nil {
 				d.log.Warn("checkpoint failed", "err", err)
 			}
