@@ -58,7 +58,7 @@ bench: build
 PROFILE ?= update
 bench-profile:
 	@mkdir -p $(RUNDIR)/bench
-	cd appliance && $(GO) test -count=1 -run '^$$' -bench 'BenchmarkApplianceInProcess/$(PROFILE)$$' -benchtime 4000x -timeout 10m \
+	cd appliance && $(GO) test -count=1 -run '^$$' -bench 'BenchmarkApplianceInProcess/$(PROFILE)$$' -benchtime $(or $(BENCHN),4000)x -timeout 10m \
 	  -cpuprofile $(CURDIR)/$(RUNDIR)/bench/$(PROFILE).cpu.out -o $(CURDIR)/$(RUNDIR)/bench/appliance.test .
 	$(GO) tool pprof -top -cum -nodecount=40 $(RUNDIR)/bench/appliance.test $(RUNDIR)/bench/$(PROFILE).cpu.out
 

@@ -331,6 +331,7 @@ func runFleet(t *testing.T, ctx context.Context, app *benchTarget, sources []str
 	wg.Wait()
 	t.Logf("fleet: %d devices (%d observed), %d sent, %d acked, %d refused, %d lost, %.1f µs/notification, ack p50 %.0f µs p99 %.0f µs; web p95 %.1f ms idle, %.1f ms while ingesting",
 		res.Devices, observed, res.Sent, res.Acked, res.Refused, res.Lost, res.CPUMicros, res.P50Micros, res.P99Micros, web.IdleP95, web.LoadP95)
+	t.Logf("fleet: counters moved: %v", res.Counters)
 	return &res, observed, web
 }
 

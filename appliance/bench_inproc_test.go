@@ -118,4 +118,5 @@ func loopPerOp(b *testing.B, a *Appliance, workers int, op func(w int) error) {
 	b.ReportMetric(float64((ackCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(float64(after.Transactions-before.Transactions)/float64(b.N), "tx/op")
 	b.ReportMetric(float64(after.Writes-before.Writes)/float64(b.N), "writes/op")
+	b.ReportMetric(float64(after.LazyCommits-before.LazyCommits)/float64(b.N), "lazy/op")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,6 +170,9 @@ type openResult struct {
 	LastP50      float64 `json:"last_window_p50_us"`
 	Dropped      float64 `json:"server_refused_notifications"` // the appliance's own counter
 	IngestRefuse float64 `json:"ingest_batches_refused"`
+	// Counters are the appliance's CoAP and ingestion counters that moved
+	// during the phase: where the lost ones went.
+	Counters map[string]float64 `json:"counters,omitempty"`
 	// The appliance's CPU while idle (timers, checkpoints) is taken out:
 	// at a fixed rate it would otherwise be charged to the notifications.
 	IdleCPUPerSec float64 `json:"idle_cpu_ms_per_s"`
@@ -245,5 +249,18 @@ func openLoop(ctx context.Context, tg *benchTarget, peers []*lgPeer, every, dur 
 	res.FirstP50, res.LastP50 = us(f), us(l)
 	res.Dropped = m1["flownexus_notifications_refused_total"] - m0["flownexus_notifications_refused_total"]
 	res.IngestRefuse = m1["flownexus_ingest_batches_refused_total"] - m0["flownexus_ingest_batches_refused_total"]
+	res.Counters = movedCounters(m0, m1)
 	return res
+}
+
+// movedCounters lists the counters (…_total) of the CoAP layer and the
+// store that differ between two readings of /metrics.
+func movedCounters(m0, m1 map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m1 {
+		if strings.HasSuffix(k, "_total") && (strings.Contains(k, "coap") || strings.Contains(k, "ingest") || strings.Contains(k, "refused")) && v != m0[k] {
+			out[k] = v - m0[k]
+		}
+	}
+	return out
 }

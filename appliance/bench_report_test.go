@@ -43,8 +43,8 @@ func renderMarkdown(r *benchReport) string {
 	if f := r.Fleet; f != nil {
 		w("\n## Confirmable notifications, open loop (appliance)\n\n")
 		w("%d devices over %s loopback source addresses (%d observed by the appliance), one CON notification every %.1f s each for %.0f s.\n\n", f.Devices, r.Options["sources"], r.Observed, f.EverySeconds, f.Seconds)
-		w("| sent | acked | refused | lost | acked/s | server CPU per stored notification (net of idle %.1f ms/s) | ACK p50 | ACK p99 | p50 first / last window | appliance refused (notifications / ingest batches) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n", f.IdleCPUPerSec)
-		w("| %d | %d | %d | %d | %.0f | %.1f µs (%.1f µs) | %.0f µs | %.0f µs | %.0f / %.0f µs | %.0f / %.0f |\n", f.Sent, f.Acked, f.Refused, f.Lost, f.PerSec, f.CPUMicros, f.NetCPUMicros, f.P50Micros, f.P99Micros, f.FirstP50, f.LastP50, f.Dropped, f.IngestRefuse)
+		w("| sent | acked | refused | lost | acked/s | server CPU per stored notification (net of idle %.1f ms/s) | ACK p50 | ACK p99 | p50 first / last window | appliance refused (notifications / ingest batches / CoAP queue full, left unacknowledged) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n", f.IdleCPUPerSec)
+		w("| %d | %d | %d | %d | %.0f | %.1f µs (%.1f µs) | %.0f µs | %.0f µs | %.0f / %.0f µs | %.0f / %.0f / %.0f |\n", f.Sent, f.Acked, f.Refused, f.Lost, f.PerSec, f.CPUMicros, f.NetCPUMicros, f.P50Micros, f.P99Micros, f.FirstP50, f.LastP50, f.Dropped, f.IngestRefuse, f.Counters["flownexus_coap_overloaded_total"])
 	}
 	if x := r.WebAPI; x != nil {
 		w("\n## Web API: GET /api/v1/devices (bearer token)\n\n| | p50 | p95 |\n| --- | --- | --- |\n| idle | %.2f ms | %.2f ms |\n| while the fleet ingests (%d requests) | %.2f ms | %.2f ms |\n", x.IdleP50, x.IdleP95, x.Requests, x.LoadP50, x.LoadP95)

@@ -50,7 +50,11 @@ type Config struct {
 	// QueueLength bounds the work queued for the workers, per worker (the
 	// endpoint queues at most Workers × QueueLength jobs). When it is
 	// full, confirmable requests get 5.03 and other messages are dropped
-	// (counted as Overloaded).
+	// (counted as Overloaded). The default, 8 × 2048 jobs, is about 1.6 s
+	// of 10,000 notifications a second: enough to ride out a pause of the
+	// workers (a store compaction or checkpoint taking the core) without
+	// leaving a device unacknowledged. The queue allocates only what it
+	// holds.
 	QueueLength int
 	// PeerQueueLength bounds the jobs queued for one peer, so that one
 	// peer cannot fill the endpoint's queue; over it, the same 5.03.
@@ -98,7 +102,7 @@ func DefaultConfig() Config {
 		MaxBlockTransfers: 4096,
 		MaxDedup:          1 << 19,
 		Workers:           8,
-		QueueLength:       256,
+		QueueLength:       2048,
 		PeerQueueLength:   64,
 		MaxWaiting:        64,
 		PeerRate:          1000,
