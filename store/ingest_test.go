@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,6 +361,39 @@ func TestIngestRefusesBeyondQueuedReadings(t *testing.T) {
 	if st := d.Stats(); st.Refused != 1 || st.CommittedRecords != 2 {
 		t.Fatalf("stats: %+v", st)
 	}
+}
+
+// TestIngestThenQueuesTwiceTheReadings: a batch whose device waits for
+// its commit is refused only beyond twice QueueRecords, readings
+// acknowledged before their commit still at QueueRecords; both count in
+// the one queue.
+func TestIngestThenQueuesTwiceTheReadings(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.QueueRecords = 4
+	d := openWith(t, cfg)
+	two := Batch{Endpoint: "dev", Records: []lwm2m.Record{rec("/3303/0/5700", lwm2m.Float(1), time.Time{}), rec("/3303/0/5701", lwm2m.String("C"), time.Time{})}}
+	var stored atomic.Int32
+	then := func(err error) {
+		if err == nil {
+			stored.Add(1)
+		}
+	}
+	for i := range 4 { // 8 readings: twice QueueRecords
+		if err := d.IngestThen(two, then); err != nil {
+			t.Fatalf("IngestThen %d within twice QueueRecords: %v", i, err)
+		}
+	}
+	if err := d.IngestThen(two, then); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("IngestThen beyond twice QueueRecords: %v", err)
+	}
+	if err := d.Ingest(two); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Ingest beyond QueueRecords: %v", err)
+	}
+	d.drainQueue(context.Background())
+	if st := d.Stats(); st.Refused != 2 || st.CommittedRecords != 8 {
+		t.Fatalf("stats: %+v", st)
+	}
+	awaitStore(t, "the commit callbacks", func() bool { return stored.Load() == 4 })
 }
 
 // TestManyCompositeEventsInOneTransaction: more events and links than one

@@ -30,7 +30,8 @@ type Config struct {
 	// queue holds before Ingest answers ErrQueueFull.
 	QueueSize int
 	// QueueRecords bounds the readings waiting in the queue; Ingest
-	// refuses beyond it so that accepted readings commit in time.
+	// refuses beyond it so that accepted readings commit in time, and
+	// IngestThen beyond twice it (its devices wait for the commit).
 	QueueRecords int
 	// MaxBatchRecords caps the readings committed in one transaction.
 	MaxBatchRecords int
