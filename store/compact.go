@@ -77,6 +77,33 @@ func (d *DB) compactStep(ctx context.Context, _ bool) bool {
 // writer commits waiting readings before the next group.
 const compactSeriesPerTx = 100
 
+// compactScanPage bounds the raw rows compact reads at a time; the writer
+// commits waiting readings between pages. Reading a whole step of 200,000
+// rows took 250 ms in-process, 0.5–0.8 s with the appliance's load on the
+// same core: every acknowledgement waited for it (issue 15, the ACK p99 of
+// the 10,000-device fleet).
+const compactScanPage = 16384
+
+// scanRaw reads up to n raw readings after row id `after`, oldest first,
+// and hands each to fn; it returns how many it read.
+func (d *DB) scanRaw(ctx context.Context, after int64, n int, fn func(tailPoint, int64)) (int, error) {
+	rows, err := d.w.QueryContext(ctx, `SELECT id, series_id, t, type, num, txt, blb FROM resource WHERE id > ? ORDER BY id LIMIT ?`, after, n)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	count := 0
+	for rows.Next() {
+		tp, s, err := scanResourceRow(rows)
+		if err != nil {
+			return 0, err
+		}
+		fn(tp, s)
+		count++
+	}
+	return count, rows.Err()
+}
+
 // compact performs one compaction step of at most limit raw rows and
 // returns how many it consumed. It reads the rows without holding the
 // write lock, writes them series group by series group, each group's
@@ -84,35 +111,32 @@ const compactSeriesPerTx = 100
 // raw rows.
 func (d *DB) compact(ctx context.Context, limit int) (int, error) {
 	span := d.cfg.ChunkSpan.Milliseconds()
-	rows, err := d.w.QueryContext(ctx, `SELECT id, series_id, t, type, num, txt, blb FROM resource ORDER BY id LIMIT ?`, limit)
-	if err != nil {
-		return 0, err
-	}
 	bySeries := map[int64]map[int64][]point{} // series → bucket → points
 	var maxRow int64
 	count := 0
-	for rows.Next() {
-		tp, s, err := scanResourceRow(rows)
+	for count < limit {
+		n, err := d.scanRaw(ctx, maxRow, min(limit-count, compactScanPage), func(tp tailPoint, s int64) {
+			maxRow = tp.row
+			if tp.row <= d.tel.watermark(s) {
+				return // packed before a crash, not yet deleted
+			}
+			m := bySeries[s]
+			if m == nil {
+				m = map[int64][]point{}
+				bySeries[s] = m
+			}
+			k := floorDiv(tp.t, span)
+			m[k] = append(m[k], tp.point)
+		})
 		if err != nil {
-			rows.Close()
 			return 0, err
 		}
-		maxRow = tp.row
-		count++
-		if tp.row <= d.tel.watermark(s) {
-			continue // packed before a crash, not yet deleted
+		count += n
+		if n < compactScanPage {
+			break
 		}
-		m := bySeries[s]
-		if m == nil {
-			m = map[int64][]point{}
-			bySeries[s] = m
-		}
-		k := floorDiv(tp.t, span)
-		m[k] = append(m[k], tp.point)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, err
+		// Readings waiting for their commit go first (see compactScanPage).
+		d.writeWaiting(ctx)
 	}
 	if count == 0 {
 		d.rawRows.Store(0)
@@ -131,11 +155,9 @@ func (d *DB) compact(ctx context.Context, limit int) (int, error) {
 		ids = ids[n:]
 		d.writeWaiting(ctx)
 	}
-	began := time.Now()
 	if err := d.deleteCompacted(ctx, maxRow); err != nil {
 		return 0, err
 	}
-	d.noteCompactLock(began)
 	d.rawRows.Add(-int64(count))
 	d.stats.compactions.Add(1)
 	d.stats.compacted.Add(uint64(count))

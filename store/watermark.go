@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"time"
 )
 
 // Row ids of the raw "resource" table are not AUTOINCREMENT: SQLite gives
@@ -14,17 +15,35 @@ import (
 // the same transaction, and in memory before anyone can read them.
 
 // deleteCompacted deletes the raw rows up to maxRow that compaction
-// packed; the writer calls it.
+// packed, compactScanPage rows a transaction with the waiting readings
+// committed between them; the writer calls it. A crash between two leaves
+// packed rows that the watermarks skip.
 func (d *DB) deleteCompacted(ctx context.Context, maxRow int64) error {
+	for {
+		n, err := d.deleteCompactedPage(ctx, maxRow)
+		if err != nil || n < compactScanPage {
+			return err
+		}
+		d.writeWaiting(ctx)
+	}
+}
+
+func (d *DB) deleteCompactedPage(ctx context.Context, maxRow int64) (int64, error) {
+	defer d.noteCompactLock(time.Now())
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM resource WHERE id <= ?`, maxRow); err != nil {
-		return err
+	res, err := tx.ExecContext(ctx, `DELETE FROM resource WHERE id IN (SELECT id FROM resource WHERE id <= ? ORDER BY id LIMIT ?)`, maxRow, compactScanPage)
+	if err != nil {
+		return 0, err
 	}
-	return d.commitResettingMarks(ctx, tx)
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return n, d.commitResettingMarks(ctx, tx)
 }
 
 // commitResettingMarks commits tx, which deleted raw rows; when the raw
