@@ -34,6 +34,7 @@ func TestCompactCommitsWaitingReadingsBetweenPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := 2*compactScanPage + perBatch + 1
+	before := d.Stats().LazyCommits
 	n, err := d.compact(ctx, 10*compactScanPage)
 	if err != nil || n != want {
 		t.Fatalf("compacted %d, %v; want %d (the queued reading among them)", n, err, want)
@@ -41,6 +42,12 @@ func TestCompactCommitsWaitingReadingsBetweenPages(t *testing.T) {
 	var raw int
 	if err := d.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM resource`).Scan(&raw); err != nil || raw != 0 {
 		t.Fatalf("raw readings left: %d, %v", raw, err)
+	}
+	// The deletes of packed rows, one transaction a page, wait for no
+	// fsync of their own (the watermarks were synced before them); the
+	// queued reading's commit in between is lazy too (Ingest).
+	if lazy := d.Stats().LazyCommits - before; lazy != uint64((want+compactScanPage-1)/compactScanPage)+1 {
+		t.Fatalf("lazy commits %d, want one per page of deleted rows and one for the queued reading", lazy)
 	}
 	if got, err := d.CountReadings(ctx, "late", lwm2m.NewPath(3303, 0, 5700), t0, time.Now().Add(time.Hour)); err != nil || got != 1 {
 		t.Fatalf("the queued reading: %d, %v", got, err)

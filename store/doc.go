@@ -14,7 +14,8 @@
 // busy timeout, BEGIN IMMEDIATE) and a small pool of query-only readers.
 // FULL fsyncs every commit, so a committed transaction survives a power
 // cut, except one holding only registration state and readings nobody
-// was told are stored, fsynced within a quarter second (lazysync.go); Config.Synchronous NORMAL trades that for
+// was told are stored, or compaction's deletes of rows it packed already,
+// fsynced within a quarter second (lazysync.go); Config.Synchronous NORMAL trades that for
 // throughput everywhere (a process kill still loses nothing committed). The WAL stays bounded: the writer
 // checkpoints between commits once it holds walAutoPages pages, so the
 // next transaction restarts it, and truncates it when readers kept it

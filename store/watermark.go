@@ -28,12 +28,19 @@ func (d *DB) deleteCompacted(ctx context.Context, maxRow int64) error {
 	}
 }
 
+// deleteCompactedPage deletes one page. It commits without an fsync of
+// its own (see lazysync.go) when the database syncs every commit: a
+// delete lost to a power cut leaves rows that the watermarks, committed
+// under FULL before it, mark as packed, and the next compaction deletes
+// them again.
 func (d *DB) deleteCompactedPage(ctx context.Context, maxRow int64) (int64, error) {
 	defer d.noteCompactLock(time.Now())
-	tx, err := d.w.BeginTx(ctx, nil)
+	lazy := d.cfg.Synchronous == SyncFull
+	tx, end, err := d.beginWrite(ctx, lazy)
 	if err != nil {
 		return 0, err
 	}
+	defer end()
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `DELETE FROM resource WHERE id IN (SELECT id FROM resource WHERE id <= ? ORDER BY id LIMIT ?)`, maxRow, compactScanPage)
 	if err != nil {
@@ -43,7 +50,11 @@ func (d *DB) deleteCompactedPage(ctx context.Context, maxRow int64) (int64, erro
 	if err != nil {
 		return 0, err
 	}
-	return n, d.commitResettingMarks(ctx, tx)
+	if err := d.commitResettingMarks(ctx, tx); err != nil {
+		return 0, err
+	}
+	d.committed(lazy)
+	return n, nil
 }
 
 // commitResettingMarks commits tx, which deleted raw rows; when the raw
