@@ -76,8 +76,9 @@ type Stats struct {
 	// for itself instead of using the writer's (stmts.go): 0 when every
 	// commit path runs prepared statements.
 	WriterPrepares int64
-	// LazyCommits counts transactions of registration writes committed
-	// without an fsync; WALSyncs the fsyncs that made them durable
+	// LazyCommits counts transactions committed without an fsync of
+	// their own (registration state, readings nobody was told are stored,
+	// compaction's deletes); WALSyncs the fsyncs that made them durable
 	// later, when no full commit did first (lazysync.go).
 	LazyCommits, WALSyncs uint64
 }
@@ -159,7 +160,7 @@ func (d *DB) enqueue(b Batch, then func(error)) error {
 	// Bound the queue in readings too, so that what it accepts can be
 	// committed within the flush interval. A batch whose device waits for
 	// the commit (IngestThen) is refused only at twice that: its device
-	// retransmits after its own ACK timeout (2 s at least, RFC 7252 §4.8)
+	// retransmits after its own ACK timeout (2 s by RFC 7252 §4.8's default)
 	// anyway, so a pause of the writer shorter than that costs it only
 	// time, where a refusal costs a retransmission (issue 15: a pause of
 	// over a second made 0.007 % of a 10,000-device fleet's notifications
@@ -531,6 +532,7 @@ type rowInserter struct {
 	buf  []pendingRow
 	args []any
 	tail map[int64][]tailPoint
+	next *int64 // the next row id (telemetryCache.nextRow)
 }
 
 func (r *rowInserter) add(s int64, p point) error {
@@ -557,9 +559,9 @@ func rowArgs(args []any, s int64, p point) []any {
 	return append(args, s, p.t, int(v.Type()), int64(valueBits(v)), txt, blb)
 }
 
-// flush writes the buffer in INSERTs of power-of-two sizes (stmts.go).
-// Row ids of one INSERT are consecutive, ending at LastInsertId: the
-// writer holds the only write lock.
+// flush writes the buffer in INSERTs of power-of-two sizes (stmts.go),
+// with row ids the writer gives: they only grow, whatever was deleted
+// (watermark.go). A rolled-back transaction leaves a gap.
 func (r *rowInserter) flush() error {
 	for rest := r.buf; len(rest) > 0; {
 		size, log := chunk(len(rest))
@@ -567,16 +569,15 @@ func (r *rowInserter) flush() error {
 		if err != nil {
 			return err
 		}
+		first := *r.next
+		*r.next += int64(size)
 		r.args = r.args[:0]
-		for _, x := range rest[:size] {
-			r.args = rowArgs(r.args, x.series, x.p)
+		for i, x := range rest[:size] {
+			r.args = rowArgs(append(r.args, first+int64(i)), x.series, x.p)
 		}
-		res, err := st.ExecContext(r.ctx, r.args...)
-		if err != nil {
+		if _, err := st.ExecContext(r.ctx, r.args...); err != nil {
 			return err
 		}
-		last, _ := res.LastInsertId()
-		first := last - int64(size) + 1
 		for i, x := range rest[:size] {
 			r.tail[x.series] = append(r.tail[x.series], tailPoint{row: first + int64(i), point: x.p})
 		}
@@ -667,7 +668,7 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 	}
 	defer end()
 	defer tx.Rollback()
-	ins := &rowInserter{ctx: ctx, tx: tx, ws: d.wst, tail: map[int64][]tailPoint{}}
+	ins := &rowInserter{ctx: ctx, tx: tx, ws: d.wst, tail: map[int64][]tailPoint{}, next: &d.tel.nextRow}
 	// Events get explicit ids (the writer is the only one inserting
 	// them) so that they and their links go in multi-row INSERTs.
 	events := &bulk{ctx: ctx, tx: tx, ws: d.wst, head: insertEvent, cols: bulkHeads[insertEvent]}

@@ -20,10 +20,12 @@ import (
 // (about 170 µs of CPU on the reference VM, more than the rest of a
 // Register), and the checkpoint loop fsyncs the WAL within walSyncEvery
 // unless a FULL commit, which syncs every frame before its own, came
-// first. The WAL is
+// first. Compaction's deletes of raw rows it packed commit the same way
+// (watermark.go: rows a lost delete leaves are skipped as packed and
+// deleted again). The WAL is
 // written in commit order, so a power cut loses at most the registration
-// writes of that last interval, never an earlier one, and never anything
-// else: readings a device is acknowledged for (IngestThen), Flush,
+// writes (and such deletes) of that last interval, never an earlier one,
+// and never anything else: readings a device is acknowledged for (IngestThen), Flush,
 // operations, users, credentials and firmware commit under FULL. A device
 // whose Register was lost gets 4.04 at its next Update and registers again
 // (LwM2M Core §6.2.2), as it would after any server restart without saved

@@ -24,13 +24,13 @@ const (
 	insertEvent = `INSERT INTO event(id, endpoint_id, t, kind, detail) VALUES `
 	insertLink  = `INSERT OR IGNORE INTO event_resource(event_id, series_id, t, value) VALUES `
 	insertLog   = `INSERT INTO device_log(endpoint_id, t, received, class, severity, line) VALUES `
-	insertValue = `INSERT INTO resource(series_id, t, type, num, txt, blb) VALUES `
+	insertValue = `INSERT INTO resource(id, series_id, t, type, num, txt, blb) VALUES `
 
 	queryMaxEvent  = `SELECT COALESCE(MAX(id), 0) FROM event`
 	updateLastSeen = `UPDATE endpoint SET last_seen = ? WHERE id = ? AND last_seen < ?`
 )
 
-var bulkHeads = map[string]int{insertEvent: 5, insertLink: 4, insertLog: 6, insertValue: 6}
+var bulkHeads = map[string]int{insertEvent: 5, insertLink: 4, insertLog: 6, insertValue: 7}
 
 // bulkSQL[head][i] is head with 1<<i rows.
 var bulkSQL = func() map[string][]string {

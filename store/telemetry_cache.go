@@ -47,6 +47,10 @@ type telemetryCache struct {
 	// seenWritten is the last_seen last written per endpoint id; only
 	// the writer touches it.
 	seenWritten map[int64]int64
+
+	// nextRow is the id of the next raw reading (see watermark.go); only
+	// the writer touches it.
+	nextRow int64
 }
 
 func (c *telemetryCache) init() {
@@ -241,6 +245,20 @@ func (d *DB) loadTelemetry(ctx context.Context) error {
 	d.tel.mergeLatestLocked(latest)
 	d.tel.view.Unlock()
 	d.rawRows.Store(int64(n))
+	return d.loadNextRow(ctx, marks)
+}
+
+// loadNextRow starts the raw readings' ids above every id in the table
+// and every watermark.
+func (d *DB) loadNextRow(ctx context.Context, marks map[int64]int64) error {
+	var top int64
+	if err := d.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM resource`).Scan(&top); err != nil {
+		return fmt.Errorf("store: load recent readings: %w", err)
+	}
+	for _, m := range marks {
+		top = max(top, m)
+	}
+	d.tel.nextRow = top + 1
 	return nil
 }
 

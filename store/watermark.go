@@ -6,26 +6,35 @@ import (
 	"time"
 )
 
-// Row ids of the raw "resource" table are not AUTOINCREMENT: SQLite gives
-// a new row max(rowid)+1, and 1 when the table is empty. Compaction often
-// empties it (every step at low load), and the ids then start again below
-// the series' compaction watermarks, which would make the next readings
-// look packed already: skipped and deleted by the next compaction, hidden
-// after a restart. So whoever empties the table resets every watermark in
-// the same transaction, and in memory before anyone can read them.
+// Row ids of the raw "resource" table are not AUTOINCREMENT: SQLite would
+// give a new row max(rowid)+1, and 1 when the table is empty. Compaction
+// often empties it (every step at low load), and so can a device's
+// deletion between two of a compaction step's pages; ids that started
+// again below the series' compaction watermarks, or below the row a step
+// is deleting up to, would make the next readings look packed already:
+// skipped and deleted by the next compaction or page, hidden after a
+// restart. So the writer gives the ids itself (telemetryCache.nextRow,
+// started above every id and watermark at open) and they only grow, and
+// whoever empties the table still resets every watermark in the same
+// transaction, and in memory before anyone can read them, which keeps
+// them small.
 
 // deleteCompacted deletes the raw rows up to maxRow that compaction
-// packed, compactScanPage rows a transaction with the waiting readings
-// committed between them; the writer calls it. A crash between two leaves
+// packed (rows of them, unless a device's deletion took some),
+// compactScanPage rows a transaction with the waiting readings committed
+// between them; the writer calls it. A crash between two leaves
 // packed rows that the watermarks skip.
-func (d *DB) deleteCompacted(ctx context.Context, maxRow int64) error {
-	for {
+func (d *DB) deleteCompacted(ctx context.Context, maxRow int64, rows int) error {
+	for left := int64(rows); left > 0; {
 		n, err := d.deleteCompactedPage(ctx, maxRow)
 		if err != nil || n < compactScanPage {
 			return err
 		}
-		d.writeWaiting(ctx)
+		if left -= n; left > 0 {
+			d.writeWaiting(ctx)
+		}
 	}
+	return nil
 }
 
 // deleteCompactedPage deletes one page. It commits without an fsync of
