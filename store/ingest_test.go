@@ -382,12 +382,14 @@ func TestIngestThenQueuesTwiceTheReadings(t *testing.T) {
 		if err := d.IngestThen(two, then); err != nil {
 			t.Fatalf("IngestThen %d within twice QueueRecords: %v", i, err)
 		}
+		if i == 1 { // 4 readings queued: QueueRecords
+			if err := d.Ingest(two); !errors.Is(err, ErrQueueFull) {
+				t.Fatalf("Ingest beyond QueueRecords: %v", err)
+			}
+		}
 	}
 	if err := d.IngestThen(two, then); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("IngestThen beyond twice QueueRecords: %v", err)
-	}
-	if err := d.Ingest(two); !errors.Is(err, ErrQueueFull) {
-		t.Fatalf("Ingest beyond QueueRecords: %v", err)
 	}
 	d.drainQueue(context.Background())
 	if st := d.Stats(); st.Refused != 2 || st.CommittedRecords != 8 {
