@@ -247,9 +247,9 @@ func openLoop(ctx context.Context, tg *benchTarget, peers []*lgPeer, every, dur 
 	f, _, _ := lat.quantiles(0, w)
 	l, _, _ := lat.quantiles(dur-w, dur+10*time.Second)
 	res.FirstP50, res.LastP50 = us(f), us(l)
-	res.Dropped = m1["flownexus_notifications_refused_total"] - m0["flownexus_notifications_refused_total"]
-	res.IngestRefuse = m1["flownexus_ingest_batches_refused_total"] - m0["flownexus_ingest_batches_refused_total"]
 	res.Counters = movedCounters(m0, m1)
+	res.Dropped = res.Counters["flownexus_notifications_refused_total"]
+	res.IngestRefuse = res.Counters["flownexus_ingest_batches_refused_total"]
 	return res
 }
 

@@ -85,8 +85,8 @@ const compactSeriesPerTx = 100
 // 10,000-device fleet).
 const compactScanPage = 16384
 
-// scanRaw reads up to n raw readings after row id `after`, oldest first,
-// and hands each to fn; it returns how many it read.
+// scanRaw reads up to n raw readings (all for n < 0) after row id
+// `after`, oldest first, and hands each to fn; it returns how many it read.
 func (d *DB) scanRaw(ctx context.Context, after int64, n int, fn func(tailPoint, int64)) (int, error) {
 	rows, err := d.w.QueryContext(ctx, `SELECT id, series_id, t, type, num, txt, blb FROM resource WHERE id > ? ORDER BY id LIMIT ?`, after, n)
 	if err != nil {

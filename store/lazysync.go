@@ -51,7 +51,7 @@ func isRegistrationWrite(ctx context.Context) bool { return ctx.Value(lazyKey{})
 // acknowledgement, which a crash before their commit loses anyway), and
 // the database syncs at every commit otherwise.
 func (d *DB) lazyTx(bs []*batch, jobs []*writeJob) bool {
-	if d.cfg.Synchronous != SyncFull {
+	if !d.syncsEveryCommit() {
 		return false
 	}
 	for _, j := range jobs {
@@ -66,6 +66,10 @@ func (d *DB) lazyTx(bs []*batch, jobs []*writeJob) bool {
 	}
 	return true
 }
+
+// syncsEveryCommit reports whether the database fsyncs at every commit
+// (Config.Synchronous FULL), so that a commit may skip it (lazy).
+func (d *DB) syncsEveryCommit() bool { return d.cfg.Synchronous == SyncFull }
 
 // beginWrite starts the writer's transaction; a lazy one runs under
 // synchronous=NORMAL on the writer's connection, held until end so that

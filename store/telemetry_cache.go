@@ -211,25 +211,16 @@ func (d *DB) loadTelemetry(ctx context.Context) error {
 	d.tel.view.Unlock()
 	d.tel.remember(eps, ser)
 
-	rows, err = d.w.QueryContext(ctx, `SELECT id, series_id, t, type, num, txt, blb FROM resource ORDER BY id`)
-	if err != nil {
-		return fmt.Errorf("store: load recent readings: %w", err)
-	}
-	defer rows.Close()
 	add := map[int64][]tailPoint{}
-	n := 0
-	for rows.Next() {
-		n++
-		tp, s, err := scanResourceRow(rows)
-		if err != nil {
-			return fmt.Errorf("store: load recent readings: %w", err)
-		}
+	var top int64 // the highest row id, and below: the highest watermark
+	n, err := d.scanRaw(ctx, 0, -1, func(tp tailPoint, s int64) {
+		top = tp.row
 		if tp.row <= marks[s] {
-			continue // already in a chunk; the compactor deletes it
+			return // already in a chunk; the compactor deletes it
 		}
 		add[s] = append(add[s], tp)
-	}
-	if err := rows.Err(); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("store: load recent readings: %w", err)
 	}
 	latest := map[int64]latestRow{}
@@ -245,16 +236,8 @@ func (d *DB) loadTelemetry(ctx context.Context) error {
 	d.tel.mergeLatestLocked(latest)
 	d.tel.view.Unlock()
 	d.rawRows.Store(int64(n))
-	return d.loadNextRow(ctx, marks)
-}
-
-// loadNextRow starts the raw readings' ids above every id in the table
-// and every watermark.
-func (d *DB) loadNextRow(ctx context.Context, marks map[int64]int64) error {
-	var top int64
-	if err := d.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM resource`).Scan(&top); err != nil {
-		return fmt.Errorf("store: load recent readings: %w", err)
-	}
+	// Raw readings' ids start above every id in the table and every
+	// watermark (watermark.go).
 	for _, m := range marks {
 		top = max(top, m)
 	}

@@ -44,7 +44,7 @@ func (d *DB) deleteCompacted(ctx context.Context, maxRow int64, rows int) error 
 // them again.
 func (d *DB) deleteCompactedPage(ctx context.Context, maxRow int64) (int64, error) {
 	defer d.noteCompactLock(time.Now())
-	lazy := d.cfg.Synchronous == SyncFull
+	lazy := d.syncsEveryCommit()
 	tx, end, err := d.beginWrite(ctx, lazy)
 	if err != nil {
 		return 0, err
