@@ -207,6 +207,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	scfg := server.DefaultConfig()
 	scfg.DefaultLifetime = cfg.LwM2M.DefaultLifetime
 	scfg.AwakeWindow = cfg.LwM2M.QueueAwakeWindow
+	scfg.CoAP.PeerRate = cfg.LwM2M.PeerRate
 	regs := newRegStore(db, a.base)
 	life.regs = regs
 	srv := server.New(scfg, server.WithHandler(life), server.WithRegistry(reg), server.WithLogger(a.base),

@@ -26,6 +26,7 @@ func BenchmarkApplianceInProcess(b *testing.B) {
 	cfg.Listen = ListenConfig{HTTP: "127.0.0.1:0", CoAP: "127.0.0.1:0", CoAPS: "127.0.0.1:0"}
 	cfg.Log.Level = "error"
 	cfg.Systemd.Watchdog = false
+	cfg.LwM2M.PeerRate = 0 // as TestBench: each peer stands for many devices
 	if v := os.Getenv("FN_SYNC"); v != "" {
 		cfg.Store.Synchronous = v
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/flownexus/flownexus/lwm2m"
+	"github.com/flownexus/flownexus/lwm2m/coap"
 )
 
 // DefaultConfigFile is where the package installs the conffile; `serve` reads
@@ -110,8 +112,12 @@ type LwM2MConfig struct {
 	QueueAwakeWindow time.Duration `toml:"queue_awake_window"`
 	// OperationAttempts is how many times an operation is sent before it is
 	// marked failed.
-	OperationAttempts int           `toml:"operation_attempts"`
-	Observe           ObserveConfig `toml:"observe"`
+	OperationAttempts int `toml:"operation_attempts"`
+	// PeerRate is how many datagrams a second one device (an address, or
+	// a DTLS session) may send; more are dropped, so that one device's
+	// flood cannot starve the others. 0 turns the limit off.
+	PeerRate float64       `toml:"peer_rate"`
+	Observe  ObserveConfig `toml:"observe"`
 }
 
 // ObserveConfig is the auto-observe rule applied on every registration.
@@ -195,6 +201,7 @@ func DefaultConfig() Config {
 			DefaultLifetime:       86400 * time.Second,
 			QueueAwakeWindow:      93 * time.Second,
 			OperationAttempts:     3,
+			PeerRate:              coap.DefaultConfig().PeerRate,
 			Observe: ObserveConfig{
 				Single:           []string{"/3303/0/5700"},
 				CompositeObjects: []uint16{3304, 3313, 3315},
@@ -313,6 +320,9 @@ func (c Config) Validate() error {
 	}
 	if c.LwM2M.QueueAwakeWindow <= 0 {
 		return bad("lwm2m.queue_awake_window", "%s is not positive", c.LwM2M.QueueAwakeWindow)
+	}
+	if c.LwM2M.PeerRate < 0 || math.IsNaN(c.LwM2M.PeerRate) || math.IsInf(c.LwM2M.PeerRate, 0) {
+		return bad("lwm2m.peer_rate", "%v is not a rate of 0 or more datagrams a second", c.LwM2M.PeerRate)
 	}
 	if c.LwM2M.OperationAttempts < 1 {
 		return bad("lwm2m.operation_attempts", "%d is less than 1", c.LwM2M.OperationAttempts)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -177,6 +178,8 @@ func TestValidate(t *testing.T) {
 		{"lifetime", func(c *Config) { c.LwM2M.DefaultLifetime = 0 }, "lwm2m.default_lifetime"},
 		{"awake window", func(c *Config) { c.LwM2M.QueueAwakeWindow = -time.Second }, "lwm2m.queue_awake_window"},
 		{"attempts", func(c *Config) { c.LwM2M.OperationAttempts = 0 }, "lwm2m.operation_attempts"},
+		{"negative peer rate", func(c *Config) { c.LwM2M.PeerRate = -1 }, "lwm2m.peer_rate"},
+		{"infinite peer rate", func(c *Config) { c.LwM2M.PeerRate = math.Inf(1) }, "lwm2m.peer_rate"},
 		{"observe path", func(c *Config) { c.LwM2M.Observe.Single = []string{"/3303/x"} }, "lwm2m.observe.single"},
 		{"observe root", func(c *Config) { c.LwM2M.Observe.Single = []string{"/"} }, "root"},
 		{"composite security", func(c *Config) { c.LwM2M.Observe.CompositeObjects = []uint16{0} }, "composite_objects"},
@@ -205,8 +208,14 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-	// Optional listeners may be turned off.
+	// The per-device rate limit may be turned off.
 	cfg := DefaultConfig()
+	cfg.LwM2M.PeerRate = 0
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("peer_rate 0: %v", err)
+	}
+	// Optional listeners may be turned off.
+	cfg = DefaultConfig()
 	cfg.Listen.CoAPS, cfg.Listen.Bootstrap, cfg.Listen.BootstrapDTLS = "", "", ""
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("optional listeners off: %v", err)

@@ -69,7 +69,17 @@ type policy struct {
 type uplinkState struct {
 	at    time.Time
 	queue bool
+	// event is when the device's last registration event was recorded,
+	// seen when its last Seen was sent (see Updated).
+	event, seen time.Time
 }
+
+// updateEventEvery is how often an Update of a device is kept as an
+// "updated" event. Zephyr's default lifetime of 30 s (../shared/ZEPHYR.md)
+// means an Update every 20-odd seconds: kept each, 10,000 such devices
+// would add 1.5 million events an hour and cost every Update three rows
+// (issue 15). Between two, an Update moves last_seen only (store.Seen).
+const updateEventEvery = 10 * time.Minute
 
 var _ server.Handler = (*lifecycle)(nil)
 
@@ -103,8 +113,38 @@ func (l *lifecycle) restored(regs []*server.Registration) {
 
 func (l *lifecycle) sawUplink(r *server.Registration) {
 	l.mu.Lock()
-	l.uplink[r.Endpoint] = uplinkState{at: time.Now(), queue: r.QueueMode}
+	u := l.uplink[r.Endpoint]
+	u.at, u.queue = time.Now(), r.QueueMode
+	l.uplink[r.Endpoint] = u
 	l.mu.Unlock()
+}
+
+// registeredNow notes that a registration event of ep was recorded at t
+// (by the monotonic clock, as updateNote's t).
+func (l *lifecycle) registeredNow(ep string, t time.Time) {
+	l.mu.Lock()
+	u := l.uplink[ep]
+	u.event, u.seen = t, t
+	l.uplink[ep] = u
+	l.mu.Unlock()
+}
+
+// updateNote says what an Update of ep at t records: an "updated" event
+// when the last registration event is updateEventEvery old (or unknown,
+// after a restart), else a Seen when the last one is store.SeenEvery
+// old, else nothing (last_seen is fresh enough).
+func (l *lifecycle) updateNote(ep string, t time.Time) (event, seen bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.uplink[ep]
+	switch {
+	case u.event.IsZero() || t.Sub(u.event) >= updateEventEvery:
+		u.event, u.seen, event = t, t, true
+	case u.seen.IsZero() || t.Sub(u.seen) >= store.SeenEvery:
+		u.seen, seen = t, true
+	}
+	l.uplink[ep] = u
+	return event, seen
 }
 
 func (l *lifecycle) endpointRow(r *server.Registration) store.Endpoint {
@@ -166,6 +206,7 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
 	}
 	l.sawUplink(r)
+	l.registeredNow(r.Endpoint, time.Now())
 	l.log.Info("registered", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "lwm2m", r.LwM2MVersion, "binding", r.Binding, "lifetime", r.Lifetime, "secure", r.Peer.Secure())
 	reg := *r
 	l.wg.Go(func() { l.afterRegister(&reg, known) })
@@ -303,9 +344,10 @@ func compositePaths(r *server.Registration, objects []uint16) []lwm2m.Path {
 
 // Updated refreshes the endpoint and sends what waited for the device. An
 // Update that changes nothing runs no statement here (issue 15): the store
-// remembers the registration fields, its registration event goes through
-// the ingestion queue, and the dispatcher asks the database only when
-// operations are queued for the device.
+// remembers the registration fields, its "updated" event (one every
+// updateEventEvery) or Seen goes through the ingestion queue, and the
+// dispatcher asks the database only when operations are queued for the
+// device.
 func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 	// An admin may have deleted the device while it stayed registered; its
 	// Update must not bring it back (and with it an accepted name).
@@ -315,13 +357,27 @@ func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 	} else if err != nil {
 		l.log.Warn("update not recorded", "endpoint", r.Endpoint, "err", err)
 	}
-	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegUpdated, r.LastUpdate, ""); err != nil {
-		l.log.Warn("update event not recorded", "endpoint", r.Endpoint, "err", err)
-	}
+	l.recordUpdate(ctx, r)
 	l.sawUplink(r)
 	l.disp.Uplink(r.Endpoint)
 	if l.fw != nil {
 		l.fw.Uplink(r.Endpoint)
+	}
+}
+
+// recordUpdate keeps an Update as updateNote says: an "updated" event, a
+// Seen, or nothing.
+func (l *lifecycle) recordUpdate(ctx context.Context, r *server.Registration) {
+	event, seen := l.updateNote(r.Endpoint, time.Now())
+	var err error
+	switch {
+	case event:
+		err = l.db.RecordRegistration(ctx, r.Endpoint, store.RegUpdated, r.LastUpdate, "")
+	case seen:
+		err = l.db.Seen(ctx, r.Endpoint, r.LastUpdate)
+	}
+	if err != nil {
+		l.log.Warn("update not recorded", "endpoint", r.Endpoint, "err", err)
 	}
 }
 

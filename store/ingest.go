@@ -29,6 +29,9 @@ type Batch struct {
 	// (RFC 7641 §3.4). They are history, never the latest value; see
 	// staleTime for how those without a time of their own are stamped.
 	Stale bool
+	// Seen marks a batch without readings or event that only says the
+	// endpoint was heard from at Received (see DB.Seen).
+	Seen bool
 }
 
 type batch struct {
@@ -235,6 +238,9 @@ func isQueueFull(err error) bool { return errors.Is(err, ErrQueueFull) }
 func checkBatch(b Batch) error {
 	if b.Endpoint == "" {
 		return fmt.Errorf("store: ingest: %w: empty endpoint", ErrInvalid)
+	}
+	if b.Seen && (len(b.Records) > 0 || b.Event != "") {
+		return fmt.Errorf("store: ingest from %q: %w: a Seen batch carries no readings or event", b.Endpoint, ErrInvalid)
 	}
 	for _, r := range b.Records {
 		if r.Path.Len() < 3 {
@@ -518,6 +524,10 @@ const insertRows = 64
 // than the readings themselves.
 const seenEvery = 10 * time.Second
 
+// SeenEvery is how fresh an endpoint's last_seen is kept: a Seen sooner
+// than this after the last one it wrote changes nothing.
+const SeenEvery = seenEvery
+
 // pendingRow is a reading waiting in the transaction's insert buffer.
 type pendingRow struct {
 	series int64
@@ -648,9 +658,10 @@ func (d *DB) commit(ctx context.Context, bs []*batch, n int, jobs []*writeJob) (
 func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writeJob, jobErrs *[]error) error {
 	work := len(jobs) > 0
 	for _, b := range bs {
-		work = work || b.done == nil && (len(b.Records) > 0 || b.Event != "")
+		work = work || b.done == nil && (len(b.Records) > 0 || b.Event != "" || b.Seen && d.seenDue(b))
 	}
 	if !work {
+		d.settleSeen(bs)
 		return nil
 	}
 	start := time.Now()
@@ -675,7 +686,17 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 	links := &bulk{ctx: ctx, tx: tx, ws: d.wst, head: insertLink, cols: bulkHeads[insertLink], first: events}
 	var lastEvent int64 = -1
 	for _, b := range bs {
-		if b.done != nil || len(b.Records) == 0 && b.Event == "" {
+		if b.done != nil || len(b.Records) == 0 && b.Event == "" && !b.Seen {
+			continue
+		}
+		if b.Seen {
+			// Only last_seen, and only of an endpoint the store has.
+			if ep, ok := d.tel.endpointID(b.Endpoint); ok {
+				lastSeen[ep] = max(lastSeen[ep], b.received().UnixMilli())
+			}
+			if d.subs.any() {
+				notes = append(notes, b.seenNote())
+			}
 			continue
 		}
 		ep, ok := newEps[b.Endpoint]
@@ -692,10 +713,7 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 			}
 			newEps[b.Endpoint] = ep
 		}
-		recv := b.Received
-		if recv.IsZero() {
-			recv = b.accepted
-		}
+		recv := b.received()
 		recvMS := recv.UnixMilli()
 		if recvMS > lastSeen[ep] {
 			lastSeen[ep] = recvMS
@@ -863,8 +881,10 @@ type Committed struct {
 	Endpoint string
 	Received time.Time
 	Records  []lwm2m.Record
-	EventID  int64  // 0 when the batch made no event
-	Event    string // the event kind, if any
+	EventID  int64 // 0 when the batch made no event
+	// Event is the event kind, if any; EventUpdated with EventID 0 is a
+	// Seen: the device was heard from, nothing was stored.
+	Event string
 }
 
 type subscribers struct {

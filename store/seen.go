@@ -1,0 +1,56 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Seen records that endpoint was heard from at t with nothing to store,
+// such as an LwM2M Update (Core §6.2.2) that changes nothing and that the
+// caller does not keep as an event (issue 15). The endpoint's last_seen
+// follows within seenEvery, as it does for readings, and subscribers get a
+// Committed of kind EventUpdated with EventID 0: nothing was stored. A
+// Seen for an endpoint the store does not hold writes nothing. Like
+// RecordRegistration, it waits for room in the ingestion queue until ctx
+// ends.
+func (d *DB) Seen(ctx context.Context, endpoint string, t time.Time) error {
+	return d.IngestWait(ctx, Batch{Endpoint: endpoint, Received: t, Seen: true})
+}
+
+// received is when the batch's payload arrived: its Received, or when the
+// queue accepted it.
+func (b *batch) received() time.Time {
+	if b.Received.IsZero() {
+		return b.accepted
+	}
+	return b.Received
+}
+
+// seenNote is what subscribers hear of a Seen batch.
+func (b *batch) seenNote() Committed {
+	return Committed{Endpoint: b.Endpoint, Received: b.received(), Event: EventUpdated}
+}
+
+// seenDue reports whether a Seen batch moves its endpoint's last_seen by
+// seenEvery or more since it was last written: only then does it need a
+// transaction. It runs on the writer, which alone writes seenWritten.
+func (d *DB) seenDue(b *batch) bool {
+	ep, ok := d.tel.endpointID(b.Endpoint)
+	return ok && b.received().UnixMilli()-d.tel.seenWritten[ep] >= seenEvery.Milliseconds()
+}
+
+// settleSeen finishes the Seen batches of a group that needed no
+// transaction: they count as committed, and subscribers hear of them.
+func (d *DB) settleSeen(bs []*batch) {
+	var n uint64
+	for _, b := range bs {
+		if b.done != nil || !b.Seen {
+			continue
+		}
+		n++
+		if d.subs.any() {
+			d.subs.publish(b.seenNote(), &d.stats.subDrops)
+		}
+	}
+	d.stats.committed.Add(n)
+}
