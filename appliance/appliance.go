@@ -57,8 +57,11 @@ type Appliance struct {
 	life    *lifecycle
 	logs    *logCollector
 	logCfg  *store.LogConfig // tests shrink the device-log lane
-	fw      *firmware.Service
-	alive   map[string]*atomic.Bool // component → still running
+	// now is the lifecycle's clock for how often Updates are kept
+	// (updateNote); nil is time.Now. Tests move it.
+	now   func() time.Time
+	fw    *firmware.Service
+	alive map[string]*atomic.Bool // component → still running
 
 	selfRestart bool          // a supervisor restarts us (WithSelfRestart)
 	restart     chan struct{} // closed by requestRestart
@@ -199,7 +202,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	broker := webui.NewBroker()
 	lctx, lcancel := context.WithCancel(ctx)
 	life := &lifecycle{db: db, log: a.base.With("component", "lifecycle"), policy: sets.policy,
-		uplink: map[string]uplinkState{}, ctx: lctx, refusals: make(chan refusal, refusalQueue)}
+		uplink: map[string]uplinkState{}, ctx: lctx, refusals: make(chan refusal, refusalQueue), now: a.now}
 	// Deferred calls run last first: stop the post-registration work,
 	// wait for it, and only then close the store (deferred above).
 	defer life.wg.Wait()
@@ -382,13 +385,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 		run("dtls", dtlsSrv.Run)
 		run("coaps", func(ctx context.Context) error { return srv.Serve(ctx, dtlsSrv) })
 	}
+	bsCoAP := coap.DefaultConfig()
+	bsCoAP.PeerRate = cfg.LwM2M.PeerRate
 	if bsUDP != nil {
-		ep := coap.NewEndpoint(bsUDP, bs, coap.DefaultConfig())
+		ep := coap.NewEndpoint(bsUDP, bs, bsCoAP)
 		run("bootstrap", ep.Run)
 	}
 	if bsDTLS != nil {
 		run("bootstrap-dtls-transport", bsDTLS.Run)
-		ep := coap.NewEndpoint(bsDTLS, bs, coap.DefaultConfig())
+		ep := coap.NewEndpoint(bsDTLS, bs, bsCoAP)
 		run("bootstrap-dtls", ep.Run)
 	}
 	run("dispatcher", disp.Run)

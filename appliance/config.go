@@ -114,8 +114,9 @@ type LwM2MConfig struct {
 	// marked failed.
 	OperationAttempts int `toml:"operation_attempts"`
 	// PeerRate is how many datagrams a second one device (an address, or
-	// a DTLS session) may send; more are dropped, so that one device's
-	// flood cannot starve the others. 0 turns the limit off.
+	// a DTLS session) may send to each LwM2M or bootstrap listener; more
+	// are dropped, so that one device's flood cannot starve the others.
+	// 0 turns the limit off.
 	PeerRate float64       `toml:"peer_rate"`
 	Observe  ObserveConfig `toml:"observe"`
 }

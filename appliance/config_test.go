@@ -180,6 +180,7 @@ func TestValidate(t *testing.T) {
 		{"attempts", func(c *Config) { c.LwM2M.OperationAttempts = 0 }, "lwm2m.operation_attempts"},
 		{"negative peer rate", func(c *Config) { c.LwM2M.PeerRate = -1 }, "lwm2m.peer_rate"},
 		{"infinite peer rate", func(c *Config) { c.LwM2M.PeerRate = math.Inf(1) }, "lwm2m.peer_rate"},
+		{"NaN peer rate", func(c *Config) { c.LwM2M.PeerRate = math.NaN() }, "lwm2m.peer_rate"},
 		{"observe path", func(c *Config) { c.LwM2M.Observe.Single = []string{"/3303/x"} }, "lwm2m.observe.single"},
 		{"observe root", func(c *Config) { c.LwM2M.Observe.Single = []string{"/"} }, "root"},
 		{"composite security", func(c *Config) { c.LwM2M.Observe.CompositeObjects = []uint16{0} }, "composite_objects"},

@@ -50,6 +50,8 @@ type lifecycle struct {
 
 	mu     sync.Mutex
 	uplink map[string]uplinkState
+	// now is the clock of updateNote (nil: time.Now).
+	now func() time.Time
 
 	refusals chan refusal // to recordRefusals
 }
@@ -119,8 +121,17 @@ func (l *lifecycle) sawUplink(r *server.Registration) {
 	l.mu.Unlock()
 }
 
+// clock is the time updateNote and registeredNow compare: time.Now's,
+// monotonic, unless a test set now.
+func (l *lifecycle) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
+}
+
 // registeredNow notes that a registration event of ep was recorded at t
-// (by the monotonic clock, as updateNote's t).
+// (by l.clock, as updateNote's t).
 func (l *lifecycle) registeredNow(ep string, t time.Time) {
 	l.mu.Lock()
 	u := l.uplink[ep]
@@ -204,9 +215,10 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	}
 	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
 		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
+	} else {
+		l.registeredNow(r.Endpoint, l.clock())
 	}
 	l.sawUplink(r)
-	l.registeredNow(r.Endpoint, time.Now())
 	l.log.Info("registered", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "lwm2m", r.LwM2MVersion, "binding", r.Binding, "lifetime", r.Lifetime, "secure", r.Peer.Secure())
 	reg := *r
 	l.wg.Go(func() { l.afterRegister(&reg, known) })
@@ -366,9 +378,10 @@ func (l *lifecycle) Updated(ctx context.Context, r *server.Registration) {
 }
 
 // recordUpdate keeps an Update as updateNote says: an "updated" event, a
-// Seen, or nothing.
+// Seen, or nothing. When the store refuses it, the next Update tries
+// again.
 func (l *lifecycle) recordUpdate(ctx context.Context, r *server.Registration) {
-	event, seen := l.updateNote(r.Endpoint, time.Now())
+	event, seen := l.updateNote(r.Endpoint, l.clock())
 	var err error
 	switch {
 	case event:
@@ -377,8 +390,25 @@ func (l *lifecycle) recordUpdate(ctx context.Context, r *server.Registration) {
 		err = l.db.Seen(ctx, r.Endpoint, r.LastUpdate)
 	}
 	if err != nil {
+		l.unnote(r.Endpoint, event)
 		l.log.Warn("update not recorded", "endpoint", r.Endpoint, "err", err)
 	}
+}
+
+// unnote forgets what updateNote marked for an Update that was not
+// recorded: the event (and with it the Seen), or the Seen.
+func (l *lifecycle) unnote(ep string, event bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u, ok := l.uplink[ep]
+	if !ok {
+		return
+	}
+	if event {
+		u.event = time.Time{}
+	}
+	u.seen = time.Time{}
+	l.uplink[ep] = u
 }
 
 // Deregistered marks the endpoint offline. A registration replaced by a new

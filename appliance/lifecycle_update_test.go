@@ -1,9 +1,12 @@
 package appliance
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/flownexus/flownexus/lwm2m/coap"
 	"github.com/flownexus/flownexus/lwm2m/server"
 	"github.com/flownexus/flownexus/store"
 )
@@ -39,4 +42,67 @@ func TestUpdateNoteKeepsOneEventPerInterval(t *testing.T) {
 			t.Errorf("Update %v after the Register: event %v, seen %v; want %v, %v", s.at, ev, seen, s.event, s.seen)
 		}
 	}
+	// What the store refused is asked for again at the next Update.
+	t1 := t0.Add(3 * updateEventEvery)
+	if ev, _ := l.updateNote("dev", t1); !ev {
+		t.Fatal("no event due")
+	}
+	l.unnote("dev", true)
+	if ev, _ := l.updateNote("dev", t1.Add(time.Second)); !ev {
+		t.Error("an event the store refused is not tried again")
+	}
+	if _, seen := l.updateNote("dev", t1.Add(store.SeenEvery+time.Second)); !seen {
+		t.Fatal("no Seen due")
+	}
+	l.unnote("dev", false)
+	if ev, seen := l.updateNote("dev", t1.Add(store.SeenEvery+2*time.Second)); ev || !seen {
+		t.Errorf("after a refused Seen: event %v, seen %v; want a Seen only", ev, seen)
+	}
+}
+
+// withUpdateClock sets the clock the lifecycle decides by how often an
+// Update is kept.
+func withUpdateClock(now func() time.Time) Option { return func(a *Appliance) { a.now = now } }
+
+// Through the product: Updates right after a Register queue nothing, one
+// store.SeenEvery later an Update queues a Seen (last_seen only), and one
+// updateEventEvery later an "updated" event. Time is the lifecycle's
+// clock, moved by the test; nothing waits for it.
+func TestUpdatesKeptOncePerInterval(t *testing.T) {
+	var offset atomic.Int64
+	t0 := time.Now()
+	ta := startAppliance(t, testConfig(t), withUpdateClock(func() time.Time { return t0.Add(time.Duration(offset.Load())) }))
+	db := ta.a.db
+	d := newAckDevice(t, ta.a.Addrs().CoAP, coap.DefaultConfig())
+	d.register(t, "kept-dev")
+	eventually(t, "the registration's uplink told", func() bool { return ta.a.disp().uplinks.Load() > 0 })
+	ctx := context.Background()
+	updated := func() int {
+		if err := db.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := db.Events(ctx, store.EventQuery{Endpoint: "kept-dev", Kind: store.EventUpdated})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	// Each Update's batch, if any, is queued before its 2.04.
+	step := func(name string, advance time.Duration, wantBatches uint64, wantEvents int) {
+		t.Helper()
+		offset.Add(int64(advance))
+		before := db.Stats().Accepted
+		d.update(t)
+		if n := db.Stats().Accepted - before; n != wantBatches {
+			t.Errorf("%s: %d batches queued, want %d", name, n, wantBatches)
+		}
+		if n := updated(); n != wantEvents {
+			t.Errorf("%s: %d \"updated\" events, want %d", name, n, wantEvents)
+		}
+	}
+	step("an Update just after the Register", 0, 0, 0)
+	step("an Update SeenEvery later", store.SeenEvery, 1, 0)
+	step("an Update a second after that", time.Second, 0, 0)
+	step("an Update updateEventEvery after the Register", updateEventEvery, 1, 1)
+	step("an Update right after that event", time.Second, 0, 1)
 }

@@ -23,7 +23,7 @@ func TestSeenMovesLastSeenOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, d)
-	if n := <-notes; n.Event != EventRegistered || n.EventID == 0 {
+	if n := nextNote(t, notes); n.Event != EventRegistered || n.EventID == 0 {
 		t.Fatalf("registration note: %+v", n)
 	}
 	before := d.Stats()
@@ -63,7 +63,7 @@ func TestSeenMovesLastSeenOnly(t *testing.T) {
 	}
 	// Subscribers (the live view) hear of both, as updates with no event.
 	for i := range 2 {
-		if n := <-notes; n.Endpoint != "dev" || n.Event != EventUpdated || n.EventID != 0 || len(n.Records) != 0 {
+		if n := nextNote(t, notes); n.Endpoint != "dev" || n.Event != EventUpdated || n.EventID != 0 || len(n.Records) != 0 {
 			t.Fatalf("note %d of a Seen: %+v", i, n)
 		}
 	}
@@ -92,5 +92,18 @@ func TestSeenWithDataRefused(t *testing.T) {
 	}
 	if err := d.Seen(context.Background(), "", time.Now()); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Seen without endpoint: %v, want ErrInvalid", err)
+	}
+}
+
+// nextNote is the next note for a subscriber; a missing one fails the
+// test instead of hanging it.
+func nextNote(t *testing.T, notes <-chan Committed) Committed {
+	t.Helper()
+	select {
+	case n := <-notes:
+		return n
+	case <-time.After(30 * time.Second):
+		t.Fatal("no note for a subscriber")
+		return Committed{}
 	}
 }
