@@ -385,15 +385,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 		run("dtls", dtlsSrv.Run)
 		run("coaps", func(ctx context.Context) error { return srv.Serve(ctx, dtlsSrv) })
 	}
-	bsCoAP := coap.DefaultConfig()
-	bsCoAP.PeerRate = cfg.LwM2M.PeerRate
+	// The bootstrap listeners take the LwM2M server's CoAP settings.
 	if bsUDP != nil {
-		ep := coap.NewEndpoint(bsUDP, bs, bsCoAP)
+		ep := coap.NewEndpoint(bsUDP, bs, scfg.CoAP)
 		run("bootstrap", ep.Run)
 	}
 	if bsDTLS != nil {
 		run("bootstrap-dtls-transport", bsDTLS.Run)
-		ep := coap.NewEndpoint(bsDTLS, bs, bsCoAP)
+		ep := coap.NewEndpoint(bsDTLS, bs, scfg.CoAP)
 		run("bootstrap-dtls", ep.Run)
 	}
 	run("dispatcher", disp.Run)

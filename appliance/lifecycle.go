@@ -114,11 +114,16 @@ func (l *lifecycle) restored(regs []*server.Registration) {
 }
 
 func (l *lifecycle) sawUplink(r *server.Registration) {
+	l.change(r.Endpoint, func(u *uplinkState) { u.at, u.queue = time.Now(), r.QueueMode })
+}
+
+// change applies f to ep's uplink state, under l.mu.
+func (l *lifecycle) change(ep string, f func(*uplinkState)) {
 	l.mu.Lock()
-	u := l.uplink[r.Endpoint]
-	u.at, u.queue = time.Now(), r.QueueMode
-	l.uplink[r.Endpoint] = u
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	u := l.uplink[ep]
+	f(&u)
+	l.uplink[ep] = u
 }
 
 // clock is the time updateNote and registeredNow compare: time.Now's,
@@ -133,11 +138,7 @@ func (l *lifecycle) clock() time.Time {
 // registeredNow notes that a registration event of ep was recorded at t
 // (by l.clock, as updateNote's t).
 func (l *lifecycle) registeredNow(ep string, t time.Time) {
-	l.mu.Lock()
-	u := l.uplink[ep]
-	u.event, u.seen = t, t
-	l.uplink[ep] = u
-	l.mu.Unlock()
+	l.change(ep, func(u *uplinkState) { u.event, u.seen = t, t })
 }
 
 // updateNote says what an Update of ep at t records: an "updated" event
@@ -145,16 +146,14 @@ func (l *lifecycle) registeredNow(ep string, t time.Time) {
 // after a restart), else a Seen when the last one is store.SeenEvery
 // old, else nothing (last_seen is fresh enough).
 func (l *lifecycle) updateNote(ep string, t time.Time) (event, seen bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u := l.uplink[ep]
-	switch {
-	case u.event.IsZero() || t.Sub(u.event) >= updateEventEvery:
-		u.event, u.seen, event = t, t, true
-	case u.seen.IsZero() || t.Sub(u.seen) >= store.SeenEvery:
-		u.seen, seen = t, true
-	}
-	l.uplink[ep] = u
+	l.change(ep, func(u *uplinkState) {
+		switch {
+		case u.event.IsZero() || t.Sub(u.event) >= updateEventEvery:
+			u.event, u.seen, event = t, t, true
+		case u.seen.IsZero() || t.Sub(u.seen) >= store.SeenEvery:
+			u.seen, seen = t, true
+		}
+	})
 	return event, seen
 }
 

@@ -39,3 +39,16 @@ func flush(t testing.TB, d *DB) {
 		t.Fatalf("Flush: %v", err)
 	}
 }
+
+// nextNote is the next note for a subscriber; a missing one fails the
+// test instead of hanging it.
+func nextNote(t *testing.T, notes <-chan Committed) Committed {
+	t.Helper()
+	select {
+	case n := <-notes:
+		return n
+	case <-time.After(30 * time.Second):
+		t.Fatal("no note for a subscriber")
+		return Committed{}
+	}
+}

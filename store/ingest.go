@@ -519,14 +519,11 @@ type latestRow struct {
 // statements, less per-row overhead in the driver.
 const insertRows = 64
 
-// seenEvery bounds how often the writer updates an endpoint's last_seen
-// from its data: at 10,000 devices a per-batch update would cost more
-// than the readings themselves.
-const seenEvery = 10 * time.Second
-
-// SeenEvery is how fresh an endpoint's last_seen is kept: a Seen sooner
-// than this after the last one it wrote changes nothing.
-const SeenEvery = seenEvery
+// SeenEvery bounds how often the writer updates an endpoint's last_seen
+// from its data or a Seen: at 10,000 devices a per-batch update would cost
+// more than the readings themselves. A last_seen this fresh is not
+// written again.
+const SeenEvery = 10 * time.Second
 
 // pendingRow is a reading waiting in the transaction's insert buffer.
 type pendingRow struct {
@@ -647,7 +644,7 @@ func (b *bulk) flush() error {
 // transaction, and returns the jobs' own errors: endpoint and series rows
 // when new, one appended "resource" row per reading (sequential pages:
 // INTEGER PRIMARY KEY, no secondary index), the events and their links,
-// and last_seen for endpoints not updated within seenEvery. The latest
+// and last_seen for endpoints not updated within SeenEvery. The latest
 // value per series is kept in memory and written by the compactor.
 func (d *DB) commit(ctx context.Context, bs []*batch, n int, jobs []*writeJob) ([]error, error) {
 	var jobErrs []error
@@ -801,7 +798,7 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 	}
 	var seenUpd map[int64]int64
 	for ep, t := range lastSeen {
-		if t-d.tel.seenWritten[ep] >= seenEvery.Milliseconds() {
+		if d.tel.seenStale(ep, t) {
 			if seenUpd == nil {
 				seenUpd = map[int64]int64{}
 			}

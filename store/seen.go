@@ -8,7 +8,7 @@ import (
 // Seen records that endpoint was heard from at t with nothing to store,
 // such as an LwM2M Update (Core §6.2.2) that changes nothing and that the
 // caller does not keep as an event (issue 15). The endpoint's last_seen
-// follows within seenEvery, as it does for readings, and subscribers get a
+// follows within SeenEvery, as it does for readings, and subscribers get a
 // Committed of kind EventUpdated with EventID 0: nothing was stored. A
 // Seen for an endpoint the store does not hold writes nothing. Like
 // RecordRegistration, it waits for room in the ingestion queue until ctx
@@ -31,12 +31,19 @@ func (b *batch) seenNote() Committed {
 	return Committed{Endpoint: b.Endpoint, Received: b.received(), Event: EventUpdated}
 }
 
-// seenDue reports whether a Seen batch moves its endpoint's last_seen by
-// seenEvery or more since it was last written: only then does it need a
-// transaction. It runs on the writer, which alone writes seenWritten.
+// seenDue reports whether a Seen batch makes its endpoint's last_seen
+// stale enough to write (seenStale): only then does it need a
+// transaction.
 func (d *DB) seenDue(b *batch) bool {
 	ep, ok := d.tel.endpointID(b.Endpoint)
-	return ok && b.received().UnixMilli()-d.tel.seenWritten[ep] >= seenEvery.Milliseconds()
+	return ok && d.tel.seenStale(ep, b.received().UnixMilli())
+}
+
+// seenStale reports whether last_seen of endpoint ep, written last at
+// seenWritten, is to be written for a message at t (ms): SeenEvery or
+// more later. Only the writer calls it, as it alone writes seenWritten.
+func (c *telemetryCache) seenStale(ep, t int64) bool {
+	return t-c.seenWritten[ep] >= SeenEvery.Milliseconds()
 }
 
 // settleSeen finishes the Seen batches of a group that needed no

@@ -94,16 +94,3 @@ func TestSeenWithDataRefused(t *testing.T) {
 		t.Errorf("Seen without endpoint: %v, want ErrInvalid", err)
 	}
 }
-
-// nextNote is the next note for a subscriber; a missing one fails the
-// test instead of hanging it.
-func nextNote(t *testing.T, notes <-chan Committed) Committed {
-	t.Helper()
-	select {
-	case n := <-notes:
-		return n
-	case <-time.After(30 * time.Second):
-		t.Fatal("no note for a subscriber")
-		return Committed{}
-	}
-}
