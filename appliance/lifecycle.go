@@ -114,16 +114,18 @@ func (l *lifecycle) restored(regs []*server.Registration) {
 }
 
 func (l *lifecycle) sawUplink(r *server.Registration) {
-	l.change(r.Endpoint, func(u *uplinkState) { u.at, u.queue = time.Now(), r.QueueMode })
+	l.change(r.Endpoint, func(u uplinkState) uplinkState {
+		u.at, u.queue = time.Now(), r.QueueMode
+		return u
+	})
 }
 
-// change applies f to ep's uplink state, under l.mu.
-func (l *lifecycle) change(ep string, f func(*uplinkState)) {
+// change replaces ep's uplink state with f's change of it, under l.mu.
+// (By value: a pointer would move the state to the heap on every uplink.)
+func (l *lifecycle) change(ep string, f func(uplinkState) uplinkState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := l.uplink[ep]
-	f(&u)
-	l.uplink[ep] = u
+	l.uplink[ep] = f(l.uplink[ep])
 }
 
 // clock is the time updateNote and registeredNow compare: time.Now's,
@@ -138,7 +140,10 @@ func (l *lifecycle) clock() time.Time {
 // registeredNow notes that a registration event of ep was recorded at t
 // (by l.clock, as updateNote's t).
 func (l *lifecycle) registeredNow(ep string, t time.Time) {
-	l.change(ep, func(u *uplinkState) { u.event, u.seen = t, t })
+	l.change(ep, func(u uplinkState) uplinkState {
+		u.event, u.seen = t, t
+		return u
+	})
 }
 
 // updateNote says what an Update of ep at t records: an "updated" event
@@ -146,13 +151,14 @@ func (l *lifecycle) registeredNow(ep string, t time.Time) {
 // after a restart), else a Seen when the last one is store.SeenEvery
 // old, else nothing (last_seen is fresh enough).
 func (l *lifecycle) updateNote(ep string, t time.Time) (event, seen bool) {
-	l.change(ep, func(u *uplinkState) {
+	l.change(ep, func(u uplinkState) uplinkState {
 		switch {
 		case u.event.IsZero() || t.Sub(u.event) >= updateEventEvery:
 			u.event, u.seen, event = t, t, true
 		case u.seen.IsZero() || t.Sub(u.seen) >= store.SeenEvery:
 			u.seen, seen = t, true
 		}
+		return u
 	})
 	return event, seen
 }
