@@ -930,6 +930,13 @@ func (s *subscribers) closeAll() {
 	s.refresh()
 }
 
+// Subscribers returns how many subscriptions are open.
+func (d *DB) Subscribers() int {
+	d.subs.mu.Lock()
+	defer d.subs.mu.Unlock()
+	return len(d.subs.subs)
+}
+
 // Subscribe returns a channel that receives every committed batch, and a
 // function that ends the subscription. A subscriber that falls more than
 // buf behind misses notifications (counted in Stats.SubscriberDrops)

@@ -80,6 +80,7 @@ func newEnv(t testing.TB, mods ...func(*Config, *Deps)) *env {
 	b := NewBroker()
 	followed := make(chan struct{})
 	go func() { defer close(followed); b.FollowStore(ctx, db) }()
+	waitFollowing(t, b)
 	e.db, e.broker = db, b
 	e.ops = &testOps{db: db, broker: b, auto: true, waiters: map[int64][]chan struct{}{}}
 	e.sys = &testSystem{db: db, started: time.Now()}
@@ -523,4 +524,21 @@ func (s *testSystem) WriteMetrics(w io.Writer) error {
 	st := s.db.Stats()
 	_, err := fmt.Fprintf(w, "# TYPE flownexus_ingest_accepted_total counter\nflownexus_ingest_accepted_total %d\n", st.Accepted)
 	return err
+}
+
+// waitFollowing waits until FollowStore has given b its source, so that a
+// Subscribe from then on subscribes to the store before it returns.
+func waitFollowing(t testing.TB, b *Broker) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		ok := b.source != nil
+		b.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("FollowStore never started")
+		}
+	}
 }

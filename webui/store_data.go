@@ -137,10 +137,21 @@ func (d *StoreData) NotificationsPerMinute(ctx context.Context) (float64, error)
 // FollowStore publishes what store commits — registration events and new
 // values — into the broker until ctx ends, so that the pages update live
 // from the same path every reading takes. The appliance adds operation
-// state changes itself.
+// state changes itself. It subscribes to the store only while a page is
+// subscribed to the broker.
 func (b *Broker) FollowStore(ctx context.Context, db *store.DB) {
-	ch, cancel := db.Subscribe(1024)
-	defer cancel()
+	b.follow(func() func() {
+		ch, cancel := db.Subscribe(1024)
+		fctx, stop := context.WithCancel(ctx)
+		go b.forward(fctx, ch)
+		return func() { stop(); cancel() }
+	})
+	<-ctx.Done()
+	b.follow(nil)
+}
+
+// forward publishes each commit on ch until ctx ends or ch closes.
+func (b *Broker) forward(ctx context.Context, ch <-chan store.Committed) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,19 +160,23 @@ func (b *Broker) FollowStore(ctx context.Context, db *store.DB) {
 			if !ok {
 				return
 			}
-			switch c.Event {
-			case store.EventRegistered, store.EventUnregistered, store.EventUpdated:
-				b.Publish(LiveEvent{Kind: c.Event, Endpoint: c.Endpoint, Time: c.Received})
-				continue
-			}
-			for _, r := range c.Records {
-				t := r.Time
-				if t.IsZero() {
-					t = c.Received
-				}
-				b.Publish(LiveEvent{Kind: "value", Endpoint: c.Endpoint, Time: t, Path: r.Path.Relative(), Value: r.Value})
-			}
+			b.publishCommitted(c)
 		}
+	}
+}
+
+func (b *Broker) publishCommitted(c store.Committed) {
+	switch c.Event {
+	case store.EventRegistered, store.EventUnregistered, store.EventUpdated:
+		b.Publish(LiveEvent{Kind: c.Event, Endpoint: c.Endpoint, Time: c.Received})
+		return
+	}
+	for _, r := range c.Records {
+		t := r.Time
+		if t.IsZero() {
+			t = c.Received
+		}
+		b.Publish(LiveEvent{Kind: "value", Endpoint: c.Endpoint, Time: t, Path: r.Path.Relative(), Value: r.Value})
 	}
 }
 

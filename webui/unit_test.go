@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -144,5 +145,65 @@ func TestPublicMessage(t *testing.T) {
 		if got := publicMessage(c.err); got != c.want {
 			t.Errorf("publicMessage(%v) = %q, want %q", c.err, got, c.want)
 		}
+	}
+}
+
+// TestBrokerFollowsStoreOnlyWhileSubscribed (issue 15): with no page
+// subscribed, the broker holds no store subscription, so the store's
+// writer publishes nothing; the first Subscribe opens one before it
+// returns (a commit right after it reaches the page), and the last cancel
+// closes it.
+func TestBrokerFollowsStoreOnlyWhileSubscribed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if n := e.db.Subscribers(); n != 0 {
+		t.Fatalf("%d store subscriptions with no page open, want 0", n)
+	}
+	if _, err := e.db.UpsertEndpoint(ctx, store.Endpoint{Name: "dev", Online: true, Lifetime: 300}); err != nil {
+		t.Fatal(err)
+	}
+	ch1, cancel1 := e.broker.Subscribe()
+	ch2, cancel2 := e.broker.Subscribe()
+	if n := e.db.Subscribers(); n != 1 {
+		t.Fatalf("%d store subscriptions for two pages, want 1", n)
+	}
+	rec := lwm2m.Record{Path: lwm2m.NewPath(3303, 0, 5700), Value: lwm2m.Float(21.5)}
+	if err := e.db.IngestWait(ctx, store.Batch{Endpoint: "dev", Received: time.Now(), Records: []lwm2m.Record{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []<-chan LiveEvent{ch1, ch2} {
+		select {
+		case ev := <-ch:
+			if ev.Kind != "value" || ev.Endpoint != "dev" || ev.Path != "3303/0/5700" {
+				t.Fatalf("got %+v", ev)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("the commit never reached the page")
+		}
+	}
+	cancel1()
+	if n := e.db.Subscribers(); n != 1 {
+		t.Fatalf("%d store subscriptions for one page, want 1", n)
+	}
+	cancel2()
+	if n := e.db.Subscribers(); n != 0 {
+		t.Fatalf("%d store subscriptions after the last page left, want 0", n)
+	}
+	// A page that comes back is followed again.
+	ch3, cancel3 := e.broker.Subscribe()
+	defer cancel3()
+	if n := e.db.Subscribers(); n != 1 {
+		t.Fatalf("%d store subscriptions for a returning page, want 1", n)
+	}
+	if err := e.db.IngestWait(ctx, store.Batch{Endpoint: "dev", Received: time.Now(), Records: []lwm2m.Record{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-ch3:
+		if ev.Kind != "value" {
+			t.Fatalf("got %+v", ev)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the commit never reached the returning page")
 	}
 }
