@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sort"
 	"strconv"
@@ -69,8 +70,14 @@ func newPeers(n int, srv string, sources []string, prefix, links string) ([]*lgP
 		_ = c.SetReadBuffer(1 << 20)
 		p := &lgPeer{conn: c, srv: ua, ep: fmt.Sprintf("%s%05d", prefix, i), links: links,
 			byMID: map[uint16]*call{}, byToken: map[string]*call{}, observed: make(chan struct{})}
-		p.mid.Store(uint32(i * 7919))
-		p.tok.Store(uint64(i) << 32)
+		// A random first message ID and token, as RFC 7252 §4.4 asks of a
+		// device: a socket that gets the port of an earlier phase's peer
+		// must not repeat that peer's IDs within EXCHANGE_LIFETIME, or the
+		// server rightly answers its Register from the deduplication cache
+		// (the earlier peer's 2.04 to an Update, seen in the fleet phase
+		// after the cost phase).
+		p.mid.Store(rand.Uint32())
+		p.tok.Store(rand.Uint64())
 		p.loc = []string{"rd", "x"} // replaced by the Location-Path of 2.01
 		go p.read()
 		out = append(out, p)
