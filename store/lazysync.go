@@ -109,6 +109,8 @@ func (d *DB) beginWrite(ctx context.Context, lazy bool) (tx *sql.Tx, end func(),
 func (d *DB) committed(lazy bool) {
 	if lazy {
 		d.stats.lazyCommits.Add(1)
+	} else if d.syncsEveryCommit() {
+		d.synced()
 	}
 	d.walUnsynced.Store(lazy)
 }
