@@ -84,8 +84,6 @@ type Stats struct {
 	// compaction's deletes); WALSyncs the fsyncs that made them durable
 	// later, when no full commit did first (lazysync.go).
 	LazyCommits, WALSyncs uint64
-	// Paced counts commits that waited for CommitGap (pace.go).
-	Paced uint64
 }
 
 type stats struct {
@@ -98,7 +96,7 @@ type stats struct {
 	walTruncates                                           atomic.Uint64
 	endpointWrites, opQueries                              atomic.Uint64
 	credQueries, writes                                    atomic.Uint64
-	lazyCommits, walSyncs, paced                           atomic.Uint64
+	lazyCommits, walSyncs                                  atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -121,7 +119,7 @@ func (d *DB) Stats() Stats {
 		EndpointWrites: s.endpointWrites.Load(), OperationQueries: s.opQueries.Load(),
 		CredentialQueries: s.credQueries.Load(), Writes: s.writes.Load(),
 		WriterPrepares: d.wst.adhoc.Load(),
-		LazyCommits:    s.lazyCommits.Load(), WALSyncs: s.walSyncs.Load(), Paced: s.paced.Load(),
+		LazyCommits:    s.lazyCommits.Load(), WALSyncs: s.walSyncs.Load(),
 	}
 }
 
@@ -199,7 +197,6 @@ func (d *DB) enqueue(b Batch, then func(error)) error {
 	select {
 	case d.queue <- &batch{Batch: b, accepted: d.now(), queued: time.Now(), then: then}:
 		d.queuedRecords.Add(int64(len(b.Records)))
-		d.wakePacing()
 		d.stats.accepted.Add(1)
 		d.stats.acceptedRecords.Add(uint64(len(b.Records)))
 		return nil
@@ -325,7 +322,6 @@ func (d *DB) Run(ctx context.Context) error {
 			d.writeFrom(bg, nil)
 			d.walGuard(bg)
 		case b := <-d.queue:
-			d.pace(ctx, b)
 			d.working()
 			d.writeFrom(bg, b)
 			if d.rawRows.Load() >= int64(d.cfg.CompactRows) {

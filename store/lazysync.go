@@ -109,8 +109,6 @@ func (d *DB) beginWrite(ctx context.Context, lazy bool) (tx *sql.Tx, end func(),
 func (d *DB) committed(lazy bool) {
 	if lazy {
 		d.stats.lazyCommits.Add(1)
-	} else if d.syncsEveryCommit() {
-		d.synced()
 	}
 	d.walUnsynced.Store(lazy)
 }

@@ -71,17 +71,7 @@ type Config struct {
 	// below which Ingest refuses new telemetry with ErrDiskFull (0:
 	// DefaultMinFreeBytes, negative: only SQLITE_FULL refuses).
 	MinFreeBytes int64
-	// CommitGap is the shortest time between two commits that fsync: a
-	// commit of acknowledged readings coming sooner waits for the rest of
-	// it, gathering what arrives meanwhile (pace.go). 0: DefaultCommitGap,
-	// negative: commits never wait.
-	CommitGap time.Duration
 }
-
-// DefaultCommitGap is Config.CommitGap's default: at most 500 fsynced
-// commits a second, and at most 2 ms more before a device's
-// acknowledgement.
-const DefaultCommitGap = 2 * time.Millisecond
 
 // SyncMode is a PRAGMA synchronous value for a WAL database.
 type SyncMode string
@@ -121,7 +111,6 @@ func DefaultConfig() Config {
 		CompactRows:           200000,
 		ChunkSpan:             time.Hour,
 		BusyTimeout:           5 * time.Second,
-		CommitGap:             DefaultCommitGap,
 	}
 }
 
@@ -180,9 +169,6 @@ type DB struct {
 	busySince     atomic.Int64   // wall clock (ns) the writer's current work began; 0 when waiting
 	walNext       int64          // WAL size at which walGuard acts (writer only)
 	walUnsynced   atomic.Bool    // a registration write committed without its fsync (lazysync.go)
-	lastSync      time.Time      // end of the last fsynced commit (writer only; pace.go)
-	pacing        atomic.Bool    // the writer waits in pace
-	paceWake      chan struct{}  // ends that wait early
 	acks          sync.WaitGroup // commit callbacks still running
 	overrides     map[[2]uint16]time.Duration
 
@@ -207,9 +193,6 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = def.FlushInterval
-	}
-	if cfg.CommitGap == 0 {
-		cfg.CommitGap = def.CommitGap
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = def.QueueSize
@@ -257,13 +240,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*DB, error) {
 		return nil, err
 	}
 	d := &DB{
-		cfg:      cfg,
-		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		now:      defaultClock(),
-		queue:    make(chan *batch, cfg.QueueSize),
-		closing:  make(chan struct{}),
-		paceWake: make(chan struct{}, 1),
-		walNext:  walHardLimit,
+		cfg:     cfg,
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		now:     defaultClock(),
+		queue:   make(chan *batch, cfg.QueueSize),
+		closing: make(chan struct{}),
+		walNext: walHardLimit,
 	}
 	d.retention.Store(int64(cfg.Retention))
 	d.jobs.init()
