@@ -51,6 +51,7 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_ingest_batches_failed_total", "counter", "Batches dropped after the writer failed.", st.Failed)
 	m("flownexus_ingest_queue_length", "gauge", "Batches waiting in the ingestion queue.", st.QueueLen)
 	m("flownexus_ingest_queue_capacity", "gauge", "Capacity of the ingestion queue.", st.QueueCap)
+	m("flownexus_ingest_transactions_total", "counter", "Write transactions of the store's writer (readings and the writes grouped with them).", st.Transactions)
 	m("flownexus_ingest_last_commit_seconds", "gauge", "Duration of the last commit.", st.LastCommit.Seconds())
 	m("flownexus_ingest_max_ack_to_commit_seconds", "gauge", "Longest wait of a reading from acceptance to commit.", st.MaxAckToCommit.Seconds())
 	m("flownexus_live_subscriber_drops_total", "counter", "Live updates not delivered to slow subscribers.", st.SubscriberDrops)

@@ -3,11 +3,17 @@ package appliance
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/flownexus/flownexus/lwm2m"
+	"github.com/flownexus/flownexus/store"
 )
 
 // TestMetricsGoroutines: /metrics carries the goroutine gauge that the
@@ -73,5 +79,40 @@ func TestMetricsCountFloodProtection(t *testing.T) {
 		if !strings.Contains(out, "\n"+name+" ") {
 			t.Errorf("%s missing from /metrics", name)
 		}
+	}
+}
+
+// TestMetricsCountTransactions: the store writer's transactions are on
+// /metrics, with the value the store counts (issue 15: how many readings a
+// commit and its fsync carry is readings committed ÷ transactions).
+func TestMetricsCountTransactions(t *testing.T) {
+	ta := startAppliance(t, testConfig(t))
+	ctx := context.Background()
+	if _, err := ta.a.db.UpsertEndpoint(ctx, store.Endpoint{Name: "m-dev", Online: true}); err != nil {
+		t.Fatal(err)
+	}
+	rec := lwm2m.Record{Path: lwm2m.NewPath(3303, 0, 5700), Value: lwm2m.Float(1)}
+	if err := ta.a.db.IngestWait(ctx, store.Batch{Endpoint: "m-dev", Received: time.Now(), Records: []lwm2m.Record{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.a.db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := ta.a.db.Stats().Transactions
+	var b bytes.Buffer
+	if err := ta.a.writeMetrics(&b); err != nil {
+		t.Fatal(err)
+	}
+	after := ta.a.db.Stats().Transactions
+	var got uint64
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "flownexus_ingest_transactions_total "); ok {
+			if _, err := fmt.Sscan(v, &got); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if before == 0 || got < before || got > after {
+		t.Fatalf("flownexus_ingest_transactions_total %d, the store counted %d then %d", got, before, after)
 	}
 }
