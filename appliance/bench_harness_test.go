@@ -36,7 +36,7 @@ var (
 	benchFleet     = flag.Int("fnbench.fleet", 1000, "devices of the open-loop notification phase")
 	benchEvery     = flag.Duration("fnbench.every", time.Second, "each fleet device notifies this often")
 	benchFleetDur  = flag.Duration("fnbench.fleet-time", 20*time.Second, "length of the open-loop notification phase")
-	benchSources   = flag.Int("fnbench.sources", 8, "loopback source addresses 127.0.0.2… the fleet is spread over")
+	benchSources   = flag.Int("fnbench.sources", 8, "loopback source addresses the peers of a phase are spread over (127.0.0.2…, moved to a /24 of its own per phase)")
 	benchSim       = flag.Int("fnbench.sim", 500, "devices of the flownexus-sim phase (devices held)")
 	benchSimDTLS   = flag.Int("fnbench.sim-dtls", 200, "devices of the flownexus-sim phase over DTLS with PSK (provisioned through the REST API)")
 	benchSimDur    = flag.Duration("fnbench.sim-time", 25*time.Second, "length of the flownexus-sim phase")

@@ -53,12 +53,35 @@ type lgPeer struct {
 	silent bool
 }
 
-// newPeers opens n sockets spread over the loopback source addresses.
+// peerBlocks counts the calls of newPeers: each call's sockets get a
+// loopback block of their own (see phaseSources).
+var peerBlocks atomic.Int32
+
+// phaseSources moves the source addresses 127.0.0.x to a /24 of their own
+// for the k-th set of peers (k = 0 keeps them). The appliance keeps the
+// message IDs it answered per address and port for EXCHANGE_LIFETIME (RFC
+// 7252 §4.5), and a closed-loop peer cycles through all 65,536 of them
+// in seconds: a socket of a later phase that got the port of an earlier
+// phase's peer would have its Register answered from that cache, with the
+// earlier peer's 2.04 to an Update (seen in the fleet phase, 1 or 2 of
+// 10,000 devices, even with random first IDs).
+func phaseSources(sources []string, k int) []string {
+	out := make([]string, len(sources))
+	for i, s := range sources {
+		ip := net.ParseIP(s).To4()
+		out[i] = fmt.Sprintf("127.%d.%d.%d", (k>>8)&0xff, k&0xff, ip[3])
+	}
+	return out
+}
+
+// newPeers opens n sockets spread over the loopback source addresses,
+// moved to a block no earlier call used.
 func newPeers(n int, srv string, sources []string, prefix, links string) ([]*lgPeer, error) {
 	ua, err := net.ResolveUDPAddr("udp", srv)
 	if err != nil {
 		return nil, err
 	}
+	sources = phaseSources(sources, int(peerBlocks.Add(1)-1))
 	out := make([]*lgPeer, 0, n)
 	for i := range n {
 		src := sources[i%len(sources)]
@@ -71,11 +94,7 @@ func newPeers(n int, srv string, sources []string, prefix, links string) ([]*lgP
 		p := &lgPeer{conn: c, srv: ua, ep: fmt.Sprintf("%s%05d", prefix, i), links: links,
 			byMID: map[uint16]*call{}, byToken: map[string]*call{}, observed: make(chan struct{})}
 		// A random first message ID and token, as RFC 7252 §4.4 asks of a
-		// device: a socket that gets the port of an earlier phase's peer
-		// must not repeat that peer's IDs within EXCHANGE_LIFETIME, or the
-		// server rightly answers its Register from the deduplication cache
-		// (the earlier peer's 2.04 to an Update, seen in the fleet phase
-		// after the cost phase).
+		// device.
 		p.mid.Store(rand.Uint32())
 		p.tok.Store(rand.Uint64())
 		p.loc = []string{"rd", "x"} // replaced by the Location-Path of 2.01
