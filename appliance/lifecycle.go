@@ -403,17 +403,13 @@ func (l *lifecycle) recordUpdate(ctx context.Context, r *server.Registration) {
 // unnote forgets what updateNote marked for an Update that was not
 // recorded: the event (and with it the Seen), or the Seen.
 func (l *lifecycle) unnote(ep string, event bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u, ok := l.uplink[ep]
-	if !ok {
-		return
-	}
-	if event {
-		u.event = time.Time{}
-	}
-	u.seen = time.Time{}
-	l.uplink[ep] = u
+	l.change(ep, func(u uplinkState) uplinkState {
+		if event {
+			u.event = time.Time{}
+		}
+		u.seen = time.Time{}
+		return u
+	})
 }
 
 // Deregistered marks the endpoint offline. A registration replaced by a new

@@ -107,8 +107,8 @@ const refreshSQL = `UPDATE endpoint SET registration_id = ?, online = ?, last_se
 // only — ErrNotFound when the endpoint is gone (deleted while registered;
 // it must register again). When the fields are those last written, it
 // runs no statement at all: last_seen then follows from the Update's
-// registration event or Seen, which the ingestion writer commits. e.Pending and
-// e.FirmwareVersion are ignored.
+// registration event or Seen, which the ingestion writer commits.
+// e.Pending and e.FirmwareVersion are ignored.
 func (d *DB) RefreshEndpoint(ctx context.Context, e Endpoint) error {
 	if d.regs.same(e) {
 		return nil
