@@ -892,9 +892,15 @@ type subscribers struct {
 	snap   atomic.Pointer[[]chan Committed]
 }
 
-func (s *subscribers) any() bool {
-	p := s.snap.Load()
-	return p != nil && len(*p) > 0
+func (s *subscribers) any() bool { return s.count() > 0 }
+
+// count is how many subscriptions are open, from the snapshot that
+// every change refreshes under mu.
+func (s *subscribers) count() int {
+	if p := s.snap.Load(); p != nil {
+		return len(*p)
+	}
+	return 0
 }
 
 func (s *subscribers) refresh() {
@@ -931,11 +937,7 @@ func (s *subscribers) closeAll() {
 }
 
 // Subscribers returns how many subscriptions are open.
-func (d *DB) Subscribers() int {
-	d.subs.mu.Lock()
-	defer d.subs.mu.Unlock()
-	return len(d.subs.subs)
-}
+func (d *DB) Subscribers() int { return d.subs.count() }
 
 // Subscribe returns a channel that receives every committed batch, and a
 // function that ends the subscription. A subscriber that falls more than
