@@ -264,7 +264,7 @@ func costPhases(t *testing.T, ctx context.Context, tg *benchTarget, sources []st
 	var out []phaseResult
 	run := func(phase string, mk func(p *lgPeer) (*coap.Message, bool)) {
 		pr := measure(ctx, tg, phase, len(ps), func() *loopResult { return closedLoop(ctx, ps, *benchPhase, mk) })
-		t.Logf("%-10s %-14s %8.1f µs/req  %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  lost %d", tg.name, phase, pr.CPUMicros, pr.PerSec, pr.P50Micros, pr.P99Micros, pr.Lost)
+		t.Logf("%-10s %-14s %8.1f µs/req  %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  lost %d  tx/req %.3f", tg.name, phase, pr.CPUMicros, pr.PerSec, pr.P50Micros, pr.P99Micros, pr.Lost, pr.TxPerRequest)
 		out = append(out, pr)
 	}
 	run("update", func(p *lgPeer) (*coap.Message, bool) { return p.updateMsg(), false })
@@ -286,7 +286,7 @@ func registerPhase(t *testing.T, ctx context.Context, tg *benchTarget, sources [
 	pr := measure(ctx, tg, "register", len(ps), func() *loopResult {
 		return closedLoop(ctx, ps, *benchPhase, func(p *lgPeer) (*coap.Message, bool) { return p.registerMsg(3600), false })
 	})
-	t.Logf("%-10s %-14s %8.1f µs/req  %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  lost %d", tg.name, "register", pr.CPUMicros, pr.PerSec, pr.P50Micros, pr.P99Micros, pr.Lost)
+	t.Logf("%-10s %-14s %8.1f µs/req  %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  lost %d  tx/req %.3f", tg.name, "register", pr.CPUMicros, pr.PerSec, pr.P50Micros, pr.P99Micros, pr.Lost, pr.TxPerRequest)
 	return pr
 }
 

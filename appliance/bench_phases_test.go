@@ -31,7 +31,11 @@ type phaseResult struct {
 	FirstP50Micros float64 `json:"first_window_p50_us"`
 	LastP50Micros  float64 `json:"last_window_p50_us"`
 	Fairness       float64 `json:"fairness_max_over_min"`
-	Note           string  `json:"note,omitempty"`
+	// TxPerRequest is the appliance's write transactions (each one
+	// commit, and under synchronous=full one fsync unless it held only
+	// registration state) per completed request; 0 for the peers.
+	TxPerRequest float64 `json:"tx_per_request,omitempty"`
+	Note         string  `json:"note,omitempty"`
 }
 
 // loopResult is what a load run counted, before the server CPU is added.
@@ -79,15 +83,18 @@ func closedLoop(ctx context.Context, peers []*lgPeer, dur time.Duration, mk func
 // completed requests. The appliance's ingestion queue is drained first, so
 // that deferred writes count.
 func measure(ctx context.Context, tg *benchTarget, phase string, peers int, load func() *loopResult) phaseResult {
+	m0 := tg.storeTx()
 	c0 := tg.proc.cpu()
 	r := load()
 	tg.drain(ctx)
 	c1 := tg.proc.cpu()
+	m1 := tg.storeTx()
 	pr := phaseResult{Target: tg.name, Phase: phase, Peers: peers, Seconds: r.wall.Seconds(),
 		Completed: r.completed.Load(), OK: r.ok.Load(), Lost: r.lost.Load()}
 	if pr.Completed > 0 {
 		pr.PerSec = float64(pr.Completed) / r.wall.Seconds()
 		pr.CPUMicros = float64(c1-c0) / float64(time.Microsecond) / float64(pr.Completed)
+		pr.TxPerRequest = (m1 - m0) / float64(pr.Completed)
 	}
 	p50, p99, _ := r.lat.quantiles(0, math.MaxInt64)
 	pr.P50Micros, pr.P99Micros = us(p50), us(p99)

@@ -133,7 +133,7 @@ func renderFirmware(w func(string, ...any), f *fwResult) {
 // renderClosedLoops is the closed-loop tables: CPU, latency, fairness.
 func renderClosedLoops(w func(string, ...any), r *benchReport) {
 	w("\n## Server CPU per request (closed loop; µs, and requests/s completed)\n\n")
-	w("| phase | %s | appliance ÷ floor |\n| --- |%s --- |\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
+	w("| phase | %s | appliance ÷ floor | appliance commits per request |\n| --- |%s --- | --- |\n", titles(), strings.Repeat(" --- |", len(benchColumns)))
 	for _, ph := range []string{"register", "update", "send", "notification", "psk-handshake+register", "cert-handshake+register", "fairness-update"} {
 		row := ""
 		for _, c := range benchColumns {
@@ -147,7 +147,11 @@ func renderClosedLoops(w func(string, ...any), r *benchReport) {
 		if a, f := r.find("flownexus", ph), r.find("echo", ph); a != nil && f != nil && f.CPUMicros > 0 && a.Completed > 0 {
 			ratio = fmt.Sprintf("%.1f×", a.CPUMicros/f.CPUMicros)
 		}
-		w("| %s |%s %s |\n", ph, row, ratio)
+		commits := "—"
+		if a := r.find("flownexus", ph); a != nil && a.TxPerRequest > 0 {
+			commits = fmt.Sprintf("%.3f", a.TxPerRequest)
+		}
+		w("| %s |%s %s | %s |\n", ph, row, ratio, commits)
 	}
 	w("\n## Latency of the closed loops (p50 / p99, µs) and lost requests\n\n")
 	w("| phase | %s |\n| --- |%s\n", titles(), strings.Repeat(" --- |", len(benchColumns)))

@@ -180,6 +180,15 @@ func (tg *benchTarget) metrics() map[string]float64 {
 	return out
 }
 
+// storeTx is the appliance's count of write transactions; 0 for the
+// peers, which have no /metrics.
+func (tg *benchTarget) storeTx() float64 {
+	if tg.name != "flownexus" {
+		return 0
+	}
+	return tg.metrics()["flownexus_ingest_transactions_total"]
+}
+
 // api sends one authenticated REST request and returns the status.
 func (tg *benchTarget) api(method, path string, body any) (int, []byte, error) {
 	var rd io.Reader

@@ -23,5 +23,7 @@
 // peers; a confirmable notification it cannot take stays unacknowledged
 // and its retransmission is delivered again. One Endpoint per Transport; it must not be given
 // a goroutine per peer, nor scan its state per packet: deduplication
-// expires from a FIFO, idle peers are swept every few seconds.
+// expires from the head of a ring of entries that hold no pointer (the
+// garbage collector never scans them), idle peers are swept every few
+// seconds.
 package coap

@@ -286,7 +286,7 @@ func (e *Endpoint) receive(m *Message, from Peer, now time.Time) {
 type job struct {
 	peer  Peer
 	msg   *Message
-	entry *dedupEntry  // dedup entry of a CON/NON request or notification
+	entry dedupRef     // dedup entry of a CON/NON request or notification
 	obs   *Observation // set for notifications
 	stale bool         // a notification out of order (RFC 7641 §3.4)
 	timer *time.Timer  // processing-delay timer of a CON request

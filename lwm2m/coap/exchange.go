@@ -447,10 +447,10 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 				o.peer = from
 			}
 			e.mu.Unlock()
-			e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o, stale: d.stale})
+			e.dispatchNotification(job{peer: from, msg: m, entry: d.ref(), obs: o, stale: d.stale})
 			return
 		}
-		reply := d.reply
+		reply := e.dedup.replyOf(d)
 		e.mu.Unlock()
 		e.stats.duplicates.Add(1)
 		if reply != nil && m.Type == Confirmable {
@@ -470,14 +470,14 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 			slot, _ := e.endLocked(x)
 			e.mu.Unlock()
 			e.handOver(x, slot, m, nil)
-			e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o})
+			e.dispatchNotification(job{peer: from, msg: m, entry: d.ref(), obs: o})
 			return
 		}
 		d.done = true
 		var ack []byte
 		if m.Type == Confirmable {
 			ack, _ = (&Message{Type: Acknowledgement, MessageID: m.MessageID}).Marshal()
-			d.reply = ack
+			e.dedup.setReply(d, ack)
 		}
 		e.mu.Unlock()
 		if ack != nil {
@@ -508,7 +508,7 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 			o.peer = from
 		}
 		e.mu.Unlock()
-		e.dispatchNotification(job{peer: from, msg: m, entry: d, obs: o, stale: d.stale})
+		e.dispatchNotification(job{peer: from, msg: m, entry: d.ref(), obs: o, stale: d.stale})
 		return
 	}
 	e.mu.Unlock()
@@ -529,26 +529,31 @@ func (e *Endpoint) dispatchNotification(j job) {
 
 // replyRerun sends the reply to a GET answered from a Body without
 // keeping it: a retransmission runs the handler again (dedupEntry.rerun).
-func (e *Endpoint) replyRerun(d *dedupEntry, r *Message, to Peer) {
-	b, err := r.Marshal()
+func (e *Endpoint) replyRerun(r dedupRef, m *Message, to Peer) {
+	b, err := m.Marshal()
 	if err != nil {
 		return
 	}
 	e.mu.Lock()
-	d.done, d.rerun = true, true
+	if d := e.dedup.at(r); d != nil {
+		d.done, d.rerun = true, true
+	}
 	e.mu.Unlock()
 	e.write(b, to)
 }
 
-// replyOnce records and sends the reply to a deduplicated message.
-func (e *Endpoint) replyOnce(d *dedupEntry, r *Message, to Peer) {
-	b, err := r.Marshal()
+// replyOnce records and sends the reply to a deduplicated message (sent
+// all the same when the cache forgot the message meanwhile).
+func (e *Endpoint) replyOnce(r dedupRef, m *Message, to Peer) {
+	b, err := m.Marshal()
 	if err != nil {
 		return
 	}
 	e.mu.Lock()
-	d.reply = b
-	d.done = true
+	if d := e.dedup.at(r); d != nil {
+		e.dedup.setReply(d, b)
+		d.done = true
+	}
 	e.mu.Unlock()
 	e.write(b, to)
 }

@@ -251,7 +251,9 @@ func (e *Endpoint) deliverNotification(j job) {
 func (e *Endpoint) settleNotification(j job, err error) {
 	if j.msg.Type != Confirmable {
 		e.mu.Lock()
-		j.entry.done = true
+		if d := e.dedup.at(j.entry); d != nil {
+			d.done = true
+		}
 		e.mu.Unlock()
 		return
 	}
@@ -276,9 +278,11 @@ func (e *Endpoint) settleNotification(j job, err error) {
 // now lets through once more; only after MAX_RETRANSMIT unanswered tries
 // (about 45 s with the defaults) does the device give up on the
 // observation (RFC 7641 §4.5).
-func (e *Endpoint) refuseNotification(d *dedupEntry) {
+func (e *Endpoint) refuseNotification(r dedupRef) {
 	e.mu.Lock()
-	d.retry = true
-	d.done = true
+	if d := e.dedup.at(r); d != nil {
+		d.retry = true
+		d.done = true
+	}
 	e.mu.Unlock()
 }

@@ -132,7 +132,7 @@ func (e *Endpoint) release(k PeerKey) {
 
 // sweep forgets idle peers, expired dedup entries and stale Block1
 // transfers. It runs once a second from Run; dedup expiry is also done on
-// every received datagram, from the head of a FIFO, without scanning.
+// every received datagram, from the head of its ring, without scanning.
 func (e *Endpoint) sweep(now time.Time) {
 	ns := now.UnixNano()
 	idle := e.cfg.PeerIdle.Nanoseconds()

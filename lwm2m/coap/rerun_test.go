@@ -49,7 +49,7 @@ func TestBodyBlockRetransmissionServedAgain(t *testing.T) {
 	}
 	srv.mu.Lock()
 	d := srv.dedup.get(midKey{Peer{Addr: raw.c.LocalAddr().(*net.UDPAddr).AddrPort()}.Key(), 0x1234})
-	kept := d != nil && d.reply != nil
+	kept := d != nil && d.kept
 	srv.mu.Unlock()
 	if kept {
 		t.Fatal("the block is held in the deduplication cache")

@@ -41,10 +41,10 @@ func (e *Endpoint) receiveRequest(m *Message, from Peer, now time.Time) {
 			d.rerun, d.done = false, false
 			e.mu.Unlock()
 			e.stats.duplicates.Add(1)
-			e.serveRequest(job{peer: from, msg: m, entry: d})
+			e.serveRequest(job{peer: from, msg: m, entry: d.ref()})
 			return
 		}
-		reply := d.reply
+		reply := e.dedup.replyOf(d)
 		e.mu.Unlock()
 		e.stats.duplicates.Add(1)
 		if reply != nil && m.Type == Confirmable {
@@ -55,7 +55,7 @@ func (e *Endpoint) receiveRequest(m *Message, from Peer, now time.Time) {
 	d := e.dedup.add(mk, ns+e.cfg.exchangeLifetime().Nanoseconds())
 	e.mu.Unlock()
 	e.stats.requests.Add(1)
-	e.serveRequest(job{peer: from, msg: m, entry: d})
+	e.serveRequest(job{peer: from, msg: m, entry: d.ref()})
 }
 
 // serveRequest hands a request to its peer's worker; a full queue gets
@@ -77,17 +77,29 @@ func (e *Endpoint) serveRequest(j job) {
 	}
 }
 
+// markDone notes that the handling of r's message finished.
+func (e *Endpoint) markDone(r dedupRef) {
+	e.mu.Lock()
+	if d := e.dedup.at(r); d != nil {
+		d.done = true
+	}
+	e.mu.Unlock()
+}
+
 // emptyAck acknowledges a CON request whose handler is slow, so the peer
 // stops retransmitting; the response then goes separately (§5.2.2).
-func (e *Endpoint) emptyAck(d *dedupEntry, mid uint16, to Peer) {
+func (e *Endpoint) emptyAck(r dedupRef, mid uint16, to Peer) {
 	b, _ := (&Message{Type: Acknowledgement, MessageID: mid}).Marshal()
 	e.mu.Lock()
-	if d.done || d.emptyAck {
+	d := e.dedup.at(r)
+	if d != nil && (d.done || d.emptyAck) {
 		e.mu.Unlock()
 		return
 	}
-	d.emptyAck = true
-	d.reply = b
+	if d != nil {
+		d.emptyAck = true
+		e.dedup.setReply(d, b)
+	}
 	e.mu.Unlock()
 	e.write(b, to)
 }
@@ -192,16 +204,17 @@ func (e *Endpoint) respond(j job, resp *Response) {
 	if resp == nil {
 		if req.Type == Confirmable {
 			e.mu.Lock()
-			send := !d.emptyAck && !d.done
+			send := true
+			if x := e.dedup.at(d); x != nil {
+				send = !x.emptyAck && !x.done
+			}
 			e.mu.Unlock()
 			if send {
 				e.replyOnce(d, &Message{Type: Acknowledgement, MessageID: req.MessageID}, j.peer)
 				return
 			}
 		}
-		e.mu.Lock()
-		d.done = true
-		e.mu.Unlock()
+		e.markDone(d)
 		return
 	}
 	m := cloneShallow(&resp.Message)
@@ -221,7 +234,10 @@ func (e *Endpoint) respond(j job, resp *Response) {
 		m = e.fitUnverified(req, base, m, resp, num, szx)
 	}
 	e.mu.Lock()
-	separate := d.emptyAck
+	separate := false
+	if x := e.dedup.at(d); x != nil {
+		separate = x.emptyAck
+	}
 	e.mu.Unlock()
 	switch {
 	case req.Type == Confirmable && !separate && resp.Body != nil && req.Code == GET:
@@ -238,16 +254,12 @@ func (e *Endpoint) respond(j job, resp *Response) {
 		if err := e.start(x, m, false); err != nil {
 			e.log.Debug("separate response", "peer", j.peer.Addr, "err", err)
 		}
-		e.mu.Lock()
-		d.done = true
-		e.mu.Unlock()
+		e.markDone(d)
 	default:
 		m.Type = NonConfirmable
 		x := &exchange{peer: j.peer, key: j.peer.Key(), oneWay: true}
 		_ = e.start(x, m, false)
-		e.mu.Lock()
-		d.done = true
-		e.mu.Unlock()
+		e.markDone(d)
 	}
 	if resp.Then != nil {
 		resp.Then()
