@@ -156,12 +156,12 @@ func (s *Server) notified(reg *registration, o *Observation, base lwm2m.Path, n 
 		s.log.Info("device ended observation", "endpoint", o.Endpoint, "observation", o.ID, "code", n.Message.Code.String())
 		return nil
 	}
-	snap := reg.snapshot()
+	snap := reg.view()
+	s.wakeUpLocked(reg)
 	s.mu.Unlock()
 	if moved != nil {
 		s.persist.SaveRegistration(moved)
 	}
-	s.wakeUp(reg)
 	recs, _, err := s.decode(snap.Endpoint, n.Message, o.Format, base)
 	if err != nil {
 		s.st.notificationDrops.Add(1)

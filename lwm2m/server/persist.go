@@ -131,7 +131,7 @@ func (s *Server) restoreRegLocked(r *Registration) error {
 		snap.RootPath = "/"
 	}
 	snap.ExpiresAt = snap.LastUpdate.Add(snap.Lifetime)
-	reg := &registration{snap: snap, obs: make(map[string]*Observation), wake: make(chan struct{})}
+	reg := &registration{snap: snap, obs: make(map[string]*Observation)}
 	s.byID[snap.ID] = reg
 	s.byEP[snap.Endpoint] = reg
 	s.byPeer[snap.Peer.Key()] = reg

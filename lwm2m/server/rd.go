@@ -91,7 +91,7 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 		s.log.Info("registration refused", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)
 		return coap.ErrorResponse(refusalCode(err), err.Error())
 	}
-	reg := &registration{snap: snap, ep: r.Endpoint, obs: make(map[string]*Observation), wake: make(chan struct{}), awake: now.Add(s.awakeWindow())}
+	reg := &registration{snap: snap, ep: r.Endpoint, obs: make(map[string]*Observation), awake: now.Add(s.awakeWindow())}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -298,8 +298,7 @@ func (s *Server) removeLocked(reg *registration) []*Observation {
 	}
 	// Wake queued requests: they look the endpoint up again and either
 	// find its new registration or fail with ErrNotRegistered.
-	close(reg.wake)
-	reg.wake = make(chan struct{})
+	reg.wakeLocked()
 	obs := make([]*Observation, 0, len(reg.obs))
 	for _, o := range reg.obs {
 		obs = append(obs, o)
@@ -338,12 +337,16 @@ func (s *Server) expire(reg *registration) {
 func (s *Server) wakeUp(reg *registration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.wakeUpLocked(reg)
+}
+
+// wakeUpLocked is wakeUp with s.mu held.
+func (s *Server) wakeUpLocked(reg *registration) {
 	if reg.finished {
 		return
 	}
 	reg.awake = time.Now().Add(s.awakeWindow())
-	close(reg.wake)
-	reg.wake = make(chan struct{})
+	reg.wakeLocked()
 }
 
 // send is Send, POST /dp (Core §6.4.2, Transport §6.4.3): SenML JSON, SenML
@@ -354,7 +357,7 @@ func (s *Server) send(ctx context.Context, r *coap.Request) *coap.Response {
 	reg := s.byPeer[r.Peer.Key()]
 	var snap *Registration
 	if reg != nil {
-		snap = reg.snapshot()
+		snap = reg.view()
 	}
 	s.mu.Unlock()
 	if reg == nil {

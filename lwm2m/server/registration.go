@@ -12,7 +12,10 @@ import (
 )
 
 // Registration is a snapshot of one device's registration (Core §6.2.1).
-// The server hands out copies; changing one changes nothing.
+// The server hands out copies; changing one changes nothing. The copies
+// given to Notified, Sent and their deferred forms, once per message,
+// share Objects, their Instances and ContentFormats with the server, which
+// never changes them in place: read them, do not modify them.
 type Registration struct {
 	// ID is the registration id, the last segment of Location-Path rd/<id>.
 	ID string

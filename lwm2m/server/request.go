@@ -61,7 +61,7 @@ func (s *Server) awaitTarget(ctx context.Context, endpoint string) (target, erro
 			s.mu.Unlock()
 			return t, nil
 		}
-		wake := reg.wake
+		wake := reg.wakeChanLocked()
 		s.queued++
 		s.mu.Unlock()
 		select {

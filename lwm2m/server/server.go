@@ -72,7 +72,7 @@ type registration struct {
 	ep       *coap.Endpoint
 	obs      map[string]*Observation // by token
 	awake    time.Time               // queue mode: requests may go until then
-	wake     chan struct{}           // closed and replaced on every uplink
+	wake     chan struct{}           // requests queued for an uplink wait on it; nil when none waits
 	timer    *time.Timer             // expiry
 	finished bool
 	// ctx ends with the registration; requests to the device are bound
@@ -193,8 +193,7 @@ func (s *Server) Close() error {
 		if r.timer != nil {
 			r.timer.Stop()
 		}
-		close(r.wake)
-		r.wake = make(chan struct{})
+		r.wakeLocked()
 	}
 	return nil
 }
@@ -263,6 +262,32 @@ func (s *Server) Registrations() []*Registration {
 		out = append(out, r.snapshot())
 	}
 	return out
+}
+
+// wakeChanLocked is the channel a request queued for the device's next
+// uplink waits on; s.mu is held. It is made only when a request waits, so
+// an uplink with nobody waiting allocates nothing (issue 15).
+func (r *registration) wakeChanLocked() chan struct{} {
+	if r.wake == nil {
+		r.wake = make(chan struct{})
+	}
+	return r.wake
+}
+
+// wakeLocked wakes the requests queued for the device; s.mu is held.
+func (r *registration) wakeLocked() {
+	if r.wake != nil {
+		close(r.wake)
+		r.wake = nil
+	}
+}
+
+// view copies the registration for a handler of a notification or a Send:
+// its slices are shared (see Registration), so a message costs one
+// allocation, not one per announced object (issue 15). s.mu is held.
+func (r *registration) view() *Registration {
+	c := r.snap
+	return &c
 }
 
 // snapshot copies the registration; s.mu is held.
