@@ -97,8 +97,9 @@ func (c *dedupCache) keyOf(k midKey) dedupKey {
 	return dk
 }
 
-// at returns r's entry, nil once it is gone. The pointer is valid until
-// the next add or expire.
+// at returns r's entry, nil once it is gone. The pointer is the cache's:
+// use it under the endpoint's lock only, and not past the next add or
+// expire.
 func (c *dedupCache) at(r dedupRef) *dedupEntry {
 	seq := uint64(r)
 	if seq < c.head || seq >= c.next {

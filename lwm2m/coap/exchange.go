@@ -446,8 +446,9 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 			if !d.stale {
 				o.peer = from
 			}
+			j := job{peer: from, msg: m, entry: d.ref(), obs: o, stale: d.stale} // d is the cache's: read under e.mu
 			e.mu.Unlock()
-			e.dispatchNotification(job{peer: from, msg: m, entry: d.ref(), obs: o, stale: d.stale})
+			e.dispatchNotification(j)
 			return
 		}
 		reply := e.dedup.replyOf(d)
@@ -468,9 +469,10 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 			// it, and never when it refused it (its retransmission is
 			// delivered again, d.retry).
 			slot, _ := e.endLocked(x)
+			ref := d.ref()
 			e.mu.Unlock()
 			e.handOver(x, slot, m, nil)
-			e.dispatchNotification(job{peer: from, msg: m, entry: d.ref(), obs: o})
+			e.dispatchNotification(job{peer: from, msg: m, entry: ref, obs: o})
 			return
 		}
 		d.done = true
@@ -507,8 +509,9 @@ func (e *Endpoint) receiveResponse(m *Message, from Peer, now time.Time) {
 			}
 			o.peer = from
 		}
+		j := job{peer: from, msg: m, entry: d.ref(), obs: o, stale: d.stale}
 		e.mu.Unlock()
-		e.dispatchNotification(job{peer: from, msg: m, entry: d.ref(), obs: o, stale: d.stale})
+		e.dispatchNotification(j)
 		return
 	}
 	e.mu.Unlock()

@@ -39,9 +39,10 @@ func (e *Endpoint) receiveRequest(m *Message, from Peer, now time.Time) {
 	if d := e.dedup.get(mk); d != nil {
 		if d.rerun && d.done && m.Type == Confirmable {
 			d.rerun, d.done = false, false
+			ref := d.ref() // d is the cache's: read under e.mu
 			e.mu.Unlock()
 			e.stats.duplicates.Add(1)
-			e.serveRequest(job{peer: from, msg: m, entry: d.ref()})
+			e.serveRequest(job{peer: from, msg: m, entry: ref})
 			return
 		}
 		reply := e.dedup.replyOf(d)
@@ -52,10 +53,10 @@ func (e *Endpoint) receiveRequest(m *Message, from Peer, now time.Time) {
 		}
 		return
 	}
-	d := e.dedup.add(mk, ns+e.cfg.exchangeLifetime().Nanoseconds())
+	ref := e.dedup.add(mk, ns+e.cfg.exchangeLifetime().Nanoseconds()).ref()
 	e.mu.Unlock()
 	e.stats.requests.Add(1)
-	e.serveRequest(job{peer: from, msg: m, entry: d.ref()})
+	e.serveRequest(job{peer: from, msg: m, entry: ref})
 }
 
 // serveRequest hands a request to its peer's worker; a full queue gets
