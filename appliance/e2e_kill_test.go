@@ -45,7 +45,9 @@ func TestAcknowledgedSurvivesKill(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAckKillChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), ackKillEnv+"="+dir)
+	// The child dies by SIGKILL, so its own t.TempDir is never removed:
+	// give it a TMPDIR inside ours, which this test's cleanup removes.
+	cmd.Env = append(os.Environ(), ackKillEnv+"="+dir, "TMPDIR="+t.TempDir())
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
