@@ -33,13 +33,24 @@ func (d *DB) checkpointLoop(ctx context.Context, every time.Duration) {
 	}
 }
 
-// walBytes is the size of the WAL file (0 when there is none).
+// walBytes is the size of the WAL file (0 when there is none). The
+// writer asks after every group commit (walGuard), so it reads the size
+// alone (fileSize).
 func (d *DB) walBytes() int64 {
-	fi, err := os.Stat(d.cfg.Path + "-wal")
+	n, err := fileSize(d.cfg.Path + "-wal")
 	if err != nil {
 		return 0
 	}
-	return fi.Size()
+	return n
+}
+
+// fileSizeStat is fileSize through a full stat.
+func fileSizeStat(path string) (int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
 
 // walGuard runs on the writer between group commits. The WAL restarts
