@@ -14,9 +14,9 @@ import (
 // modification times, and on kernels with multigrain timestamps (Linux
 // 6.13 and later) a time that was read makes the next write record a
 // fresh one at full resolution. The WAL is written and fsynced at every
-// commit, so a full stat between commits turned each following fsync into
-// a journal commit for the inode: about 30 µs more CPU and 55 µs more
-// wall time per fsync on the machine of docs/PERFORMANCE.md's eleventh
+// commit, so a full stat between commits made each following fsync write
+// the inode as well: about 30 µs more CPU and 55 µs more wall time per
+// fsync on the machine of docs/PERFORMANCE.md's eleventh
 // run. statx with STATX_SIZE leaves the times alone.
 func fileSize(path string) (int64, error) {
 	var st unix.Statx_t

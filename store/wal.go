@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"os"
 	"time"
 )
 
@@ -42,15 +41,6 @@ func (d *DB) walBytes() int64 {
 		return 0
 	}
 	return n
-}
-
-// fileSizeStat is fileSize through a full stat.
-func fileSizeStat(path string) (int64, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size(), nil
 }
 
 // walGuard runs on the writer between group commits. The WAL restarts
