@@ -346,8 +346,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 	if l := a.listeners["https"]; l != nil && wcfg.TLS != nil {
 		wopts = append(wopts, webui.WithTLSListener(l))
 	}
+	data := webui.NewStoreData(db)
 	web, err := webui.New(wcfg, webui.Deps{
-		Store: db, Data: webui.NewStoreData(db), Registry: reg,
+		Store: db, Data: data, Registry: reg,
 		Operations: uiOperations{d: disp, db: db}, Provisioner: prov, Enrollment: prov,
 		Events: broker, LogEvents: logBroker, System: uiSystem{a}, Settings: sets, Registrations: srv,
 		PKI:      uiCredentials{db: db, pki: pki, srv: srv},
@@ -403,6 +404,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	run("live-feed", func(ctx context.Context) error { broker.FollowStore(ctx, db); return nil })
 	run("live-logs", func(ctx context.Context) error { logBroker.FollowLogs(ctx, db); return nil })
 	run("http", web.Run)
+	run("dashboard-rate", data.Run)
 	g.Go(func() error {
 		select {
 		case <-a.restart:

@@ -13,7 +13,8 @@ import (
 // StoreData implements Data over store's queries. The appliance hands it
 // to New as Deps.Data.
 type StoreData struct {
-	db *store.DB
+	db  *store.DB
+	now func() time.Time
 
 	mu      sync.Mutex
 	samples []rateSample
@@ -24,8 +25,12 @@ type rateSample struct {
 	accepted uint64
 }
 
-// NewStoreData returns Data backed by db.
-func NewStoreData(db *store.DB) *StoreData { return &StoreData{db: db} }
+// NewStoreData returns Data backed by db. Its rate counts from now.
+func NewStoreData(db *store.DB) *StoreData {
+	d := &StoreData{db: db, now: time.Now}
+	d.sample()
+	return d
+}
 
 // Latest implements Data.
 func (d *StoreData) Latest(ctx context.Context, endpoint string) ([]Reading, error) {
@@ -112,26 +117,53 @@ func (d *StoreData) Logs(ctx context.Context, endpoint string, limit int) ([]Log
 	return out, nil
 }
 
-// NotificationsPerMinute implements Data from the ingestion counters,
-// sampled at each call and compared with the sample about a minute older.
-func (d *StoreData) NotificationsPerMinute(ctx context.Context) (float64, error) {
-	now := time.Now()
-	st := d.db.Stats()
+// rateEvery is how often Run samples the ingestion counter, so that the
+// rate covers the last minute however long ago a page last asked.
+const rateEvery = 5 * time.Second
+
+// Run samples the ingestion counter every rateEvery until ctx ends. The
+// appliance runs it; without it the rate is measured between page views
+// and from the StoreData's creation.
+func (d *StoreData) Run(ctx context.Context) error {
+	t := time.NewTicker(rateEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			d.sample()
+		}
+	}
+}
+
+// sample records the ingestion counter now and returns the oldest sample
+// still needed: the latest one at least a minute old, or the first.
+func (d *StoreData) sample() (now time.Time, accepted uint64, first rateSample) {
+	now, accepted = d.now(), d.db.Stats().Accepted
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.samples = append(d.samples, rateSample{now, st.Accepted})
+	d.samples = append(d.samples, rateSample{now, accepted})
 	for len(d.samples) > 2 && now.Sub(d.samples[1].t) >= time.Minute {
 		d.samples = d.samples[1:]
 	}
 	if len(d.samples) > 256 {
 		d.samples = d.samples[len(d.samples)-256:]
 	}
-	first := d.samples[0]
+	return now, accepted, d.samples[0]
+}
+
+// NotificationsPerMinute implements Data from the ingestion counters: the
+// batches accepted since the oldest sample of the last minute. The first
+// sample is taken when the StoreData is made, so the first page after a
+// start already shows the rate since then.
+func (d *StoreData) NotificationsPerMinute(ctx context.Context) (float64, error) {
+	now, accepted, first := d.sample()
 	dt := now.Sub(first.t)
 	if dt < time.Second {
 		return 0, nil
 	}
-	return float64(st.Accepted-first.accepted) / dt.Minutes(), nil
+	return float64(accepted-first.accepted) / dt.Minutes(), nil
 }
 
 // FollowStore publishes what store commits — registration events and new
