@@ -44,7 +44,8 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_coap_waiting_current", "gauge", "Requests to devices waiting for the device's turn (NSTART).", c.Waiting)
 
 	st := a.db.Stats()
-	m("flownexus_ingest_batches_accepted_total", "counter", "Notification batches accepted by the ingestion queue.", st.Accepted)
+	m("flownexus_ingest_batches_accepted_total", "counter", "Batches accepted by the ingestion queue: notifications, Sends, read values, events and the Updates below.", st.Accepted)
+	m("flownexus_ingest_seen_accepted_total", "counter", "Of the accepted batches, Updates that only moved a device's last-seen time.", st.AcceptedSeen)
 	m("flownexus_ingest_readings_accepted_total", "counter", "Readings accepted by the ingestion queue.", st.AcceptedRecords)
 	m("flownexus_ingest_readings_committed_total", "counter", "Readings committed to the database.", st.CommittedRecords)
 	m("flownexus_ingest_batches_refused_total", "counter", "Batches refused because the queue was full.", st.Refused)

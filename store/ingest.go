@@ -45,6 +45,7 @@ type batch struct {
 // Stats are the ingestion counters for /metrics.
 type Stats struct {
 	Accepted         uint64        // batches accepted by the queue
+	AcceptedSeen     uint64        // of them, batches that only said a device was heard from (Seen)
 	AcceptedRecords  uint64        // readings accepted
 	Committed        uint64        // batches committed
 	CommittedRecords uint64        // readings committed
@@ -88,6 +89,7 @@ type Stats struct {
 
 type stats struct {
 	accepted, acceptedRecords, committed, committedRecords atomic.Uint64
+	acceptedSeen                                           atomic.Uint64
 	refused, failed, transactions, maxBatch                atomic.Uint64
 	lastCommit, maxCommit, totalCommit, maxAck             atomic.Int64
 	subDrops, compactions, compacted, retentionDeleted     atomic.Uint64
@@ -106,7 +108,7 @@ func (d *DB) Stats() Stats {
 	tail := d.tel.nTail
 	d.tel.view.RUnlock()
 	return Stats{
-		Accepted: s.accepted.Load(), AcceptedRecords: s.acceptedRecords.Load(),
+		Accepted: s.accepted.Load(), AcceptedSeen: s.acceptedSeen.Load(), AcceptedRecords: s.acceptedRecords.Load(),
 		Committed: s.committed.Load(), CommittedRecords: s.committedRecords.Load(),
 		Refused: s.refused.Load(), Failed: s.failed.Load(), Transactions: s.transactions.Load(),
 		MaxBatchRecords: s.maxBatch.Load(), LastCommit: time.Duration(s.lastCommit.Load()),
@@ -199,6 +201,9 @@ func (d *DB) enqueue(b Batch, then func(error)) error {
 		d.queuedRecords.Add(int64(len(b.Records)))
 		d.stats.accepted.Add(1)
 		d.stats.acceptedRecords.Add(uint64(len(b.Records)))
+		if b.Seen {
+			d.stats.acceptedSeen.Add(1)
+		}
 		return nil
 	default:
 		d.stats.refused.Add(1)

@@ -140,7 +140,8 @@ func (d *StoreData) Run(ctx context.Context) error {
 // sample records the ingestion counter now and returns the oldest sample
 // still needed: the latest one at least a minute old, or the first.
 func (d *StoreData) sample() (now time.Time, accepted uint64, first rateSample) {
-	now, accepted = d.now(), d.db.Stats().Accepted
+	st := d.db.Stats()
+	now, accepted = d.now(), st.Accepted-st.AcceptedSeen
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.samples = append(d.samples, rateSample{now, accepted})
@@ -154,7 +155,8 @@ func (d *StoreData) sample() (now time.Time, accepted uint64, first rateSample) 
 }
 
 // NotificationsPerMinute implements Data from the ingestion counters: the
-// batches accepted since the oldest sample of the last minute. The first
+// batches accepted since the oldest sample of the last minute, but for
+// the Updates that only said a device was heard from. The first
 // sample is taken when the StoreData is made, so the first page after a
 // start already shows the rate since then.
 func (d *StoreData) NotificationsPerMinute(ctx context.Context) (float64, error) {
