@@ -33,6 +33,10 @@ func Start(t testing.TB) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("no-default-browser-check", true),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium keeps a socket directory in TMPDIR that only a clean
+		// exit removes; the test ends it with a kill, so that directory
+		// goes with the test's own.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
 	ctx, cancelC := chromedp.NewContext(actx)
