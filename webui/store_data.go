@@ -140,10 +140,10 @@ func (d *StoreData) Run(ctx context.Context) error {
 // sample records the ingestion counter now and returns the oldest sample
 // still needed: the latest one at least a minute old, or the first.
 func (d *StoreData) sample() (now time.Time, accepted uint64, first rateSample) {
+	d.mu.Lock() // read under the lock too, so that samples stay in order
+	defer d.mu.Unlock()
 	st := d.db.Stats()
 	now, accepted = d.now(), st.Accepted-st.AcceptedSeen
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.samples = append(d.samples, rateSample{now, accepted})
 	for len(d.samples) > 2 && now.Sub(d.samples[1].t) >= time.Minute {
 		d.samples = d.samples[1:]
