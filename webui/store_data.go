@@ -26,8 +26,11 @@ type rateSample struct {
 }
 
 // NewStoreData returns Data backed by db. Its rate counts from now.
-func NewStoreData(db *store.DB) *StoreData {
-	d := &StoreData{db: db, now: time.Now}
+func NewStoreData(db *store.DB) *StoreData { return newStoreData(db, time.Now) }
+
+// newStoreData is NewStoreData on the clock now, with its first sample.
+func newStoreData(db *store.DB, now func() time.Time) *StoreData {
+	d := &StoreData{db: db, now: now}
 	d.sample()
 	return d
 }

@@ -20,8 +20,7 @@ func newRateEnv(t *testing.T) *rateEnv {
 	e := newEnv(t)
 	e.addDevice("dev", true)
 	r := &rateEnv{e: e, at: time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
-	r.d = &StoreData{db: e.db, now: func() time.Time { return r.at }}
-	r.d.sample() // as NewStoreData does
+	r.d = newStoreData(e.db, func() time.Time { return r.at })
 	return r
 }
 
