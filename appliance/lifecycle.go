@@ -218,11 +218,6 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	if err != nil {
 		return fmt.Errorf("record registration of %q: %w", r.Endpoint, err)
 	}
-	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
-		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
-	} else {
-		l.registeredNow(r.Endpoint, l.clock())
-	}
 	l.sawUplink(r)
 	l.log.Info("registered", "endpoint", r.Endpoint, "addr", r.Peer.Addr, "lwm2m", r.LwM2MVersion, "binding", r.Binding, "lifetime", r.Lifetime, "secure", r.Peer.Secure())
 	reg := *r
@@ -230,13 +225,28 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	return nil
 }
 
-// record writes the endpoint row of a Register, with the registration
-// itself when the appliance keeps registrations (one commit).
+// record writes the endpoint row of a Register and its "registered"
+// event, with the registration itself when the appliance keeps
+// registrations: then all three in one commit
+// (store.SaveEndpointRegistration).
 func (l *lifecycle) record(ctx context.Context, row store.Endpoint, r *server.Registration) (store.Endpoint, error) {
-	if l.regs == nil {
-		return l.db.UpsertEndpoint(ctx, row)
+	if l.regs != nil {
+		known, err := l.regs.register(ctx, row, r)
+		if err == nil {
+			l.registeredNow(r.Endpoint, l.clock())
+		}
+		return known, err
 	}
-	return l.regs.register(ctx, row, r)
+	known, err := l.db.UpsertEndpoint(ctx, row)
+	if err != nil {
+		return known, err
+	}
+	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
+		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
+	} else {
+		l.registeredNow(r.Endpoint, l.clock())
+	}
+	return known, nil
 }
 
 // accepted reports whether an endpoint without credentials is known all

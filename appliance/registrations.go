@@ -65,8 +65,9 @@ func storeRegistration(r *server.Registration) store.Registration {
 	}
 }
 
-// register records a Register, the endpoint row e and the registration
-// r, in one transaction (the handler's write): the server's
+// register records a Register, the endpoint row e, the registration r
+// and its "registered" event, in one transaction (the handler's write):
+// the server's
 // SaveRegistration of r that follows then has nothing left to write.
 func (p *regStore) register(ctx context.Context, e store.Endpoint, r *server.Registration) (store.Endpoint, error) {
 	row, err := p.db.SaveEndpointRegistration(ctx, e, storeRegistration(r))

@@ -38,10 +38,15 @@ func (d *DB) RecordRegistration(ctx context.Context, endpoint string, kind int, 
 	if kind < 0 || kind >= len(regKinds) {
 		return fmt.Errorf("store: record registration of %q: %w: kind %d", endpoint, ErrInvalid, kind)
 	}
-	return d.IngestWait(ctx, Batch{
+	return d.IngestWait(ctx, registrationEvent(endpoint, kind, t, detail))
+}
+
+// registrationEvent is the batch of a registration event of a valid kind.
+func registrationEvent(endpoint string, kind int, t time.Time, detail string) Batch {
+	return Batch{
 		Endpoint: endpoint, Received: t, Event: regKinds[kind], EventDetail: detail,
 		Records: []lwm2m.Record{{Path: lwm2m.NewPath(RegistrationObject, 0, uint16(kind)), Value: lwm2m.Time(t), Time: t}},
-	})
+	}
 }
 
 // Event is a significant occurrence at one endpoint (a registration, a

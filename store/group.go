@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Group commit of the store's own writes (issue 15: a Register ran four
@@ -34,11 +35,14 @@ func writerCtx(ctx context.Context) context.Context { return context.WithValue(c
 
 // writeJob is one tx or exec waiting for the writer.
 type writeJob struct {
-	ctx   context.Context // the caller's values, without its cancellation
-	fn    func(context.Context, *sql.Tx) error
-	lazy  bool // registration state (lazysync.go)
-	done  chan error
-	state atomic.Int32 // jobQueued, then jobRunning (writer) or jobAbandoned (caller)
+	ctx  context.Context // the caller's values, without its cancellation
+	fn   func(context.Context, *sql.Tx) error
+	lazy bool // registration state (lazysync.go)
+	// follow, when not nil, is written in the same transaction once fn
+	// succeeded (withFollowUp).
+	follow *batch
+	done   chan error
+	state  atomic.Int32 // jobQueued, then jobRunning (writer) or jobAbandoned (caller)
 }
 
 // The states of a writeJob. Its fn writes to its caller's variables, so a
@@ -112,6 +116,9 @@ func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) er
 		return d.txDirect(ctx, fn)
 	}
 	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, lazy: isRegistrationWrite(ctx), done: make(chan error, 1)}
+	if b, ok := followUpOf(ctx); ok {
+		j.follow = &batch{Batch: b, accepted: d.now(), queued: time.Now()}
+	}
 	if !d.jobs.push(j) {
 		return d.txDirect(ctx, fn)
 	}
@@ -126,7 +133,9 @@ func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) er
 	}
 }
 
-// txDirect commits fn in a transaction of its own.
+// txDirect commits fn in a transaction of its own. Its follow-up batch
+// (withFollowUp), if any, goes through the ingestion queue after the
+// commit.
 func (d *DB) txDirect(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -136,7 +145,32 @@ func (d *DB) txDirect(ctx context.Context, fn func(context.Context, *sql.Tx) err
 		tx.Rollback()
 		return err
 	}
-	return d.noteWriteErr(tx.Commit())
+	if err := d.noteWriteErr(tx.Commit()); err != nil {
+		return err
+	}
+	if b, ok := followUpOf(ctx); ok {
+		if err := d.Ingest(b); err != nil {
+			d.log.Warn("follow-up of a write not stored", "endpoint", b.Endpoint, "event", b.Event, "err", err)
+		}
+	}
+	return nil
+}
+
+// followUpKey carries the batch a write asks to have stored with it.
+type followUpKey struct{}
+
+// withFollowUp asks tx to store b (readings nobody was told are stored,
+// such as a Register's event) in the transaction of its write, once the
+// write succeeded: one commit instead of two, and the endpoint's pages
+// written once (issue 15). Without the writer, b is queued after the
+// commit.
+func withFollowUp(ctx context.Context, b Batch) context.Context {
+	return context.WithValue(ctx, followUpKey{}, b)
+}
+
+func followUpOf(ctx context.Context) (Batch, bool) {
+	b, ok := ctx.Value(followUpKey{}).(Batch)
+	return b, ok
 }
 
 // exec runs one write statement and reports the rows it changed.

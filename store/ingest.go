@@ -687,9 +687,10 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 	events := &bulk{ctx: ctx, tx: tx, ws: d.wst, head: insertEvent, cols: bulkHeads[insertEvent]}
 	links := &bulk{ctx: ctx, tx: tx, ws: d.wst, head: insertLink, cols: bulkHeads[insertLink], first: events}
 	var lastEvent int64 = -1
-	for _, b := range bs {
+	follows, followRecs := 0, 0 // the jobs' follow-up batches, and their readings
+	write := func(b *batch) error {
 		if b.done != nil || len(b.Records) == 0 && b.Event == "" && !b.Seen {
-			continue
+			return nil
 		}
 		if b.Seen {
 			// Only last_seen, and only of an endpoint the store has.
@@ -699,7 +700,7 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 			if d.subs.any() {
 				notes = append(notes, b.seenNote())
 			}
-			continue
+			return nil
 		}
 		ep, ok := newEps[b.Endpoint]
 		if !ok {
@@ -794,12 +795,41 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 			}
 			notes = append(notes, Committed{Endpoint: b.Endpoint, Received: recv, Records: recs, EventID: evID, Event: b.Event})
 		}
+		return nil
 	}
-	if err := ins.flush(); err != nil {
+	flush := func() error {
+		if err := ins.flush(); err != nil {
+			return err
+		}
+		return links.flush() // events first: links reference them
+	}
+	for _, b := range bs {
+		if err := write(b); err != nil {
+			return err
+		}
+	}
+	if err := flush(); err != nil {
 		return err
 	}
-	if err := links.flush(); err != nil { // events first: links reference them
-		return err
+	if len(jobs) > 0 {
+		if *jobErrs, err = d.runJobs(ctx, tx, jobs); err != nil {
+			return err
+		}
+		// What a job asked to have written with it (a Register's event),
+		// for the jobs that succeeded: in this transaction, after them.
+		for i, j := range jobs {
+			if j.follow == nil || (*jobErrs)[i] != nil {
+				continue
+			}
+			follows++
+			followRecs += len(j.follow.Records)
+			if err := write(j.follow); err != nil {
+				return err
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
 	}
 	var seenUpd map[int64]int64
 	for ep, t := range lastSeen {
@@ -821,11 +851,6 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 			}
 		}
 	}
-	if len(jobs) > 0 {
-		if *jobErrs, err = d.runJobs(ctx, tx, jobs); err != nil {
-			return err
-		}
-	}
 	// Commit and publish to the tail atomically for readers (see
 	// telemetryCache): a query never misses a committed reading.
 	d.tel.view.Lock()
@@ -841,7 +866,7 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 	for ep, t := range seenUpd {
 		d.tel.seenWritten[ep] = t
 	}
-	d.rawRows.Add(int64(n))
+	d.rawRows.Add(int64(n + followRecs))
 
 	lat := time.Since(start)
 	st := &d.stats
@@ -855,8 +880,12 @@ func (d *DB) commitBatches(ctx context.Context, bs []*batch, n int, jobs []*writ
 			}
 		}
 	}
-	st.committed.Add(nb)
-	st.committedRecords.Add(uint64(n))
+	// A follow-up batch counts as accepted and committed at once, as a
+	// queued one would have been, so that the counters stay balanced.
+	st.accepted.Add(uint64(follows))
+	st.acceptedRecords.Add(uint64(followRecs))
+	st.committed.Add(nb + uint64(follows))
+	st.committedRecords.Add(uint64(n + followRecs))
 	st.transactions.Add(1)
 	for {
 		m := st.maxBatch.Load()

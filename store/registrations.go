@@ -65,13 +65,17 @@ func (d *DB) SaveRegistration(ctx context.Context, r Registration) error {
 }
 
 // SaveEndpointRegistration records a Register in one transaction:
-// UpsertEndpoint's write of e and SaveRegistration's of r, the endpoint
-// first. A Register then costs one commit, not two (issue 15).
+// UpsertEndpoint's write of e, SaveRegistration's of r (the endpoint
+// first), and the "registered" event that RecordRegistration would add
+// (at r.RegisteredAt, with r.Address as its detail). A Register then
+// costs one commit, not three, and writes the endpoint's pages once
+// (issue 15).
 func (d *DB) SaveEndpointRegistration(ctx context.Context, e Endpoint, r Registration) (Endpoint, error) {
 	if r.ID == "" || r.Lifetime <= 0 || r.Endpoint != strings.TrimSpace(e.Name) {
 		return Endpoint{}, fmt.Errorf("store: save registration of %q: %w: no id or lifetime, or another endpoint", r.Endpoint, ErrInvalid)
 	}
-	return d.upsertEndpointWith(registrationWrite(ctx), e, func(ctx context.Context, tx *sql.Tx, row Endpoint) error {
+	ctx = withFollowUp(registrationWrite(ctx), registrationEvent(r.Endpoint, RegRegistered, r.RegisteredAt, r.Address))
+	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx, row Endpoint) error {
 		return d.saveRegistrationTx(ctx, tx, r, row.ID)
 	})
 }
