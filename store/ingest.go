@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -324,6 +325,9 @@ func (d *DB) Run(ctx context.Context) error {
 			return d.stopWriter(bg)
 		case <-d.jobs.kick:
 			d.working()
+			// The goroutine that queued the job woke the writer to run
+			// next; let the others already runnable queue theirs first.
+			runtime.Gosched()
 			d.writeFrom(bg, nil)
 			d.walGuard(bg)
 		case b := <-d.queue:

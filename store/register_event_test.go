@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -114,5 +116,39 @@ func TestFollowUpWithoutWriter(t *testing.T) {
 	d = openWith(t, cfg)
 	if evs := registeredEvents(t, d, "dev-1"); len(evs) != 1 {
 		t.Fatalf("%d registered events after Close, want 1", len(evs))
+	}
+}
+
+// TestJobsGroupOnOneCore: on one core (GOMAXPROCS 1, as on a Pi-sized
+// site or the benchmark's pinned server), writes queued together share a
+// transaction. The goroutine that queues a job wakes the writer to run
+// next; without a yield the writer took that one job alone, and 32
+// Registers made 32 transactions (issue 15).
+func TestJobsGroupOnOneCore(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ctx := context.Background()
+	d := openWith(t, quietConfig(t))
+	runWriter(t, d)
+	writerTakesJobs(t, d)
+	const n = 32
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	before := d.Stats().Transactions
+	for i := range n {
+		go func() {
+			<-start
+			ep := fmt.Sprintf("dev-%d", i)
+			_, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: ep, RegistrationID: "r1", Online: true, Lifetime: 300}, savedReg(ep, "r1", time.Now()))
+			errs <- err
+		}()
+	}
+	close(start)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tx := d.Stats().Transactions - before; tx > n/4 {
+		t.Errorf("%d Registers queued at once took %d transactions, want at most %d", n, tx, n/4)
 	}
 }
