@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Group commit of the store's own writes (issue 15: a Register ran four
@@ -117,7 +116,7 @@ func (d *DB) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) er
 	}
 	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, lazy: isRegistrationWrite(ctx), done: make(chan error, 1)}
 	if b, ok := followUpOf(ctx); ok {
-		j.follow = &batch{Batch: b, accepted: d.now(), queued: time.Now()}
+		j.follow = &batch{Batch: b, accepted: d.now()}
 	}
 	if !d.jobs.push(j) {
 		return d.txDirect(ctx, fn)

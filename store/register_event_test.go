@@ -67,7 +67,8 @@ func TestRegisterCommitsItsEvent(t *testing.T) {
 }
 
 // TestFollowUpOnlyAfterItsWrite: a write that fails stores nothing of what
-// was to follow it, and the other work of the transaction still commits.
+// was to follow it, neither its own row nor the follow-up's event, and the
+// endpoint's later writes still go through.
 func TestFollowUpOnlyAfterItsWrite(t *testing.T) {
 	ctx := context.Background()
 	d := openWith(t, quietConfig(t))
