@@ -37,7 +37,10 @@ type Appliance struct {
 	cfg     Config
 	base    *slog.Logger // unscoped: components add their own "component"
 	log     *slog.Logger
-	started time.Time
+	sampler *logSampler // under base: bounds the lines devices cause
+	// logClock is the sampler's clock (tests freeze it).
+	logClock func() time.Time
+	started  time.Time
 
 	mu    sync.Mutex
 	addrs Addrs
@@ -100,11 +103,12 @@ func New(cfg Config, opts ...Option) (*Appliance, error) {
 		return nil, err
 	}
 	a := &Appliance{cfg: cfg, log: slog.Default(), ready: make(chan struct{}), alive: map[string]*atomic.Bool{},
-		opTimeout: time.Minute, restart: make(chan struct{})}
+		opTimeout: time.Minute, restart: make(chan struct{}), logClock: time.Now}
 	for _, o := range opts {
 		o(a)
 	}
-	a.base = a.log
+	a.sampler = newLogSampler(a.log.Handler(), cfg.Log.DeviceLinesPerSecond, a.logClock)
+	a.base = slog.New(a.sampler)
 	a.log = a.base.With("component", "appliance")
 	return a, nil
 }
@@ -378,6 +382,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	run("log", a.sampler.Run)
 	run("store", db.Run)
 	run("device-logs", db.RunLogs)
 	run("registrations", regs.Run)

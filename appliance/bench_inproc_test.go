@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -30,7 +31,20 @@ func BenchmarkApplianceInProcess(b *testing.B) {
 	if v := os.Getenv("FN_SYNC"); v != "" {
 		cfg.Store.Synchronous = v
 	}
-	a, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)))
+	logger := slog.New(slog.DiscardHandler)
+	if f := os.Getenv("FN_LOG_FILE"); f != "" {
+		w, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.Close()
+		cfg.Log.Level = "info"
+		if v := os.Getenv("FN_LOG_RATE"); v != "" {
+			fmt.Sscan(v, &cfg.Log.DeviceLinesPerSecond)
+		}
+		logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	a, err := New(cfg, WithLogger(logger))
 	if err != nil {
 		b.Fatal(err)
 	}

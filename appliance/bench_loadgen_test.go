@@ -51,6 +51,9 @@ type lgPeer struct {
 	// silent peers never answer the server's requests: devices that went
 	// away, whose queued Reads and Observes the server has to give up.
 	silent bool
+	// requests counts the confirmable requests received from the server
+	// (retransmissions included).
+	requests atomic.Int64
 }
 
 // peerBlocks counts the calls of newPeers: each call's sockets get a
@@ -130,8 +133,11 @@ func (p *lgPeer) read() {
 			c.cb(m.Clone(), now.Sub(c.sent))
 			continue
 		}
-		if m.Type == coap.Confirmable && m.Code.IsRequest() && !p.silent {
-			p.answer(m)
+		if m.Type == coap.Confirmable && m.Code.IsRequest() {
+			p.requests.Add(1)
+			if !p.silent {
+				p.answer(m)
+			}
 		}
 	}
 }

@@ -59,8 +59,9 @@ allow_unknown_endpoints = true
 # second it would meet the per-device limit that the protocol-only peers
 # do not have.
 peer_rate = 0
+# The log at the default level, as a site runs it: info, with the
+# default bound on the lines devices cause.
 [log]
-level = "warn"
 format = "text"
 [systemd]
 watchdog = false

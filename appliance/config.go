@@ -159,6 +159,12 @@ type LogConfig struct {
 	// Format is auto, text or json; auto is json when stderr goes to the
 	// journal ($JOURNAL_STREAM set by systemd) and text otherwise.
 	Format string `toml:"format"`
+	// DeviceLinesPerSecond bounds the lines that devices cause one at a
+	// time (registered, deregistered, refusals, failed handshakes): each
+	// such message writes a burst of ten seconds' worth, then this many a
+	// second, and one line every 10 s counts the rest (logsample.go). 0
+	// writes every one; so does level debug.
+	DeviceLinesPerSecond int `toml:"device_lines_per_second"`
 }
 
 // SystemdConfig configures the systemd integration.
@@ -215,7 +221,7 @@ func DefaultConfig() Config {
 			Synchronous:   "full",
 			MinFreeMiB:    16,
 		},
-		Log: LogConfig{Level: "info", Format: "auto"},
+		Log: LogConfig{Level: "info", Format: "auto", DeviceLinesPerSecond: 10},
 		Systemd: SystemdConfig{
 			Watchdog:        true,
 			ShutdownTimeout: 15 * time.Second,
@@ -372,6 +378,9 @@ func (c Config) Validate() error {
 	case "auto", "text", "json":
 	default:
 		return bad("log.format", "%q is not auto, text or json", c.Log.Format)
+	}
+	if c.Log.DeviceLinesPerSecond < 0 || c.Log.DeviceLinesPerSecond > 100000 {
+		return bad("log.device_lines_per_second", "%d is outside 0..100000", c.Log.DeviceLinesPerSecond)
 	}
 	if c.Systemd.ShutdownTimeout <= 0 || c.Systemd.ShutdownTimeout > 10*time.Minute {
 		return bad("systemd.shutdown_timeout", "%s is outside (0, 10m]", c.Systemd.ShutdownTimeout)

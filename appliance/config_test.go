@@ -190,6 +190,8 @@ func TestValidate(t *testing.T) {
 		{"synchronous", func(c *Config) { c.Store.Synchronous = "off" }, "store.synchronous"},
 		{"level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"format", func(c *Config) { c.Log.Format = "xml" }, "log.format"},
+		{"device lines below 0", func(c *Config) { c.Log.DeviceLinesPerSecond = -1 }, "log.device_lines_per_second"},
+		{"device lines above 100000", func(c *Config) { c.Log.DeviceLinesPerSecond = 100001 }, "log.device_lines_per_second"},
 		{"shutdown", func(c *Config) { c.Systemd.ShutdownTimeout = 0 }, "systemd.shutdown_timeout"},
 		{"pubkey relative", func(c *Config) { c.Update.PublicKeyFile = "update.pub" }, "update.public_key_file"},
 	}

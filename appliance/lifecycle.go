@@ -306,18 +306,24 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 	// view; one read per registration keeps it current after an update.
 	if hasPath(r, firmwareVersionPath) {
 		if recs, err := l.srv.Read(ctx, r.Endpoint, firmwareVersionPath, lwm2m.FormatNone); err != nil {
-			l.log.Info("firmware version read failed", "endpoint", r.Endpoint, "err", err)
+			if l.followUpFailed(ctx, "firmware version read failed", err, "endpoint", r.Endpoint) {
+				return
+			}
 		} else {
 			l.keepKnown(ctx, r.Endpoint, recs, "", &known)
 		}
 	}
-	l.readModel(ctx, r, known)
+	if !l.readModel(ctx, r, known) {
+		return
+	}
 	for _, path := range p.ObserveSingle {
 		if !hasPath(r, path) {
 			continue
 		}
 		if _, recs, err := l.srv.Observe(ctx, r.Endpoint, path, lwm2m.FormatNone); err != nil {
-			l.log.Info("auto-observe failed", "endpoint", r.Endpoint, "path", path, "err", err)
+			if l.followUpFailed(ctx, "auto-observe failed", err, "endpoint", r.Endpoint, "path", path) {
+				return
+			}
 		} else {
 			l.keepKnown(ctx, r.Endpoint, recs, "", &known)
 		}
@@ -328,7 +334,9 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 			f = lwm2m.FormatSenMLJSON
 		}
 		if _, recs, err := l.srv.ObserveComposite(ctx, r.Endpoint, paths, f); err != nil {
-			l.log.Info("auto composite observe failed", "endpoint", r.Endpoint, "paths", paths, "err", err)
+			if l.followUpFailed(ctx, "auto composite observe failed", err, "endpoint", r.Endpoint, "paths", paths) {
+				return
+			}
 		} else {
 			l.keepKnown(ctx, r.Endpoint, recs, store.EventComposite, &known)
 		}
@@ -338,6 +346,23 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 	if l.fw != nil {
 		l.fw.Uplink(r.Endpoint)
 	}
+}
+
+// followUpFailed logs a request of a Register's follow-up that failed, and
+// reports whether the registration has ended meanwhile (replaced by a
+// newer one, de-registered, expired) or the appliance is stopping: the
+// rest of the follow-up is then skipped, and the line is a debug one. A
+// newer registration makes its own follow-up, and in a re-registration
+// flood a line for every replaced one cost more server CPU than the
+// Register's own write (issue 15).
+func (l *lifecycle) followUpFailed(ctx context.Context, msg string, err error, args ...any) bool {
+	args = append(args, "err", err)
+	if errors.Is(err, server.ErrNotRegistered) || ctx.Err() != nil {
+		l.log.Debug(msg, args...)
+		return true
+	}
+	l.log.Info(msg, args...)
+	return false
 }
 
 // hasPath reports whether the device announced the object instance of p.
@@ -598,17 +623,17 @@ func (l *lifecycle) keepKnown(ctx context.Context, ep string, recs []lwm2m.Recor
 // change with a firmware update, so once known it costs no request, and
 // until then one per registration (a device that refused the read is asked
 // again next time). Notifications and reads that carry 3/0/1 update it
-// through noteFirmware.
-func (l *lifecycle) readModel(ctx context.Context, r *server.Registration, known store.Endpoint) {
+// through noteFirmware. It reports false when the registration has ended.
+func (l *lifecycle) readModel(ctx context.Context, r *server.Registration, known store.Endpoint) (goOn bool) {
 	if !hasPath(r, modelPath) || known.Model != "" {
-		return
+		return true
 	}
 	recs, err := l.srv.Read(ctx, r.Endpoint, modelPath, lwm2m.FormatNone)
 	if err != nil {
-		l.log.Info("model number read failed", "endpoint", r.Endpoint, "err", err)
-		return
+		return !l.followUpFailed(ctx, "model number read failed", err, "endpoint", r.Endpoint)
 	}
 	l.keepKnown(ctx, r.Endpoint, recs, "", &known)
+	return true
 }
 
 // noteFirmware records the firmware version and the model when the

@@ -32,6 +32,7 @@ func (a *Appliance) writeMetrics(w io.Writer) error {
 	m("flownexus_device_request_errors_total", "counter", "Requests to devices that failed.", s.RequestErrors)
 	m("flownexus_observations_current", "gauge", "Active observations.", s.Observations)
 	m("flownexus_queued_requests_current", "gauge", "Requests waiting for a queue-mode device.", s.Queued)
+	m("flownexus_log_lines_left_out_total", "counter", "Log lines that devices caused beyond log.device_lines_per_second, counted instead of written.", a.sampler.LeftOut())
 	c := s.CoAP
 	m("flownexus_coap_rate_limited_total", "counter", "Datagrams dropped by the per-peer rate limit or the peer limit.", c.RateLimited)
 	m("flownexus_coap_malformed_total", "counter", "Undecodable or oversized datagrams.", c.Malformed)
