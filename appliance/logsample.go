@@ -48,9 +48,9 @@ type sampleState struct {
 	burst   float64
 	leftOut atomic.Uint64 // lines left out since the start
 
-	mu       sync.Mutex
-	kinds    map[string]*sampleKind
-	reported time.Time // the last report, or the start
+	kinds    map[string]*sampleKind // by message; empty when nothing is left out
+	mu       sync.Mutex             // guards the kinds' fields and reported
+	reported time.Time              // the last report, or the start
 }
 
 type sampleKind struct {
@@ -94,15 +94,12 @@ func (h *logSampler) WithGroup(name string) slog.Handler {
 // admit takes a token of the message's bucket, or counts the line as left
 // out; messages outside logSampled always pass.
 func (st *sampleState) admit(msg string, level slog.Level) bool {
-	if len(st.kinds) == 0 {
+	k := st.kinds[msg] // the map is not written after newLogSampler
+	if k == nil {
 		return true
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	k := st.kinds[msg]
-	if k == nil {
-		return true
-	}
 	now := st.now()
 	if !k.last.IsZero() {
 		k.tokens = min(st.burst, k.tokens+now.Sub(k.last).Seconds()*st.rate)
