@@ -463,6 +463,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 
 func (a *Appliance) wait(g *errgroup.Group) error {
 	err := g.Wait()
+	a.sampler.Flush()
 	a.log.Info("flownexus stopped")
 	return err
 }

@@ -162,8 +162,8 @@ type LogConfig struct {
 	// DeviceLinesPerSecond bounds the lines that devices cause one at a
 	// time (registered, deregistered, refusals, failed handshakes): each
 	// such message writes a burst of ten seconds' worth, then this many a
-	// second, and one line every 10 s counts the rest (logsample.go). 0
-	// writes every one; so does level debug.
+	// second, and one line per message every 10 s counts the rest
+	// (logsample.go). 0 writes every one; so does level debug.
 	DeviceLinesPerSecond int `toml:"device_lines_per_second"`
 }
 

@@ -306,7 +306,7 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 	// view; one read per registration keeps it current after an update.
 	if hasPath(r, firmwareVersionPath) {
 		if recs, err := l.srv.Read(ctx, r.Endpoint, firmwareVersionPath, lwm2m.FormatNone); err != nil {
-			if l.followUpFailed(ctx, "firmware version read failed", err, "endpoint", r.Endpoint) {
+			if l.followUpFailed("firmware version read failed", err, "endpoint", r.Endpoint) {
 				return
 			}
 		} else {
@@ -321,7 +321,7 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 			continue
 		}
 		if _, recs, err := l.srv.Observe(ctx, r.Endpoint, path, lwm2m.FormatNone); err != nil {
-			if l.followUpFailed(ctx, "auto-observe failed", err, "endpoint", r.Endpoint, "path", path) {
+			if l.followUpFailed("auto-observe failed", err, "endpoint", r.Endpoint, "path", path) {
 				return
 			}
 		} else {
@@ -334,7 +334,7 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 			f = lwm2m.FormatSenMLJSON
 		}
 		if _, recs, err := l.srv.ObserveComposite(ctx, r.Endpoint, paths, f); err != nil {
-			if l.followUpFailed(ctx, "auto composite observe failed", err, "endpoint", r.Endpoint, "paths", paths) {
+			if l.followUpFailed("auto composite observe failed", err, "endpoint", r.Endpoint, "paths", paths) {
 				return
 			}
 		} else {
@@ -352,12 +352,13 @@ func (l *lifecycle) afterRegister(r *server.Registration, known store.Endpoint) 
 // reports whether the registration has ended meanwhile (replaced by a
 // newer one, de-registered, expired) or the appliance is stopping: the
 // rest of the follow-up is then skipped, and the line is a debug one. A
-// newer registration makes its own follow-up, and in a re-registration
-// flood a line for every replaced one cost more server CPU than the
-// Register's own write (issue 15).
-func (l *lifecycle) followUpFailed(ctx context.Context, msg string, err error, args ...any) bool {
+// replaced registration's follow-up is made by the newer one, and in a
+// re-registration flood a line at info for each replaced one doubled the
+// appliance's log (issue 15). Any other failure, the follow-up's own
+// time limit included, is logged at info and the follow-up goes on.
+func (l *lifecycle) followUpFailed(msg string, err error, args ...any) bool {
 	args = append(args, "err", err)
-	if errors.Is(err, server.ErrNotRegistered) || ctx.Err() != nil {
+	if errors.Is(err, server.ErrNotRegistered) || l.ctx.Err() != nil {
 		l.log.Debug(msg, args...)
 		return true
 	}
@@ -630,7 +631,7 @@ func (l *lifecycle) readModel(ctx context.Context, r *server.Registration, known
 	}
 	recs, err := l.srv.Read(ctx, r.Endpoint, modelPath, lwm2m.FormatNone)
 	if err != nil {
-		return !l.followUpFailed(ctx, "model number read failed", err, "endpoint", r.Endpoint)
+		return !l.followUpFailed("model number read failed", err, "endpoint", r.Endpoint)
 	}
 	l.keepKnown(ctx, r.Endpoint, recs, "", &known)
 	return true

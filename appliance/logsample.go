@@ -15,12 +15,14 @@ import (
 // every kind, warnings included, and an SD card takes every byte. So each
 // of these messages may write a burst of ten seconds' worth of lines, then
 // LogConfig.DeviceLinesPerSecond a second; what is left out is counted and
-// reported in one line per message every logSampleEvery (issue 15: every
-// resource bounded under a flood). At level debug every line is written.
+// reported in one line per message every logSampleEvery, when some were
+// (issue 15: every resource bounded under a flood). The budget is per
+// message, not per device. At level debug every line is written.
 var logSampled = []string{
 	"registered",
 	"deregistered",
 	"registration refused",
+	"registration failed",
 	"dtls handshake failed",
 	"bootstrap refused",
 	"bootstrap failed",
@@ -48,7 +50,7 @@ type sampleState struct {
 	burst   float64
 	leftOut atomic.Uint64 // lines left out since the start
 
-	kinds    map[string]*sampleKind // by message; empty when nothing is left out
+	kinds    map[string]*sampleKind // by message; empty when the sampler is off
 	mu       sync.Mutex             // guards the kinds' fields and reported
 	reported time.Time              // the last report, or the start
 }
@@ -118,7 +120,7 @@ func (st *sampleState) admit(msg string, level slog.Level) bool {
 }
 
 // report writes one line per message with lines left out since the last
-// report, at the highest level among them.
+// report, at the highest level among them; nothing when none was.
 func (st *sampleState) report(ctx context.Context) {
 	type count struct {
 		msg   string
@@ -151,8 +153,8 @@ func (st *sampleState) report(ctx context.Context) {
 // LeftOut counts the lines left out since the start (/metrics).
 func (h *logSampler) LeftOut() uint64 { return h.st.leftOut.Load() }
 
-// Run reports the left-out lines every logSampleEvery, and once more at
-// the stop.
+// Run reports the left-out lines every logSampleEvery until ctx ends;
+// Flush reports the rest once every component has stopped.
 func (h *logSampler) Run(ctx context.Context) error {
 	t := time.NewTicker(logSampleEvery)
 	defer t.Stop()
@@ -161,8 +163,10 @@ func (h *logSampler) Run(ctx context.Context) error {
 		case <-t.C:
 			h.st.report(ctx)
 		case <-ctx.Done():
-			h.st.report(context.Background())
 			return nil
 		}
 	}
 }
+
+// Flush reports the lines left out since the last report.
+func (h *logSampler) Flush() { h.st.report(context.Background()) }

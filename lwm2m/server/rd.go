@@ -88,8 +88,15 @@ func (s *Server) register(ctx context.Context, r *coap.Request) *coap.Response {
 	s.registering(snap.ID)
 	if err := s.h.Registered(ctx, &check); err != nil {
 		s.st.refused.Add(1)
-		s.log.Info("registration refused", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)
-		return coap.ErrorResponse(refusalCode(err), err.Error())
+		code := refusalCode(err)
+		if code == coap.InternalServerError {
+			// The server side failed (a store error), not the device.
+			s.log.Warn("registration failed", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)
+		} else {
+			// A refusal is the handler's decision; it says why in its own log.
+			s.log.Debug("registration refused", "endpoint", p.ep, "peer", r.Peer.Addr.String(), "err", err)
+		}
+		return coap.ErrorResponse(code, err.Error())
 	}
 	reg := &registration{snap: snap, ep: r.Endpoint, obs: make(map[string]*Observation), awake: now.Add(s.awakeWindow())}
 	s.mu.Lock()
