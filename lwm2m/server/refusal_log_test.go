@@ -58,7 +58,7 @@ func TestRegisterRefusalLogLevel(t *testing.T) {
 		if resp := d.req(coap.POST, "/rd", []string{"ep=refused"}, []byte("</3/0>"), cfLinks); resp.Code != c.want {
 			t.Fatalf("%v: %s, want %s", c.err, resp.Code, c.want)
 		}
-		got := grepEndpoint(out.String()[before:], "endpoint=refused") // not the asynchronous "listening"
+		got := grepLines(out.String()[before:], "endpoint=refused") // not the asynchronous "listening"
 		if c.line == "" && got != "" {
 			t.Errorf("%v: the server logged %q; the handler logs its refusals", c.err, got)
 		}
@@ -68,8 +68,8 @@ func TestRegisterRefusalLogLevel(t *testing.T) {
 	}
 }
 
-// grepEndpoint keeps the lines that contain sub.
-func grepEndpoint(log, sub string) string {
+// grepLines keeps the lines of log that contain sub.
+func grepLines(log, sub string) string {
 	var b strings.Builder
 	for l := range strings.SplitSeq(log, "\n") {
 		if strings.Contains(l, sub) {
