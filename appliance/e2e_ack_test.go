@@ -272,3 +272,16 @@ func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 		return err == nil && len(ops) == 1 && ops[0].Status == store.StatusConfirmed
 	})
 }
+
+// deregister sends a De-register (Core §5.3.3) and waits for its 2.02.
+func (d *ackDevice) deregister(t *testing.T) {
+	t.Helper()
+	m := &coap.Message{Code: coap.DELETE}
+	m.SetPath("/" + strings.Join(d.loc, "/"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := d.ep.Do(ctx, d.srv, m)
+	if err != nil || resp.Code != coap.Deleted {
+		t.Fatalf("deregister: %v %v", resp, err)
+	}
+}

@@ -72,8 +72,9 @@ type uplinkState struct {
 	at    time.Time
 	queue bool
 	// event is when the device's last registration event was recorded,
-	// seen when its last Seen was sent (see Updated).
-	event, seen time.Time
+	// seen when its last Seen was sent (see Updated), registered when its
+	// last "registered" event was (see registerEventDue).
+	event, seen, registered time.Time
 }
 
 // updateEventEvery is how often an Update of a device is kept as an
@@ -82,6 +83,16 @@ type uplinkState struct {
 // would add 1.5 million events an hour and cost every Update three rows
 // (issue 15). Between two, an Update moves last_seen only (store.Seen).
 const updateEventEvery = 10 * time.Minute
+
+// registerEventEvery is how often a Register of a device that is
+// registered already is kept as a "registered" event. A device that
+// registers again and again (a boot loop, a client that re-registers at
+// every message) would otherwise add an event, a reading and a link at
+// each: about 55 MiB a minute in the benchmark's Register loop, and a
+// tenth or more of each Register's CPU (issue 15). A Register after a
+// de-registration, an expiry or a restart is always kept, and
+// flownexus_registrations_total counts every one.
+const registerEventEvery = time.Minute
 
 var _ server.Handler = (*lifecycle)(nil)
 
@@ -141,7 +152,31 @@ func (l *lifecycle) clock() time.Time {
 // (by l.clock, as updateNote's t).
 func (l *lifecycle) registeredNow(ep string, t time.Time) {
 	l.change(ep, func(u uplinkState) uplinkState {
-		u.event, u.seen = t, t
+		u.event, u.seen, u.registered = t, t, t
+		return u
+	})
+}
+
+// registerEventDue reports whether the Register r, at t, is kept as a
+// "registered" event: unless it replaces a live registration of the
+// device and the device's last "registered" event is younger than
+// registerEventEvery. (The server stores r only once Registered returns,
+// so a registration it has now is the one r replaces.)
+func (l *lifecycle) registerEventDue(r *server.Registration, t time.Time) bool {
+	if _, live := l.srv.Registration(r.Endpoint); !live {
+		return true
+	}
+	l.mu.Lock()
+	last := l.uplink[r.Endpoint].registered
+	l.mu.Unlock()
+	return last.IsZero() || t.Sub(last) >= registerEventEvery
+}
+
+// reRegisteredNow notes a Register kept without an event: it moved
+// last_seen, so an Update right after it needs no Seen.
+func (l *lifecycle) reRegisteredNow(ep string, t time.Time) {
+	l.change(ep, func(u uplinkState) uplinkState {
+		u.seen = t
 		return u
 	})
 }
@@ -225,15 +260,21 @@ func (l *lifecycle) Registered(ctx context.Context, r *server.Registration) erro
 	return nil
 }
 
-// record writes the endpoint row of a Register and its "registered"
-// event, with the registration itself when the appliance keeps
-// registrations: then all three in one commit
+// record writes the endpoint row of a Register and, when it is due
+// (registerEventDue), its "registered" event, with the registration
+// itself when the appliance keeps registrations: then all in one commit
 // (store.SaveEndpointRegistration).
 func (l *lifecycle) record(ctx context.Context, row store.Endpoint, r *server.Registration) (store.Endpoint, error) {
+	t := l.clock()
+	event := l.registerEventDue(r, t)
 	if l.regs != nil {
-		known, err := l.regs.register(ctx, row, r)
-		if err == nil {
-			l.registeredNow(r.Endpoint, l.clock())
+		known, err := l.regs.register(ctx, row, r, event)
+		switch {
+		case err != nil:
+		case event:
+			l.registeredNow(r.Endpoint, t)
+		default:
+			l.reRegisteredNow(r.Endpoint, t)
 		}
 		return known, err
 	}
@@ -241,10 +282,14 @@ func (l *lifecycle) record(ctx context.Context, row store.Endpoint, r *server.Re
 	if err != nil {
 		return known, err
 	}
+	if !event {
+		l.reRegisteredNow(r.Endpoint, t)
+		return known, nil
+	}
 	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
 		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
 	} else {
-		l.registeredNow(r.Endpoint, l.clock())
+		l.registeredNow(r.Endpoint, t)
 	}
 	return known, nil
 }

@@ -66,11 +66,15 @@ func storeRegistration(r *server.Registration) store.Registration {
 }
 
 // register records a Register, the endpoint row e, the registration r
-// and its "registered" event, in one transaction (the handler's write):
-// the server's
-// SaveRegistration of r that follows then has nothing left to write.
-func (p *regStore) register(ctx context.Context, e store.Endpoint, r *server.Registration) (store.Endpoint, error) {
-	row, err := p.db.SaveEndpointRegistration(ctx, e, storeRegistration(r))
+// and, when event, its "registered" event, in one transaction (the
+// handler's write): the server's SaveRegistration of r that follows then
+// has nothing left to write.
+func (p *regStore) register(ctx context.Context, e store.Endpoint, r *server.Registration, event bool) (store.Endpoint, error) {
+	save := p.db.SaveEndpointRegistration
+	if !event {
+		save = p.db.SaveEndpointReRegistration
+	}
+	row, err := save(ctx, e, storeRegistration(r))
 	if err == nil {
 		p.mu.Lock()
 		p.saved[r.ID] = struct{}{}

@@ -136,7 +136,7 @@ func TestRegisterWritesOnce(t *testing.T) {
 		Peer: coap.Peer{Addr: netip.MustParseAddrPort("127.0.0.1:5000")}, Links: "</3/0>", RegisteredAt: now, LastUpdate: now}
 	writes := func() uint64 { return db.Stats().Writes }
 	w0 := writes()
-	row, err := p.register(ctx, store.Endpoint{Name: "dev-1", RegistrationID: "r1", Online: true, Lifetime: 3600}, reg)
+	row, err := p.register(ctx, store.Endpoint{Name: "dev-1", RegistrationID: "r1", Online: true, Lifetime: 3600}, reg, true)
 	if err != nil || row.Name != "dev-1" || row.RegistrationID != "r1" || !row.Online {
 		t.Fatalf("register: %+v %v", row, err)
 	}

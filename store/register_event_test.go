@@ -153,3 +153,49 @@ func TestJobsGroupOnOneCore(t *testing.T) {
 		t.Errorf("%d Registers queued at once took %d transactions, want at most %d", n, tx, n/4)
 	}
 }
+
+// TestReRegistrationWritesNoEvent: SaveEndpointReRegistration writes the
+// endpoint row and the saved registration in one transaction, like
+// SaveEndpointRegistration, and no "registered" event: no event, reading
+// or batch at all.
+func TestReRegistrationWritesNoEvent(t *testing.T) {
+	ctx := context.Background()
+	d := openWith(t, quietConfig(t))
+	runWriter(t, d)
+	writerTakesJobs(t, d)
+	at := time.Now().Truncate(time.Millisecond)
+	if _, err := d.SaveEndpointRegistration(ctx, Endpoint{Name: "dev-1", RegistrationID: "r1", Online: true, Lifetime: 300}, savedReg("dev-1", "r1", at)); err != nil {
+		t.Fatal(err)
+	}
+	before := d.Stats()
+	r := savedReg("dev-1", "r2", at.Add(time.Second))
+	e, err := d.SaveEndpointReRegistration(ctx, Endpoint{Name: "dev-1", RegistrationID: "r2", Online: true, Lifetime: 600}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := d.Stats()
+	if n := after.Transactions - before.Transactions; n != 1 {
+		t.Errorf("%d transactions, want 1", n)
+	}
+	if a := after.Accepted - before.Accepted; a != 0 {
+		t.Errorf("%d batches accepted, want 0 (no event)", a)
+	}
+	if evs := registeredEvents(t, d, "dev-1"); len(evs) != 1 {
+		t.Errorf("%d registered events, want the first Register's only", len(evs))
+	}
+	if e.RegistrationID != "r2" || e.Lifetime != 600 {
+		t.Errorf("endpoint row %+v, want registration r2 with lifetime 600", e)
+	}
+	saved, _, err := d.Registrations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(saved) != 1 || saved[0].ID != "r2" {
+		t.Errorf("saved registrations %+v, want r2 alone", saved)
+	}
+	bad := r
+	bad.ID = ""
+	if _, err := d.SaveEndpointReRegistration(ctx, Endpoint{Name: "dev-1"}, bad); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a registration without an id: %v, want ErrInvalid", err)
+	}
+}

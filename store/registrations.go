@@ -71,10 +71,26 @@ func (d *DB) SaveRegistration(ctx context.Context, r Registration) error {
 // costs one commit, not three, and writes the endpoint's pages once
 // (issue 15).
 func (d *DB) SaveEndpointRegistration(ctx context.Context, e Endpoint, r Registration) (Endpoint, error) {
+	return d.saveEndpointRegistration(ctx, e, r, true)
+}
+
+// SaveEndpointReRegistration is SaveEndpointRegistration without the
+// "registered" event: for a device that registers again while registered,
+// whose last such event is recent (the appliance keeps one a minute). The
+// event is three rows and their index entries, and a device in a
+// registration loop would add them at every Register (issue 15).
+func (d *DB) SaveEndpointReRegistration(ctx context.Context, e Endpoint, r Registration) (Endpoint, error) {
+	return d.saveEndpointRegistration(ctx, e, r, false)
+}
+
+func (d *DB) saveEndpointRegistration(ctx context.Context, e Endpoint, r Registration, event bool) (Endpoint, error) {
 	if r.ID == "" || r.Lifetime <= 0 || r.Endpoint != strings.TrimSpace(e.Name) {
 		return Endpoint{}, fmt.Errorf("store: save registration of %q: %w: no id or lifetime, or another endpoint", r.Endpoint, ErrInvalid)
 	}
-	ctx = withFollowUp(registrationWrite(ctx), registrationEvent(r.Endpoint, RegRegistered, r.RegisteredAt, r.Address))
+	ctx = registrationWrite(ctx)
+	if event {
+		ctx = withFollowUp(ctx, registrationEvent(r.Endpoint, RegRegistered, r.RegisteredAt, r.Address))
+	}
 	return d.upsertEndpointWith(ctx, e, func(ctx context.Context, tx *sql.Tx, row Endpoint) error {
 		return d.saveRegistrationTx(ctx, tx, r, row.ID)
 	})
