@@ -183,13 +183,26 @@ func TestNotificationAckAfterCommit(t *testing.T) {
 // update sends an Update (Core §6.2.2) without parameters.
 func (d *ackDevice) update(t *testing.T) {
 	t.Helper()
-	m := &coap.Message{Code: coap.POST}
+	d.toRegistration(t, "update", coap.POST, coap.Changed)
+}
+
+// deregister sends a De-register (Core §6.2.3) and waits for its 2.02.
+func (d *ackDevice) deregister(t *testing.T) {
+	t.Helper()
+	d.toRegistration(t, "deregister", coap.DELETE, coap.Deleted)
+}
+
+// toRegistration sends an empty request with code to the registration's
+// location and fails the test unless the answer has code want.
+func (d *ackDevice) toRegistration(t *testing.T, what string, code, want coap.Code) {
+	t.Helper()
+	m := &coap.Message{Code: code}
 	m.SetPath("/" + strings.Join(d.loc, "/"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := d.ep.Do(ctx, d.srv, m)
-	if err != nil || resp.Code != coap.Changed {
-		t.Fatalf("update: %v %v", resp, err)
+	if err != nil || resp.Code != want {
+		t.Fatalf("%s: %v %v", what, resp, err)
 	}
 }
 
@@ -271,17 +284,4 @@ func TestUpdateNothingPendingRunsNoStatement(t *testing.T) {
 		ops, err := db.Operations(context.Background(), store.OperationQuery{Endpoint: "upd-dev"})
 		return err == nil && len(ops) == 1 && ops[0].Status == store.StatusConfirmed
 	})
-}
-
-// deregister sends a De-register (Core §5.3.3) and waits for its 2.02.
-func (d *ackDevice) deregister(t *testing.T) {
-	t.Helper()
-	m := &coap.Message{Code: coap.DELETE}
-	m.SetPath("/" + strings.Join(d.loc, "/"))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := d.ep.Do(ctx, d.srv, m)
-	if err != nil || resp.Code != coap.Deleted {
-		t.Fatalf("deregister: %v %v", resp, err)
-	}
 }

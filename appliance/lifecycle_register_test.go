@@ -23,17 +23,7 @@ func TestRegisterEventsKeptOncePerInterval(t *testing.T) {
 	ta := startAppliance(t, testConfig(t), withUpdateClock(func() time.Time { return t0.Add(time.Duration(offset.Load())) }))
 	db := ta.a.db
 	d := newAckDevice(t, ta.a.Addrs().CoAP, coap.DefaultConfig())
-	ctx := context.Background()
-	registered := func() int {
-		if err := db.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		evs, err := db.Events(ctx, store.EventQuery{Endpoint: "loop-dev", Kind: store.EventRegistered})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(evs)
-	}
+	registered := func() int { return countEvents(t, db, "loop-dev", store.EventRegistered) }
 	// register returns once the appliance has observed the device, so
 	// the registration is live when the next Register comes.
 	step := func(name string, advance time.Duration, want int) {
@@ -54,7 +44,7 @@ func TestRegisterEventsKeptOncePerInterval(t *testing.T) {
 	if n := ta.metric("flownexus_registrations_total"); n != 6 {
 		t.Errorf("flownexus_registrations_total %v, want all 6 Registers", n)
 	}
-	row, err := db.Endpoint(ctx, "loop-dev")
+	row, err := db.Endpoint(context.Background(), "loop-dev")
 	if err != nil || !row.Online || row.RegistrationID != strings.Join(d.loc[1:], "/") {
 		t.Errorf("endpoint row %+v (%v), want online with the last registration %v", row, err, d.loc)
 	}

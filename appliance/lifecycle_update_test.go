@@ -60,6 +60,20 @@ func TestUpdateNoteKeepsOneEventPerInterval(t *testing.T) {
 	}
 }
 
+// countEvents flushes the ingestion queue and counts ep's events of kind.
+func countEvents(t *testing.T, db *store.DB, ep, kind string) int {
+	t.Helper()
+	ctx := context.Background()
+	if err := db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.Events(ctx, store.EventQuery{Endpoint: ep, Kind: kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
+}
+
 // withUpdateClock sets the clock the lifecycle decides by how often an
 // Update is kept.
 func withUpdateClock(now func() time.Time) Option { return func(a *Appliance) { a.now = now } }
@@ -76,17 +90,7 @@ func TestUpdatesKeptOncePerInterval(t *testing.T) {
 	d := newAckDevice(t, ta.a.Addrs().CoAP, coap.DefaultConfig())
 	d.register(t, "kept-dev")
 	eventually(t, "the registration's uplink told", func() bool { return ta.a.disp().uplinks.Load() > 0 })
-	ctx := context.Background()
-	updated := func() int {
-		if err := db.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		evs, err := db.Events(ctx, store.EventQuery{Endpoint: "kept-dev", Kind: store.EventUpdated})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(evs)
-	}
+	updated := func() int { return countEvents(t, db, "kept-dev", store.EventUpdated) }
 	// Each Update's batch, if any, is queued before its 2.04.
 	step := func(name string, advance time.Duration, wantBatches uint64, wantEvents int) {
 		t.Helper()
