@@ -99,7 +99,7 @@ var _ server.Handler = (*lifecycle)(nil)
 // reachable reports whether a request sent now would reach the device: it
 // is registered, and not asleep in queue mode (Core §6.5).
 func (l *lifecycle) reachable(ep string) bool {
-	if _, ok := l.srv.Registration(ep); !ok {
+	if !l.srv.IsRegistered(ep) {
 		return false
 	}
 	l.mu.Lock()
@@ -148,11 +148,16 @@ func (l *lifecycle) clock() time.Time {
 	return time.Now()
 }
 
-// registeredNow notes that a registration event of ep was recorded at t
-// (by l.clock, as updateNote's t).
-func (l *lifecycle) registeredNow(ep string, t time.Time) {
+// registeredNow notes a Register of ep recorded at t (by l.clock, as
+// updateNote's t): it moved last_seen, so an Update right after it needs
+// no Seen, and with its "registered" event (event) the next Update needs
+// no event either.
+func (l *lifecycle) registeredNow(ep string, t time.Time, event bool) {
 	l.change(ep, func(u uplinkState) uplinkState {
-		u.event, u.seen, u.registered = t, t, t
+		u.seen = t
+		if event {
+			u.event, u.registered = t, t
+		}
 		return u
 	})
 }
@@ -163,22 +168,13 @@ func (l *lifecycle) registeredNow(ep string, t time.Time) {
 // registerEventEvery. (The server stores r only once Registered returns,
 // so a registration it has now is the one r replaces.)
 func (l *lifecycle) registerEventDue(r *server.Registration, t time.Time) bool {
-	if _, live := l.srv.Registration(r.Endpoint); !live {
+	if !l.srv.IsRegistered(r.Endpoint) {
 		return true
 	}
 	l.mu.Lock()
 	last := l.uplink[r.Endpoint].registered
 	l.mu.Unlock()
 	return last.IsZero() || t.Sub(last) >= registerEventEvery
-}
-
-// reRegisteredNow notes a Register kept without an event: it moved
-// last_seen, so an Update right after it needs no Seen.
-func (l *lifecycle) reRegisteredNow(ep string, t time.Time) {
-	l.change(ep, func(u uplinkState) uplinkState {
-		u.seen = t
-		return u
-	})
 }
 
 // updateNote says what an Update of ep at t records: an "updated" event
@@ -269,12 +265,8 @@ func (l *lifecycle) record(ctx context.Context, row store.Endpoint, r *server.Re
 	event := l.registerEventDue(r, t)
 	if l.regs != nil {
 		known, err := l.regs.register(ctx, row, r, event)
-		switch {
-		case err != nil:
-		case event:
-			l.registeredNow(r.Endpoint, t)
-		default:
-			l.reRegisteredNow(r.Endpoint, t)
+		if err == nil {
+			l.registeredNow(r.Endpoint, t, event)
 		}
 		return known, err
 	}
@@ -282,15 +274,13 @@ func (l *lifecycle) record(ctx context.Context, row store.Endpoint, r *server.Re
 	if err != nil {
 		return known, err
 	}
-	if !event {
-		l.reRegisteredNow(r.Endpoint, t)
-		return known, nil
+	if event {
+		if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
+			l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
+			event = false
+		}
 	}
-	if err := l.db.RecordRegistration(ctx, r.Endpoint, store.RegRegistered, r.RegisteredAt, r.Peer.Addr.String()); err != nil {
-		l.log.Warn("registration event not recorded", "endpoint", r.Endpoint, "err", err)
-	} else {
-		l.registeredNow(r.Endpoint, t)
-	}
+	l.registeredNow(r.Endpoint, t, event)
 	return known, nil
 }
 

@@ -21,7 +21,7 @@ func TestUpdateNoteKeepsOneEventPerInterval(t *testing.T) {
 	if ev, seen := l.updateNote("restored", t0); !ev || seen {
 		t.Fatalf("first Update after a restart: event %v, seen %v; want an event", ev, seen)
 	}
-	l.registeredNow("dev", t0)
+	l.registeredNow("dev", t0, true)
 	steps := []struct {
 		at          time.Duration
 		event, seen bool

@@ -253,6 +253,14 @@ func (s *Server) Registration(endpoint string) (*Registration, bool) {
 	return snap, true
 }
 
+// IsRegistered reports whether the endpoint has a current registration,
+// without Registration's snapshot of it.
+func (s *Server) IsRegistered(endpoint string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byEP[endpoint] != nil
+}
+
 // Registrations returns snapshots of all current registrations.
 func (s *Server) Registrations() []*Registration {
 	s.mu.Lock()
